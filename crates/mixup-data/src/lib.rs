@@ -1,1 +1,35 @@
-//! placeholder
+//! # mixup-data
+//!
+//! Text-classification data for the mixup zoo, from files on disk to Burn tensors:
+//!
+//! - [`read_examples`]: loaders for `label<TAB>text` TSV, CSV with a header (columns by name),
+//!   JSONL (`{"text": .., "label": ..}`) and the original TREC line format
+//!   (`COARSE:fine question`), all returning [`Example`]s that remember their file and line.
+//! - [`Splits::load`]: the `train` / `dev` / `test` layout of a dataset folder.
+//! - [`LabelSet`] (built from train; an unseen dev/test label is an error naming file and line)
+//!   and [`WordTokenizer`] (lowercasing, `min_freq`, `max_vocab`, `<pad>` = 0, `<unk>` = 1),
+//!   both serde-serialisable so a run can save them beside its checkpoint.
+//! - [`TextBatch`]: token ids padded to the longest item of the batch (capped by `max_len`),
+//!   the padding mask and the labels.
+//!
+//! Every failure on user input is a [`DataError`] that names the file and, where there is
+//! one, the line; nothing here panics on a malformed file.
+
+#![deny(missing_docs)]
+
+mod batch;
+mod error;
+mod labels;
+mod read;
+mod splits;
+mod vocab;
+
+pub use batch::{TextBatch, batch_indices};
+pub use error::DataError;
+pub use labels::LabelSet;
+pub use read::{
+    Example, Format, MAX_LINE_BYTES, TrecLabels, parse_trec_line, read_examples, read_trec,
+    read_tsv,
+};
+pub use splits::Splits;
+pub use vocab::{EncodedExample, PAD_ID, UNK_ID, WordTokenizer, WordTokenizerConfig};
