@@ -43,6 +43,7 @@
 mod config;
 mod loss;
 mod mask;
+mod method;
 mod mix;
 mod params;
 mod state;
@@ -51,6 +52,7 @@ mod targets;
 pub use config::{ConfigError, LambdaMode, MixupConfig, Pairing};
 pub use loss::{interpolated_cross_entropy, soft_cross_entropy};
 pub use mask::{mix_mask, union_mask};
+pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
 pub use state::MixState;

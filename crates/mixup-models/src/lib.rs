@@ -1,1 +1,23 @@
-//! placeholder
+//! # mixup-models
+//!
+//! The models of the mixup zoo, as ordinary Burn modules (`XConfig::init(&device)`,
+//! `forward`), each exposing its **mixing points** through one trait, [`MixingPoints`]:
+//! point 0 is the embedding output, then the output of each layer, and the last point is the
+//! pooled sentence vector. "Run both inputs to point k, mix them under the union of their
+//! padding masks, continue with the mixed state" is [`MixingPoints::forward_mixed`] (partner
+//! rows of the same batch) or [`MixingPoints::forward_mixed_pair`] (a separate partner batch).
+//!
+//! | model | file | points |
+//! |---|---|---|
+//! | [`TextCnn`] (Kim 2014) | `textcnn.rs` | embedding, convolution features, pooled |
+//!
+//! Nothing here reads files (other than through Burn's record API), prints, or picks a
+//! backend.
+
+#![deny(missing_docs)]
+
+mod mixing;
+mod textcnn;
+
+pub use mixing::MixingPoints;
+pub use textcnn::{TextCnn, TextCnnConfig};

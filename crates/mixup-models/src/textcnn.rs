@@ -1,0 +1,365 @@
+//! TextCNN: the convolutional sentence classifier of Kim (2014), "Convolutional Neural
+//! Networks for Sentence Classification", <https://arxiv.org/abs/1408.5882>.
+//!
+//! Embedding → one 1-D convolution per filter width (3/4/5 by default, 100 maps each, `same`
+//! padding so every position keeps one output) → ReLU → max over the valid positions →
+//! dropout → linear.
+//!
+//! Mixing points ([`MixingPoints`]):
+//!
+//! | point | kind | state |
+//! |---|---|---|
+//! | 0 | embedding output (input mixup, wordMixup) | `[n, L, d_embed]`, padding zeroed |
+//! | 1 | convolution features after ReLU (Manifold Mixup) | `[n, L, n_filters * widths]` |
+//! | 2 | pooled sentence vector (senMixup) | `[n, n_filters * widths]` |
+
+use burn::{
+    config::Config,
+    module::Module,
+    nn::{
+        Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d,
+        conv::{Conv1d, Conv1dConfig},
+    },
+    tensor::{Bool, Int, Tensor, activation::relu},
+};
+use mixup_core::{MixState, PointKind};
+
+use crate::mixing::MixingPoints;
+
+/// Configuration of a [`TextCnn`].
+#[derive(Config, Debug)]
+pub struct TextCnnConfig {
+    /// Vocabulary size (rows of the embedding table).
+    pub vocab_size: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Embedding width.
+    #[config(default = 128)]
+    pub d_embed: usize,
+    /// Feature maps per filter width.
+    #[config(default = 100)]
+    pub n_filters: usize,
+    /// Filter widths.
+    #[config(default = "vec![3, 4, 5]")]
+    pub widths: Vec<usize>,
+    /// Dropout before the output layer.
+    #[config(default = 0.5)]
+    pub dropout: f64,
+}
+
+/// Kim's TextCNN. Create it with [`TextCnnConfig::init`].
+#[derive(Module, Debug)]
+pub struct TextCnn {
+    /// Token embedding.
+    pub embedding: Embedding,
+    /// One convolution per filter width.
+    pub convs: Vec<Conv1d>,
+    /// Dropout before the output layer.
+    pub dropout: Dropout,
+    /// Output layer.
+    pub output: Linear,
+}
+
+impl TextCnnConfig {
+    /// Builds the model with freshly initialised parameters.
+    ///
+    /// # Panics
+    ///
+    /// If `widths` is empty or holds a zero, or `vocab_size`, `num_classes`, `d_embed` or
+    /// `n_filters` is zero.
+    pub fn init(&self, device: &burn::tensor::Device) -> TextCnn {
+        assert!(
+            self.vocab_size > 0 && self.num_classes > 0,
+            "TextCnnConfig: empty vocab/classes"
+        );
+        assert!(
+            self.d_embed > 0 && self.n_filters > 0,
+            "TextCnnConfig: zero width"
+        );
+        assert!(
+            !self.widths.is_empty() && self.widths.iter().all(|&w| w > 0),
+            "TextCnnConfig: filter widths must be non-empty and positive, got {:?}",
+            self.widths
+        );
+        let convs = self
+            .widths
+            .iter()
+            .map(|&w| {
+                Conv1dConfig::new(self.d_embed, self.n_filters, w)
+                    .with_padding(PaddingConfig1d::Same)
+                    .init(device)
+            })
+            .collect();
+        TextCnn {
+            embedding: EmbeddingConfig::new(self.vocab_size, self.d_embed).init(device),
+            convs,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            output: LinearConfig::new(self.n_filters * self.widths.len(), self.num_classes)
+                .init(device),
+        }
+    }
+}
+
+/// Zeroes `[n, L, d]` at the positions `mask` marks as padding.
+pub(crate) fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
+    let dims = hidden.dims();
+    hidden.mask_fill(
+        mask.bool_not().reshape([dims[0], dims[1], 1]).expand(dims),
+        0.0,
+    )
+}
+
+impl MixingPoints for TextCnn {
+    fn points(&self) -> Vec<PointKind> {
+        vec![PointKind::Embedding, PointKind::Layer(0), PointKind::Pooled]
+    }
+
+    fn embed(&self, ids: Tensor<2, Int>, mask: Tensor<2, Bool>) -> MixState {
+        let hidden = zero_padding(self.embedding.forward(ids), mask.clone());
+        MixState::Sequence { hidden, mask }
+    }
+
+    fn advance(&self, state: MixState, point: usize) -> MixState {
+        match (point, state) {
+            (0, MixState::Sequence { hidden, mask }) => {
+                // Padding is zero at point 0, also after mixing (MixState::mix zeroes it), so
+                // the convolutions see the same zeros whatever the padding token ids are.
+                let x = hidden.swap_dims(1, 2);
+                let maps: Vec<Tensor<3>> = self
+                    .convs
+                    .iter()
+                    .map(|conv| relu(conv.forward(x.clone())))
+                    .collect();
+                let features = Tensor::cat(maps, 1).swap_dims(1, 2);
+                MixState::Sequence {
+                    hidden: features,
+                    mask,
+                }
+            }
+            (1, MixState::Sequence { hidden, mask }) => {
+                let dims = hidden.dims();
+                let padding = mask.bool_not().reshape([dims[0], dims[1], 1]).expand(dims);
+                // Max over valid positions only (every row has at least one).
+                let pooled = hidden
+                    .mask_fill(padding, -1.0e9)
+                    .max_dim(1)
+                    .reshape([dims[0], dims[2]]);
+                MixState::Pooled(pooled)
+            }
+            (p, _) => panic!("TextCnn has no step from point {p} (points are 0, 1, 2)"),
+        }
+    }
+
+    fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
+        self.output.forward(self.dropout.forward(pooled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::{
+        module::Module,
+        optim::GradientsParams,
+        tensor::{Device, TensorData, Tolerance},
+    };
+    use mixup_core::{MixParams, MixupConfig};
+    use rand::{SeedableRng, rngs::StdRng};
+
+    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        // Row 0 has 5 tokens, row 1 has 3 (two padding ids), row 2 has 1.
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![2i64, 3, 4, 5, 6, 7, 8, 9, 0, 0, 4, 0, 0, 0, 0], [3, 5]),
+            device,
+        );
+        let mask = ids.clone().not_equal_elem(0);
+        (ids, mask)
+    }
+
+    fn model(device: &Device) -> TextCnn {
+        device.seed(0);
+        TextCnnConfig::new(12, 4)
+            .with_d_embed(8)
+            .with_n_filters(6)
+            .init(device)
+            .valid()
+    }
+
+    #[test]
+    fn shapes_and_points() {
+        let device = Device::flex();
+        let m = model(&device);
+        let (ids, mask) = batch(&device);
+        assert_eq!(m.num_points(), 3);
+        assert_eq!(m.forward(ids.clone(), mask.clone()).dims(), [3, 4]);
+        let MixState::Sequence { hidden, .. } = m.forward_to(ids.clone(), mask.clone(), 1) else {
+            panic!("point 1 is a sequence")
+        };
+        assert_eq!(hidden.dims(), [3, 5, 18]);
+        let MixState::Pooled(p) = m.forward_to(ids, mask, 2) else {
+            panic!("pooled")
+        };
+        assert_eq!(p.dims(), [3, 18]);
+    }
+
+    #[test]
+    fn lambda_one_is_identity_at_every_point() {
+        let device = Device::flex();
+        let m = model(&device);
+        let (ids, mask) = batch(&device);
+        let plain = m.forward(ids.clone(), mask.clone());
+        for point in 0..m.num_points() {
+            let params = MixParams::with_lambda(1.0, vec![1, 2, 0]);
+            let mixed = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
+            mixed
+                .into_data()
+                .assert_approx_eq::<f32>(&plain.to_data(), Tolerance::default());
+            let pair = m.forward_mixed_pair(
+                (ids.clone(), mask.clone()),
+                (
+                    ids.clone().flip([0]),
+                    mask.clone().int().flip([0]).greater_elem(0),
+                ),
+                point,
+                &[1.0, 1.0, 1.0],
+            );
+            pair.into_data()
+                .assert_approx_eq::<f32>(&plain.to_data(), Tolerance::default());
+        }
+    }
+
+    #[test]
+    fn padding_never_leaks_at_any_point() {
+        let device = Device::flex();
+        let m = model(&device);
+        let (ids, mask) = batch(&device);
+        // Same mask, different ids under the padding.
+        let other = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                vec![2i64, 3, 4, 5, 6, 7, 8, 9, 11, 10, 4, 1, 7, 3, 2],
+                [3, 5],
+            ),
+            &device,
+        );
+        let a = m.forward(ids.clone(), mask.clone());
+        let b = m.forward(other.clone(), mask.clone());
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::default());
+        let params = MixupConfig {
+            alpha: 1.0,
+            ..Default::default()
+        }
+        .sample(3, &mut StdRng::seed_from_u64(4));
+        let params = MixParams {
+            lambdas: vec![0.3, 0.6, 0.8],
+            ..params
+        };
+        for point in 0..m.num_points() {
+            let a = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
+            let b = m.forward_mixed(other.clone(), mask.clone(), point, &params);
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::default());
+        }
+    }
+
+    #[test]
+    fn union_mask_is_used_when_mixing_sequences() {
+        // Row 1 (3 tokens) mixed with row 0 (5 tokens) at the feature point: the pooled max
+        // must see positions 3 and 4, which only the partner has.
+        let device = Device::flex();
+        let m = model(&device);
+        let (ids, mask) = batch(&device);
+        let params = MixParams {
+            lambdas: vec![1.0, 0.5, 1.0],
+            partners: vec![0, 0, 2],
+        };
+        let state = m.forward_to(ids.clone(), mask.clone(), 1);
+        let mixed = state
+            .clone()
+            .mix(state.partner_rows(&params), &params.lambdas);
+        let MixState::Sequence {
+            hidden,
+            mask: mixed_mask,
+        } = mixed.clone()
+        else {
+            panic!()
+        };
+        let valid: Vec<i64> = mixed_mask
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec()
+            .expect("mask");
+        assert_eq!(&valid[5..10], &[1, 1, 1, 1, 1]);
+        // Pool by hand over all 5 positions of row 1 and compare with the model's pooling.
+        let row1 = hidden.slice([1..2, 0..5]).max_dim(1).reshape([1, 18]);
+        let MixState::Pooled(pooled) = m.advance(mixed, 1) else {
+            panic!()
+        };
+        pooled
+            .slice([1..2])
+            .into_data()
+            .assert_approx_eq::<f32>(&row1.into_data(), Tolerance::default());
+    }
+
+    #[test]
+    fn gradients_reach_parameters_through_both_partners() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let m = TextCnnConfig::new(12, 4)
+            .with_d_embed(8)
+            .with_n_filters(6)
+            .with_dropout(0.0)
+            .init(&device);
+        let (ids, mask) = batch(&device);
+        for point in 0..m.num_points() {
+            // Row 0 takes all of its value from row 2 (lambda 0): row 2's tokens must get a
+            // gradient even though only row 0's loss is counted.
+            let params = MixParams {
+                lambdas: vec![0.0, 1.0, 1.0],
+                partners: vec![2, 1, 2],
+            };
+            let logits = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
+            let loss = logits.slice([0..1]).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            let g: Tensor<2> = grads.get(m.embedding.weight.id).expect("embedding grad");
+            let g = g
+                .abs()
+                .sum_dim(1)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("g");
+            assert!(
+                g[4] > 0.0,
+                "point {point}: row 2's token 4 gets no gradient: {g:?}"
+            );
+            assert_eq!(
+                g[2], 0.0,
+                "point {point}: row 0's own tokens must get none (lambda 0)"
+            );
+            let conv: Option<Tensor<3>> = grads.get(m.convs[0].weight.id);
+            assert!(conv.is_some());
+        }
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let device = Device::flex();
+        let m = model(&device);
+        let (ids, mask) = batch(&device);
+        let before = m.forward(ids.clone(), mask.clone());
+        let bytes = m.clone().into_record().into_bytes().expect("bytes");
+        device.seed(99);
+        let fresh = TextCnnConfig::new(12, 4)
+            .with_d_embed(8)
+            .with_n_filters(6)
+            .init(&device);
+        let rec = burn::store::ModuleRecord::from_bytes(bytes).expect("record");
+        let loaded = fresh.load_record(rec).valid();
+        let after = loaded.forward(ids, mask);
+        after
+            .into_data()
+            .assert_approx_eq::<f32>(&before.into_data(), Tolerance::default());
+    }
+}
