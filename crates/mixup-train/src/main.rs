@@ -1,1 +1,300 @@
-fn main() {}
+//! `mixup`: train zoo recipes, evaluate and predict with finished runs, fetch data.
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mixup_data::{Format, read_examples};
+use mixup_train::{
+    data::{encode, load_encoded, resolve_dataset},
+    device::select_device,
+    fetch,
+    recipe::Recipe,
+    run::{build_model, load_run, save_run},
+    train::{Event, TrainSetup, evaluate, predict_proba, train},
+};
+
+#[derive(Parser)]
+#[command(name = "mixup", version, about = "Train text classifiers with mixup-family augmentation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a recipe and write a run folder.
+    Train {
+        /// The recipe (e.g. models/textcnn-trec.toml).
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Override the recipe's method: none, input, word, sen or manifold.
+        #[arg(long)]
+        method: Option<String>,
+        /// Override the recipe's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the recipe's number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Backend: flex, ndarray, wgpu, cuda, tch, tch-cuda (default: BURN_DEVICE, else the
+        /// first compiled in).
+        #[arg(long)]
+        device: Option<String>,
+        /// Folder holding the dataset folders (else $MIXUP_DATA_DIR, else the cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Run folder (default runs/<recipe>-<method>-seed<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Accuracy of a finished run on a labelled file (.tsv, .csv, .jsonl).
+    Eval {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// The labelled file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Backend (as for train).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Predict the label of each line of FILE (or of standard input).
+    Predict {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// One text a line; standard input when absent.
+        file: Option<PathBuf>,
+        /// Backend (as for train).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a public dataset, check its SHA-256 and convert it into the cache.
+    Fetch {
+        /// Dataset name (trec).
+        name: String,
+        /// Cache folder (default $MIXUP_CACHE_DIR, else ~/.cache/mixup-zoo).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Base address to download from (default: the pinned public address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train { recipe, method, seed, epochs, device, data_dir, out } => {
+            cmd_train(&recipe, method, seed, epochs, device.as_deref(), data_dir.as_deref(), out)
+        }
+        Command::Eval { run, data, device } => cmd_eval(&run, &data, device.as_deref()),
+        Command::Predict { run, file, device } => cmd_predict(&run, file.as_deref(), device.as_deref()),
+        Command::Data { command: DataCommand::Fetch { name, cache_dir, url } } => {
+            cmd_fetch(&name, cache_dir, url)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_train(
+    recipe_path: &Path,
+    method: Option<String>,
+    seed: Option<u64>,
+    epochs: Option<usize>,
+    device: Option<&str>,
+    data_dir: Option<&Path>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut recipe = Recipe::load(recipe_path)?;
+    if let Some(m) = method {
+        recipe.method.kind = m;
+    }
+    if let Some(s) = seed {
+        recipe.train.seed = s;
+    }
+    if let Some(e) = epochs {
+        recipe.train.epochs = e;
+    }
+    recipe.validate(Path::new("(recipe with command-line overrides)"))?;
+    let (device, device_name) = select_device(device)?;
+    let cache = fetch::default_cache_dir();
+    let dir = resolve_dataset(&recipe.data.dataset, data_dir, &cache, |name, cache| {
+        println!("dataset {name} not found locally: fetching it into {}", cache.display());
+    })?;
+    let data = load_encoded(&dir, &recipe)?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-{}-seed{}",
+            recipe.name, recipe.method.kind, recipe.train.seed
+        ))
+    });
+    println!(
+        "training {} ({}, method {}, seed {}) on {device_name}: {} train / {} test examples, \
+         vocab {}, {} classes, data {}",
+        recipe.name,
+        recipe_path.display(),
+        recipe.method.kind,
+        recipe.train.seed,
+        data.train.len(),
+        data.test.len(),
+        data.tokenizer.vocab_size(),
+        data.labels.len(),
+        dir.display()
+    );
+    let model = build_model(&recipe, data.tokenizer.vocab_size(), data.labels.len(), &device.clone().autodiff());
+    let tty = std::io::stdout().is_terminal();
+    let setup = TrainSetup {
+        recipe: &recipe,
+        data: &data,
+        device,
+        device_name,
+        log_every: if tty { 5 } else { 25 },
+    };
+    let mut on_event = |event: &Event| print_event(event, tty);
+    let trained = train(model, &setup, &mut on_event)?;
+    save_run(&out, &recipe, &data.tokenizer, &data.labels, trained.model, &trained.epochs, &trained.report)?;
+    let r = &trained.report;
+    println!(
+        "done: test accuracy {:.4} (loss {:.4}), {:.0} train samples/s, {:.1} s in all; run folder {}",
+        r.test_accuracy,
+        r.test_loss,
+        r.train_samples_per_s,
+        r.total_seconds,
+        out.display()
+    );
+    Ok(())
+}
+
+fn print_event(event: &Event, tty: bool) {
+    let mut stdout = std::io::stdout().lock();
+    match event {
+        Event::Step { epoch, step, steps, loss, acc, samples_per_s } => {
+            let line = format!(
+                "epoch {epoch} step {step}/{steps} loss {loss:.4} acc(dominant) {acc:.4} \
+                 {samples_per_s:.0} samples/s"
+            );
+            if tty {
+                let _ = write!(stdout, "\r{line}\x1b[K");
+                let _ = stdout.flush();
+            } else {
+                let _ = writeln!(stdout, "{line}");
+            }
+        }
+        Event::Epoch(m) => {
+            if tty {
+                let _ = write!(stdout, "\r\x1b[K");
+            }
+            let dev = m.dev_acc.map(|a| format!(" dev acc {a:.4}")).unwrap_or_default();
+            let _ = writeln!(
+                stdout,
+                "epoch {} done: train loss {:.4} acc(dominant) {:.4}{dev} test acc {:.4} loss {:.4} \
+                 ({:.1} s, {:.0} samples/s{})",
+                m.epoch,
+                m.train_loss,
+                m.train_acc_dominant,
+                m.test_acc,
+                m.test_loss,
+                m.train_seconds,
+                m.samples_per_s,
+                if m.mixing { ", mixing" } else { "" }
+            );
+        }
+    }
+}
+
+fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()> {
+    let (device, _) = select_device(device)?;
+    let run = load_run(run, &device)?;
+    let format = Format::from_path(data)
+        .ok_or_else(|| anyhow::anyhow!("{}: unknown format (use .tsv, .csv or .jsonl)", data.display()))?;
+    let examples = read_examples(data, &format)?;
+    let max_len = run.recipe.data.max_len;
+    let encoded = encode(&examples, data, &run.tokenizer, &run.labels, max_len)?;
+    let (acc, loss) = evaluate(
+        &run.model,
+        &encoded,
+        run.recipe.train.eval_batch_size,
+        max_len,
+        run.labels.len(),
+        &device,
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "run": run.dir.display().to_string(),
+            "data": data.display().to_string(),
+            "examples": encoded.len(),
+            "accuracy": acc,
+            "loss": loss,
+        })
+    );
+    Ok(())
+}
+
+fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow::Result<()> {
+    let (device, _) = select_device(device)?;
+    let run = load_run(run, &device)?;
+    let lines: Vec<String> = match file {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 ({e})", p.display()))?;
+            text.lines().map(str::to_string).collect()
+        }
+        None => std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<_, _>>()
+            .context("reading standard input")?,
+    };
+    let texts: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
+    let max_len = run.recipe.data.max_len;
+    let encoded: Vec<mixup_data::EncodedExample> = texts
+        .iter()
+        .map(|t| mixup_data::EncodedExample { ids: run.tokenizer.encode(t, max_len), label: 0 })
+        .collect();
+    let probs = predict_proba(&run.model, &encoded, run.recipe.train.eval_batch_size, max_len, &device);
+    let mut stdout = std::io::stdout().lock();
+    for (text, p) in texts.iter().zip(probs) {
+        let (best, prob) = p
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0));
+        let label = run.labels.name(best).unwrap_or("?");
+        writeln!(stdout, "{label}\t{prob:.4}\t{text}")?;
+    }
+    Ok(())
+}
+
+fn cmd_fetch(name: &str, cache_dir: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
+    let cache = cache_dir.unwrap_or_else(fetch::default_cache_dir);
+    let url = url.unwrap_or_else(|| fetch::TREC_BASE_URL.to_string());
+    println!("fetching {name} from {url} into {}", cache.display());
+    let dir = fetch::fetch_dataset(name, &url, &cache)?;
+    println!("{name} is ready in {} (checksums verified)", dir.display());
+    Ok(())
+}

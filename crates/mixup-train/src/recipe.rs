@@ -1,0 +1,387 @@
+//! Recipes: one TOML file per zoo entry (data + model + method + training), read into
+//! project-owned serde structs whose every field but the name, dataset and model kind has a
+//! default.
+
+use std::path::{Path, PathBuf};
+
+use mixup_core::{LambdaMode, MixMethod, MixupConfig, Pairing};
+use serde::{Deserialize, Serialize};
+
+/// A recipe that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The recipe file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped fields.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The recipe file.
+        path: PathBuf,
+        /// What the TOML parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {field} = {value}: {reason}")]
+    Invalid {
+        /// The recipe file.
+        path: PathBuf,
+        /// The offending field, as `section.key`.
+        field: String,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// A zoo recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Name of the entry (also the default run folder name).
+    pub name: String,
+    /// One line on what the entry is.
+    #[serde(default)]
+    pub description: String,
+    /// Where the data comes from and how it is tokenized.
+    pub data: DataSection,
+    /// The model.
+    pub model: ModelSection,
+    /// The mixing method.
+    #[serde(default)]
+    pub method: MethodSection,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Measured results (written by people after measuring; never read by training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<toml::Table>,
+}
+
+/// The `[data]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Dataset folder name, looked up under `--data-dir`, `$MIXUP_DATA_DIR`, then the cache.
+    pub dataset: String,
+    /// Longest sequence in tokens; longer texts are cut.
+    pub max_len: usize,
+    /// Lowercase before tokenizing.
+    pub lowercase: bool,
+    /// Words seen fewer times in training become `<unk>`.
+    pub min_freq: usize,
+    /// Largest vocabulary, `<pad>` and `<unk>` included.
+    pub max_vocab: Option<usize>,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self { dataset: String::new(), max_len: 40, lowercase: true, min_freq: 1, max_vocab: None }
+    }
+}
+
+/// The `[model]` section, tagged by `kind`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ModelSection {
+    /// Kim's TextCNN.
+    Textcnn(TextCnnSection),
+}
+
+/// TextCNN hyper-parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextCnnSection {
+    /// Embedding width.
+    pub d_embed: usize,
+    /// Feature maps per filter width.
+    pub n_filters: usize,
+    /// Filter widths.
+    pub widths: Vec<usize>,
+    /// Dropout before the output layer.
+    pub dropout: f64,
+}
+
+impl Default for TextCnnSection {
+    fn default() -> Self {
+        Self { d_embed: 128, n_filters: 100, widths: vec![3, 4, 5], dropout: 0.5 }
+    }
+}
+
+/// Which loss a mixed batch is trained with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossForm {
+    /// Soft-target cross-entropy on the mixed (smoothed) one-hot targets.
+    #[default]
+    Soft,
+    /// `lam * CE(a) + (1 - lam) * CE(b)` on the two hard labels (no smoothing).
+    Interpolated,
+}
+
+/// The `[method]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodSection {
+    /// `none`, `input`, `word`, `sen` or `manifold`.
+    pub kind: String,
+    /// Beta(alpha, alpha); 0 disables mixing.
+    pub alpha: f64,
+    /// Probability that a batch (or row) is mixed.
+    pub prob: f64,
+    /// `batch`, `pair` or `elem`: one lambda per batch, pair or row.
+    pub mode: String,
+    /// Use max(lambda, 1 - lambda).
+    pub lambda_ge_half: bool,
+    /// `permutation`, `split-halves` or `flip`.
+    pub pairing: String,
+    /// Label smoothing of the targets.
+    pub label_smoothing: f64,
+    /// `soft` or `interpolated`.
+    pub loss: LossForm,
+    /// Stop mixing from this epoch on (1-based; timm's `mixup_off_epoch`); none = never.
+    pub off_epoch: Option<usize>,
+    /// Manifold Mixup's eligible points (indices into the model's points); none = all.
+    pub manifold_points: Option<Vec<usize>>,
+}
+
+impl Default for MethodSection {
+    fn default() -> Self {
+        Self {
+            kind: "none".into(),
+            alpha: 1.0,
+            prob: 1.0,
+            mode: "batch".into(),
+            lambda_ge_half: false,
+            pairing: "permutation".into(),
+            label_smoothing: 0.0,
+            loss: LossForm::Soft,
+            off_epoch: None,
+            manifold_points: None,
+        }
+    }
+}
+
+/// The `[train]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of initialisation, dropout, shuffling and mixing.
+    pub seed: u64,
+    /// Batch size for evaluation.
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self { epochs: 10, batch_size: 64, lr: 1e-3, seed: 0, eval_batch_size: 256 }
+    }
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file.
+    ///
+    /// # Errors
+    ///
+    /// [`RecipeError`] naming the file and the field or TOML line at fault.
+    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RecipeError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates recipe text; `path` is only used in error messages.
+    ///
+    /// # Errors
+    ///
+    /// [`RecipeError::Parse`] or [`RecipeError::Invalid`].
+    pub fn parse(text: &str, path: &Path) -> Result<Self, RecipeError> {
+        let recipe: Recipe = toml::from_str(text).map_err(|e| RecipeError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        recipe.validate(path)?;
+        Ok(recipe)
+    }
+
+    /// Checks every value's range.
+    ///
+    /// # Errors
+    ///
+    /// The first [`RecipeError::Invalid`] field.
+    pub fn validate(&self, path: &Path) -> Result<(), RecipeError> {
+        let bad = |field: &str, value: String, reason: &str| RecipeError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            value,
+            reason: reason.into(),
+        };
+        if self.data.dataset.trim().is_empty() {
+            return Err(bad("data.dataset", "\"\"".into(), "name a dataset folder, e.g. \"trec\""));
+        }
+        if self.data.max_len == 0 {
+            return Err(bad("data.max_len", "0".into(), "must be at least 1"));
+        }
+        let ModelSection::Textcnn(m) = &self.model;
+        if m.d_embed == 0 || m.n_filters == 0 {
+            return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
+        }
+        if m.widths.is_empty() || m.widths.contains(&0) {
+            return Err(bad("model.widths", format!("{:?}", m.widths), "need positive widths"));
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return Err(bad("model.dropout", m.dropout.to_string(), "must be in [0, 1)"));
+        }
+        self.method_kind().map_err(|e| bad("method.kind", format!("{:?}", self.method.kind), &e))?;
+        self.mixup_config(2).map_err(|(field, reason)| {
+            let value = match field {
+                "method.mode" => format!("{:?}", self.method.mode),
+                "method.pairing" => format!("{:?}", self.method.pairing),
+                "method.alpha" => self.method.alpha.to_string(),
+                "method.prob" => self.method.prob.to_string(),
+                _ => self.method.label_smoothing.to_string(),
+            };
+            bad(field, value, &reason)
+        })?;
+        if self.method.loss == LossForm::Interpolated && self.method.label_smoothing != 0.0 {
+            return Err(bad(
+                "method.label_smoothing",
+                self.method.label_smoothing.to_string(),
+                "the interpolated loss uses hard labels; use loss = \"soft\" for smoothing",
+            ));
+        }
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err(bad("train.epochs", "0".into(), "must be at least 1"));
+        }
+        if t.batch_size == 0 || t.eval_batch_size == 0 {
+            return Err(bad("train.batch_size", "0".into(), "must be at least 1"));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(bad("train.lr", t.lr.to_string(), "must be a positive number"));
+        }
+        Ok(())
+    }
+
+    /// The method named by `method.kind`.
+    ///
+    /// # Errors
+    ///
+    /// The message of an unknown name.
+    pub fn method_kind(&self) -> Result<MixMethod, String> {
+        self.method.kind.parse::<MixMethod>().map_err(|e| e.to_string())
+    }
+
+    /// The [`MixupConfig`] of the `[method]` section for `num_classes` classes.
+    ///
+    /// # Errors
+    ///
+    /// `(field, reason)` of the first bad field.
+    pub fn mixup_config(&self, num_classes: usize) -> Result<MixupConfig, (&'static str, String)> {
+        let m = &self.method;
+        let mode = match m.mode.as_str() {
+            "batch" => LambdaMode::Batch,
+            "pair" => LambdaMode::Pair,
+            "elem" => LambdaMode::Elem,
+            other => {
+                return Err(("method.mode", format!("unknown mode {other:?}: batch, pair or elem")));
+            }
+        };
+        let pairing = match m.pairing.as_str() {
+            "permutation" => Pairing::Permutation,
+            "split-halves" => Pairing::SplitHalves,
+            "flip" => Pairing::Flip,
+            other => {
+                return Err((
+                    "method.pairing",
+                    format!("unknown pairing {other:?}: permutation, split-halves or flip"),
+                ));
+            }
+        };
+        let config = MixupConfig {
+            alpha: m.alpha,
+            prob: m.prob,
+            mode,
+            lambda_ge_half: m.lambda_ge_half,
+            pairing,
+            label_smoothing: m.label_smoothing,
+            num_classes,
+        };
+        config.validate().map_err(|e| {
+            let field = match e {
+                mixup_core::ConfigError::InvalidAlpha(_) => "method.alpha",
+                mixup_core::ConfigError::InvalidProb(_) => "method.prob",
+                _ => "method.label_smoothing",
+            };
+            (field, e.to_string())
+        })?;
+        Ok(config)
+    }
+
+    /// The recipe as TOML (the resolved form saved in a run folder).
+    ///
+    /// # Errors
+    ///
+    /// If serialisation fails (it does not for recipes that parsed).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "name = \"t\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"textcnn\"\n";
+
+    fn parse(s: &str) -> Result<Recipe, RecipeError> {
+        Recipe::parse(s, Path::new("r.toml"))
+    }
+
+    #[test]
+    fn short_recipe_gets_defaults_and_round_trips() {
+        let r = parse(MIN).expect("parses");
+        assert_eq!(r.data.max_len, 40);
+        assert_eq!(r.train.batch_size, 64);
+        assert_eq!(r.method.kind, "none");
+        let ModelSection::Textcnn(m) = &r.model;
+        assert_eq!(m.widths, vec![3, 4, 5]);
+        let back = parse(&r.to_toml().expect("toml")).expect("reparses");
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let e = parse(&format!("{MIN}[train]\nepochz = 3\n")).expect_err("unknown field");
+        let m = e.to_string();
+        assert!(m.starts_with("r.toml:") && m.contains("epochz"), "{m}");
+        let e = parse(&format!("{MIN}[method]\nkind = \"cutmix\"\n")).expect_err("bad method");
+        assert!(e.to_string().contains("method.kind") && e.to_string().contains("cutmix"));
+        let e = parse(&format!("{MIN}[method]\nkind = \"word\"\nalpha = -1.0\n")).expect_err("a");
+        assert!(e.to_string().contains("method.alpha = -1"), "{e}");
+        let e = parse(&format!("{MIN}[method]\nprob = 2.0\n")).expect_err("prob");
+        assert!(e.to_string().contains("method.prob = 2"), "{e}");
+        let e = parse(&format!("{MIN}[method]\nmode = \"rows\"\n")).expect_err("mode");
+        assert!(e.to_string().contains("method.mode"), "{e}");
+        let e = parse(&format!("{MIN}[train]\nlr = 0.0\n")).expect_err("lr");
+        assert!(e.to_string().contains("train.lr"), "{e}");
+        let e = parse("name = \"t\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"rnn\"\n")
+            .expect_err("model kind");
+        assert!(e.to_string().contains("rnn"), "{e}");
+        let e = parse("name = 3").expect_err("type");
+        assert!(e.to_string().contains("r.toml"), "{e}");
+    }
+}

@@ -1,0 +1,177 @@
+//! Run folders: what a training run leaves behind, and loading it back for eval and predict.
+//!
+//! ```text
+//! <run>/recipe.toml      the resolved recipe (method and seed as run)
+//! <run>/tokenizer.json   the word vocabulary
+//! <run>/labels.json      the class names, by index
+//! <run>/model.bpk        the model parameters (Burn record)
+//! <run>/metrics.csv      one row per epoch
+//! <run>/metrics.json     the same, as JSON
+//! <run>/final.json       the final report
+//! <run>/curves.png       loss and accuracy per epoch
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::{module::Module, store::ModuleRecord, tensor::Device};
+use mixup_data::{LabelSet, WordTokenizer};
+use mixup_models::{TextCnn, TextCnnConfig};
+
+use crate::{
+    plot::{Series, plot_training},
+    recipe::{ModelSection, Recipe},
+    train::{EpochMetrics, FinalMetrics},
+};
+
+/// Builds the recipe's model for a vocabulary and label set.
+pub fn build_model(recipe: &Recipe, vocab_size: usize, num_classes: usize, device: &Device) -> TextCnn {
+    let ModelSection::Textcnn(m) = &recipe.model;
+    TextCnnConfig::new(vocab_size, num_classes)
+        .with_d_embed(m.d_embed)
+        .with_n_filters(m.n_filters)
+        .with_widths(m.widths.clone())
+        .with_dropout(m.dropout)
+        .init(device)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
+/// sees half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// The per-epoch metrics as CSV.
+pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let mut s = String::from(
+        "epoch,mixing,train_loss,train_acc_dominant,dev_loss,dev_acc,test_loss,test_acc,\
+         train_seconds,samples_per_s\n",
+    );
+    for e in epochs {
+        s.push_str(&format!(
+            "{},{},{:.6},{:.6},{},{},{:.6},{:.6},{:.3},{:.1}\n",
+            e.epoch,
+            e.mixing,
+            e.train_loss,
+            e.train_acc_dominant,
+            opt(e.dev_loss),
+            opt(e.dev_acc),
+            e.test_loss,
+            e.test_acc,
+            e.train_seconds,
+            e.samples_per_s
+        ));
+    }
+    s
+}
+
+/// Saves everything a finished run leaves behind into `dir`.
+///
+/// # Errors
+///
+/// Any file that cannot be written, named.
+pub fn save_run(
+    dir: &Path,
+    recipe: &Recipe,
+    tokenizer: &WordTokenizer,
+    labels: &LabelSet,
+    model: TextCnn,
+    epochs: &[EpochMetrics],
+    report: &FinalMetrics,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut resolved = recipe.clone();
+    resolved.results = None;
+    write_atomic(&dir.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
+    write_atomic(&dir.join("tokenizer.json"), &serde_json::to_vec(tokenizer)?)?;
+    write_atomic(&dir.join("labels.json"), &serde_json::to_vec_pretty(labels)?)?;
+    let model_path = dir.join("model.bpk");
+    let tmp = dir.join("model.bpk.tmp");
+    model
+        .into_record()
+        .save(&tmp)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.display()))?;
+    std::fs::rename(&tmp, &model_path)
+        .with_context(|| format!("renaming to {}", model_path.display()))?;
+    write_atomic(&dir.join("metrics.csv"), metrics_csv(epochs).as_bytes())?;
+    write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(epochs)?)?;
+    write_atomic(&dir.join("final.json"), &serde_json::to_vec_pretty(report)?)?;
+    let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> Option<f64>| Series {
+        name: name.to_string(),
+        points: epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect(),
+    };
+    let loss = [
+        series("train (mixed)", &|e| Some(e.train_loss)),
+        series("dev", &|e| e.dev_loss),
+        series("test", &|e| Some(e.test_loss)),
+    ];
+    let acc = [
+        series("train (dominant label)", &|e| Some(e.train_acc_dominant)),
+        series("dev", &|e| e.dev_acc),
+        series("test", &|e| Some(e.test_acc)),
+    ];
+    let title = format!("{} ({}, seed {})", recipe.name, report.method, report.seed);
+    plot_training(&dir.join("curves.png"), &title, &loss, &acc)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// A finished run loaded back for evaluation or prediction.
+pub struct LoadedRun {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its resolved recipe.
+    pub recipe: Recipe,
+    /// Its vocabulary.
+    pub tokenizer: WordTokenizer,
+    /// Its labels.
+    pub labels: LabelSet,
+    /// The trained model, in evaluation mode.
+    pub model: TextCnn,
+}
+
+/// Loads a run folder onto `device`.
+///
+/// # Errors
+///
+/// A missing or malformed file, or a checkpoint that does not fit the recipe's model, named.
+pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
+    if !dir.is_dir() {
+        anyhow::bail!("{}: no such run folder", dir.display());
+    }
+    let recipe = Recipe::load(&dir.join("recipe.toml"))?;
+    let read = |name: &str| -> anyhow::Result<Vec<u8>> {
+        let p = dir.join(name);
+        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
+    };
+    let tokenizer: WordTokenizer = serde_json::from_slice(&read("tokenizer.json")?)
+        .with_context(|| format!("{}: malformed tokenizer", dir.join("tokenizer.json").display()))?;
+    let labels: LabelSet = serde_json::from_slice(&read("labels.json")?)
+        .with_context(|| format!("{}: malformed labels", dir.join("labels.json").display()))?;
+    if labels.is_empty() {
+        anyhow::bail!("{}: no labels", dir.join("labels.json").display());
+    }
+    let model_path = dir.join("model.bpk");
+    let record = ModuleRecord::load(&model_path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the checkpoint: {e:?}", model_path.display()))?;
+    let model = build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)
+        .try_load_record(record)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the checkpoint does not match the model of {} (vocab {}, {} classes): {e:?}",
+                model_path.display(),
+                dir.join("recipe.toml").display(),
+                tokenizer.vocab_size(),
+                labels.len()
+            )
+        })?
+        .valid();
+    Ok(LoadedRun { dir: dir.to_path_buf(), recipe, tokenizer, labels, model })
+}

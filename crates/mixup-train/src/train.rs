@@ -1,0 +1,403 @@
+//! The training loop: Adam, mixing through [`MixingPoints`], evaluation every epoch.
+//!
+//! A custom loop rather than burn-train's `SupervisedTraining`, because mixing needs the
+//! model's hidden states (run to point k, mix, continue), which `TrainStep` hides.
+
+use std::time::Instant;
+
+use burn::{
+    module::Module,
+    optim::{AdamConfig, GradientsParams},
+    tensor::{Device, Int, Tensor, TensorData, activation::softmax},
+};
+use mixup_core::{
+    MixMethod, MixParams, interpolated_cross_entropy, mix_targets, soft_cross_entropy,
+    soft_targets,
+};
+use mixup_data::{EncodedExample, TextBatch, batch_indices};
+use mixup_models::MixingPoints;
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    data::Encoded,
+    recipe::{LossForm, Recipe},
+};
+
+/// Metrics of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Whether this epoch mixed (false for `none` and after `off_epoch`).
+    pub mixing: bool,
+    /// Mean training loss (on mixed batches when mixing).
+    pub train_loss: f64,
+    /// Training accuracy against each row's dominant label (its own when lambda >= 0.5, else
+    /// its partner's). Under mixup this is a rough signal, not an accuracy.
+    pub train_acc_dominant: f64,
+    /// Development loss, when there is a dev split.
+    pub dev_loss: Option<f64>,
+    /// Development accuracy, when there is a dev split.
+    pub dev_acc: Option<f64>,
+    /// Test loss of this epoch's model (reported, never used to select a model).
+    pub test_loss: f64,
+    /// Test accuracy of this epoch's model.
+    pub test_acc: f64,
+    /// Wall-clock seconds of the training phase of the epoch (batching, forward, backward,
+    /// optimiser step; evaluation excluded).
+    pub train_seconds: f64,
+    /// Training examples per second in this epoch.
+    pub samples_per_s: f64,
+}
+
+/// What a finished run reports (the last epoch's model; no selection on test).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinalMetrics {
+    /// Recipe name.
+    pub recipe: String,
+    /// Mixing method.
+    pub method: String,
+    /// Seed.
+    pub seed: u64,
+    /// Backend the run trained on.
+    pub device: String,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Test accuracy of the final model.
+    pub test_accuracy: f64,
+    /// Test loss of the final model.
+    pub test_loss: f64,
+    /// Development accuracy of the final model, when there is a dev split.
+    pub dev_accuracy: Option<f64>,
+    /// Training examples per second over all epochs (training phase only).
+    pub train_samples_per_s: f64,
+    /// Median seconds of an epoch's training phase.
+    pub median_epoch_seconds: f64,
+    /// Wall-clock seconds of the whole run.
+    pub total_seconds: f64,
+    /// Training examples.
+    pub train_size: usize,
+    /// Test examples.
+    pub test_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+/// Progress reported while training.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Some steps are done.
+    Step {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Steps done in this epoch.
+        step: usize,
+        /// Steps in this epoch.
+        steps: usize,
+        /// Mean loss so far this epoch.
+        loss: f64,
+        /// Dominant-label accuracy so far this epoch.
+        acc: f64,
+        /// Examples per second so far this epoch.
+        samples_per_s: f64,
+    },
+    /// An epoch is done and evaluated.
+    Epoch(EpochMetrics),
+}
+
+/// Everything a training run needs besides the recipe.
+pub struct TrainSetup<'a> {
+    /// The recipe (method and seed already overridden as asked).
+    pub recipe: &'a Recipe,
+    /// The encoded data.
+    pub data: &'a Encoded,
+    /// The (non-autodiff) device to train on.
+    pub device: Device,
+    /// The device's name, for the report.
+    pub device_name: String,
+    /// Report progress every this many steps (and at the end of each epoch).
+    pub log_every: usize,
+}
+
+/// A trained model and its metrics.
+pub struct Trained<M> {
+    /// The model after the last epoch, in evaluation mode.
+    pub model: M,
+    /// Per-epoch metrics.
+    pub epochs: Vec<EpochMetrics>,
+    /// The final report.
+    pub report: FinalMetrics,
+}
+
+/// Derives an independent RNG seed for a `(seed, stream, a, b)` tuple (splitmix64), so that
+/// shuffling and mixing draws do not depend on each other or on thread timing.
+pub fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
+    let mut x = seed;
+    for v in [stream, a, b] {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(v.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+    }
+    x
+}
+
+const SHUFFLE: u64 = 1;
+const MIX: u64 = 2;
+
+fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(data, [labels.len()]), device)
+}
+
+/// Accuracy and mean loss of `model` on `examples`.
+pub fn evaluate<M: MixingPoints>(
+    model: &M,
+    examples: &[EncodedExample],
+    batch_size: usize,
+    max_len: usize,
+    num_classes: usize,
+    device: &Device,
+) -> (f64, f64) {
+    if examples.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut correct = 0i64;
+    let mut loss_sum = 0.0f64;
+    for idx in batch_indices::<StdRng>(examples.len(), batch_size, None) {
+        let items: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
+        let batch = TextBatch::new(&items, max_len, device);
+        let n = batch.len();
+        let logits = model.forward(batch.ids, batch.mask);
+        let loss = soft_cross_entropy(logits.clone(), soft_targets(batch.labels.clone(), num_classes, 0.0), None);
+        let hits = logits.argmax(1).reshape([n]).equal(batch.labels).int().sum();
+        correct += hits.into_scalar::<i64>();
+        loss_sum += loss.into_scalar::<f64>() * n as f64;
+    }
+    (correct as f64 / examples.len() as f64, loss_sum / examples.len() as f64)
+}
+
+/// Class probabilities of `texts` (already encoded), `[n][classes]`.
+pub fn predict_proba<M: MixingPoints>(
+    model: &M,
+    examples: &[EncodedExample],
+    batch_size: usize,
+    max_len: usize,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(examples.len());
+    for idx in batch_indices::<StdRng>(examples.len(), batch_size, None) {
+        let items: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
+        let batch = TextBatch::new(&items, max_len, device);
+        let probs = softmax(model.forward(batch.ids, batch.mask), 1);
+        let [n, c] = probs.dims();
+        let flat: Vec<f32> = probs.into_data().convert::<f32>().try_to_vec().unwrap_or_default();
+        out.extend((0..n).map(|i| flat[i * c..(i + 1) * c].to_vec()));
+    }
+    out
+}
+
+/// Trains `model` as the recipe says, reporting progress through `on_event`.
+///
+/// # Errors
+///
+/// If the recipe's method cannot run on this model (e.g. a Manifold point it does not have).
+pub fn train<M>(
+    model: M,
+    setup: &TrainSetup<'_>,
+    on_event: &mut dyn FnMut(&Event),
+) -> anyhow::Result<Trained<M>>
+where
+    M: Module + MixingPoints,
+{
+    let started = Instant::now();
+    let recipe = setup.recipe;
+    let data = setup.data;
+    let t = &recipe.train;
+    let num_classes = data.labels.len();
+    let method = recipe.method_kind().map_err(anyhow::Error::msg)?;
+    let mix_config = recipe
+        .mixup_config(num_classes)
+        .map_err(|(field, reason)| anyhow::anyhow!("{field}: {reason}"))?;
+    let points = model.points();
+    let eligible = match (&recipe.method.manifold_points, method) {
+        (Some(set), MixMethod::Manifold) => {
+            if let Some(bad) = set.iter().find(|&&p| p >= points.len()) {
+                anyhow::bail!(
+                    "method.manifold_points: point {bad} does not exist; this model has points \
+                     0..{} ({points:?})",
+                    points.len() - 1
+                );
+            }
+            set.clone()
+        }
+        _ => method.eligible(&points),
+    };
+    if method != MixMethod::None && eligible.is_empty() {
+        anyhow::bail!("method {method} has no mixing point in this model ({points:?})");
+    }
+
+    let device = setup.device.clone();
+    let ad = device.clone().autodiff();
+    ad.seed(t.seed);
+    let mut model = model;
+    let mut optim = AdamConfig::new().init();
+    let max_len = recipe.data.max_len;
+    let smoothing = recipe.method.label_smoothing;
+    let mut epochs = Vec::with_capacity(t.epochs);
+
+    for epoch in 1..=t.epochs {
+        let mixing = method != MixMethod::None
+            && mix_config.enabled()
+            && recipe.method.off_epoch.is_none_or(|off| epoch < off);
+        let mut shuffle = StdRng::seed_from_u64(derive_seed(t.seed, SHUFFLE, epoch as u64, 0));
+        let batches = batch_indices(data.train.len(), t.batch_size, Some(&mut shuffle));
+        let steps = batches.len();
+        let epoch_start = Instant::now();
+        let mut loss_acc: Option<Tensor<1>> = None;
+        let mut hits_acc: Option<Tensor<1, Int>> = None;
+        let mut seen = 0usize;
+        for (step, idx) in batches.iter().enumerate() {
+            let items: Vec<&EncodedExample> = idx.iter().map(|&i| &data.train[i]).collect();
+            let batch = TextBatch::new(&items, max_len, &ad);
+            let n = batch.len();
+            let own: Vec<usize> = items.iter().map(|e| e.label).collect();
+            let (logits, loss, dominant) = if mixing {
+                let mut rng =
+                    StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
+                let params: MixParams = mix_config.sample(n, &mut rng);
+                let point = eligible[rng.random_range(0..eligible.len())];
+                let logits = model.forward_mixed(batch.ids, batch.mask, point, &params);
+                let partner: Vec<usize> = params.partners.iter().map(|&j| own[j]).collect();
+                let loss = match recipe.method.loss {
+                    LossForm::Soft => soft_cross_entropy(
+                        logits.clone(),
+                        mix_targets(batch.labels, &params, num_classes, smoothing),
+                        None,
+                    ),
+                    LossForm::Interpolated => interpolated_cross_entropy(
+                        logits.clone(),
+                        batch.labels,
+                        label_tensor(&partner, &ad),
+                        &params.lambdas,
+                    ),
+                };
+                let dominant: Vec<usize> = (0..n)
+                    .map(|i| if params.lambdas[i] >= 0.5 { own[i] } else { partner[i] })
+                    .collect();
+                (logits, loss, dominant)
+            } else {
+                let logits = model.forward(batch.ids, batch.mask);
+                let targets = soft_targets(batch.labels, num_classes, smoothing);
+                let loss = soft_cross_entropy(logits.clone(), targets, None);
+                (logits, loss, own)
+            };
+            let hits = logits
+                .detach()
+                .argmax(1)
+                .reshape([n])
+                .equal(label_tensor(&dominant, &ad))
+                .int()
+                .sum();
+            let weighted = loss.clone().detach().mul_scalar(n as f32);
+            loss_acc = Some(match loss_acc {
+                Some(acc) => acc.add(weighted),
+                None => weighted,
+            });
+            hits_acc = Some(match hits_acc {
+                Some(acc) => acc.add(hits),
+                None => hits,
+            });
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(t.lr, model, grads);
+            seen += n;
+            if (step + 1) % setup.log_every.max(1) == 0 || step + 1 == steps {
+                let (loss, acc) = read_running(&loss_acc, &hits_acc, seen);
+                on_event(&Event::Step {
+                    epoch,
+                    step: step + 1,
+                    steps,
+                    loss,
+                    acc,
+                    samples_per_s: seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
+                });
+            }
+        }
+        let (train_loss, train_acc) = read_running(&loss_acc, &hits_acc, seen);
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+
+        let eval_model = model.valid();
+        let eb = t.eval_batch_size;
+        let (dev_acc, dev_loss) = match &data.dev {
+            Some(dev) => {
+                let (a, l) = evaluate(&eval_model, dev, eb, max_len, num_classes, &device);
+                (Some(a), Some(l))
+            }
+            None => (None, None),
+        };
+        let (test_acc, test_loss) =
+            evaluate(&eval_model, &data.test, eb, max_len, num_classes, &device);
+        let metrics = EpochMetrics {
+            epoch,
+            mixing,
+            train_loss,
+            train_acc_dominant: train_acc,
+            dev_loss,
+            dev_acc,
+            test_loss,
+            test_acc,
+            train_seconds,
+            samples_per_s: seen as f64 / train_seconds.max(1e-9),
+        };
+        on_event(&Event::Epoch(metrics.clone()));
+        epochs.push(metrics);
+    }
+
+    let model = model.valid();
+    let last = epochs.last().cloned().ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
+    let train_total: f64 = epochs.iter().map(|e| e.train_seconds).sum();
+    let mut secs: Vec<f64> = epochs.iter().map(|e| e.train_seconds).collect();
+    secs.sort_by(f64::total_cmp);
+    let report = FinalMetrics {
+        recipe: recipe.name.clone(),
+        method: method.to_string(),
+        seed: t.seed,
+        device: setup.device_name.clone(),
+        epochs: t.epochs,
+        test_accuracy: last.test_acc,
+        test_loss: last.test_loss,
+        dev_accuracy: last.dev_acc,
+        train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
+        median_epoch_seconds: secs[secs.len() / 2],
+        total_seconds: started.elapsed().as_secs_f64(),
+        train_size: data.train.len(),
+        test_size: data.test.len(),
+        vocab_size: data.tokenizer.vocab_size(),
+        num_classes,
+    };
+    Ok(Trained { model, epochs, report })
+}
+
+fn read_running(loss: &Option<Tensor<1>>, hits: &Option<Tensor<1, Int>>, seen: usize) -> (f64, f64) {
+    let seen = seen.max(1) as f64;
+    let l = loss.clone().map(|t| t.into_scalar::<f64>()).unwrap_or(0.0);
+    let h = hits.clone().map(|t| t.into_scalar::<i64>()).unwrap_or(0);
+    (l / seen, h as f64 / seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_seeds_differ_by_stream_and_step() {
+        let a = derive_seed(0, MIX, 1, 0);
+        assert_ne!(a, derive_seed(0, MIX, 1, 1));
+        assert_ne!(a, derive_seed(0, SHUFFLE, 1, 0));
+        assert_ne!(a, derive_seed(1, MIX, 1, 0));
+        assert_eq!(a, derive_seed(0, MIX, 1, 0));
+    }
+}
