@@ -109,6 +109,65 @@ pub(crate) fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3
     )
 }
 
+impl TextCnn {
+    /// All the convolutions at once, as one matrix product over stacked shifted copies of the
+    /// input (im2col). Same result as running each [`Conv1d`] with `same` padding and
+    /// concatenating their maps; on CPU backends one large product is several times faster
+    /// than three small convolutions. The parameters stay in the [`Conv1d`] modules, so
+    /// checkpoints are those of ordinary convolutions.
+    ///
+    /// # Shapes
+    ///
+    /// - `x`: `[n, L, d_embed]`; returns `[n, L, n_filters * widths]` (before the ReLU)
+    pub fn convolve(&self, x: Tensor<3>) -> Tensor<3> {
+        let [n, l, d] = x.dims();
+        let device = x.device();
+        // `same` padding puts (k - 1) / 2 zeros on the left of a width-k filter, the rest on
+        // the right: output t sees inputs t - (k-1)/2 ..= t + k/2.
+        let left = self.convs.iter().map(|c| (c.kernel_size - 1) / 2).max().unwrap_or(0);
+        let right = self.convs.iter().map(|c| c.kernel_size / 2).max().unwrap_or(0);
+        let span = left + right + 1;
+        let mut parts = Vec::with_capacity(3);
+        if left > 0 {
+            parts.push(Tensor::zeros([n, left, d], &device));
+        }
+        parts.push(x);
+        if right > 0 {
+            parts.push(Tensor::zeros([n, right, d], &device));
+        }
+        let padded = Tensor::cat(parts, 1);
+        let windows: Vec<Tensor<3>> = (0..span).map(|o| padded.clone().narrow(1, o, l)).collect();
+        let windows = Tensor::cat(windows, 2).reshape([n * l, span * d]);
+        // Each filter bank [F, d, k] becomes rows of a [span * d, F] matrix, zero where the
+        // window reaches beyond the filter.
+        let mut weights = Vec::with_capacity(self.convs.len());
+        let mut biases = Vec::with_capacity(self.convs.len());
+        for conv in &self.convs {
+            let k = conv.kernel_size;
+            let start = left - (k - 1) / 2;
+            let [f, _, _] = conv.weight.dims();
+            let w = conv.weight.val().permute([2, 1, 0]).reshape([k * d, f]);
+            let mut rows = Vec::with_capacity(3);
+            if start > 0 {
+                rows.push(Tensor::zeros([start * d, f], &device));
+            }
+            rows.push(w);
+            if span > start + k {
+                rows.push(Tensor::zeros([(span - start - k) * d, f], &device));
+            }
+            weights.push(Tensor::cat(rows, 0));
+            biases.push(match &conv.bias {
+                Some(b) => b.val(),
+                None => Tensor::zeros([f], &device),
+            });
+        }
+        let weight = Tensor::cat(weights, 1);
+        let bias = Tensor::cat(biases, 0);
+        let channels = bias.dims()[0];
+        windows.matmul(weight).add(bias.reshape([1, channels])).reshape([n, l, channels])
+    }
+}
+
 impl MixingPoints for TextCnn {
     fn points(&self) -> Vec<PointKind> {
         vec![PointKind::Embedding, PointKind::Layer(0), PointKind::Pooled]
@@ -124,17 +183,7 @@ impl MixingPoints for TextCnn {
             (0, MixState::Sequence { hidden, mask }) => {
                 // Padding is zero at point 0, also after mixing (MixState::mix zeroes it), so
                 // the convolutions see the same zeros whatever the padding token ids are.
-                let x = hidden.swap_dims(1, 2);
-                let maps: Vec<Tensor<3>> = self
-                    .convs
-                    .iter()
-                    .map(|conv| relu(conv.forward(x.clone())))
-                    .collect();
-                let features = Tensor::cat(maps, 1).swap_dims(1, 2);
-                MixState::Sequence {
-                    hidden: features,
-                    mask,
-                }
+                MixState::Sequence { hidden: relu(self.convolve(hidden)), mask }
             }
             (1, MixState::Sequence { hidden, mask }) => {
                 let dims = hidden.dims();
@@ -340,6 +389,20 @@ mod tests {
             );
             let conv: Option<Tensor<3>> = grads.get(m.convs[0].weight.id);
             assert!(conv.is_some());
+        }
+    }
+
+    #[test]
+    fn convolve_equals_burn_conv1d() {
+        let device = Device::flex();
+        let m = model(&device);
+        for len in [7, 1, 2] {
+            let x = Tensor::<3>::random([3, len, 8], burn::tensor::Distribution::Default, &device);
+            let maps: Vec<Tensor<3>> =
+                m.convs.iter().map(|c| c.forward(x.clone().swap_dims(1, 2))).collect();
+            let expected = Tensor::cat(maps, 1).swap_dims(1, 2);
+            let got = m.convolve(x);
+            got.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
         }
     }
 

@@ -183,11 +183,20 @@ pub struct TrainSection {
     pub seed: u64,
     /// Batch size for evaluation.
     pub eval_batch_size: usize,
+    /// Adam's epsilon (PyTorch's default 1e-8; Burn's own default is 1e-5).
+    pub adam_epsilon: f64,
 }
 
 impl Default for TrainSection {
     fn default() -> Self {
-        Self { epochs: 10, batch_size: 64, lr: 1e-3, seed: 0, eval_batch_size: 256 }
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            seed: 0,
+            eval_batch_size: 256,
+            adam_epsilon: 1e-8,
+        }
     }
 }
 
@@ -269,6 +278,9 @@ impl Recipe {
         }
         if t.batch_size == 0 || t.eval_batch_size == 0 {
             return Err(bad("train.batch_size", "0".into(), "must be at least 1"));
+        }
+        if !(t.adam_epsilon.is_finite() && t.adam_epsilon > 0.0) {
+            return Err(bad("train.adam_epsilon", t.adam_epsilon.to_string(), "must be positive"));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return Err(bad("train.lr", t.lr.to_string(), "must be a positive number"));

@@ -244,7 +244,7 @@ where
     let ad = device.clone().autodiff();
     ad.seed(t.seed);
     let mut model = model;
-    let mut optim = AdamConfig::new().init();
+    let mut optim = AdamConfig::new().with_epsilon(t.adam_epsilon as f32).init();
     let max_len = recipe.data.max_len;
     let smoothing = recipe.method.label_smoothing;
     let mut epochs = Vec::with_capacity(t.epochs);
