@@ -124,8 +124,18 @@ impl TextCnn {
         let device = x.device();
         // `same` padding puts (k - 1) / 2 zeros on the left of a width-k filter, the rest on
         // the right: output t sees inputs t - (k-1)/2 ..= t + k/2.
-        let left = self.convs.iter().map(|c| (c.kernel_size - 1) / 2).max().unwrap_or(0);
-        let right = self.convs.iter().map(|c| c.kernel_size / 2).max().unwrap_or(0);
+        let left = self
+            .convs
+            .iter()
+            .map(|c| (c.kernel_size - 1) / 2)
+            .max()
+            .unwrap_or(0);
+        let right = self
+            .convs
+            .iter()
+            .map(|c| c.kernel_size / 2)
+            .max()
+            .unwrap_or(0);
         let span = left + right + 1;
         let mut parts = Vec::with_capacity(3);
         if left > 0 {
@@ -164,7 +174,10 @@ impl TextCnn {
         let weight = Tensor::cat(weights, 1);
         let bias = Tensor::cat(biases, 0);
         let channels = bias.dims()[0];
-        windows.matmul(weight).add(bias.reshape([1, channels])).reshape([n, l, channels])
+        windows
+            .matmul(weight)
+            .add(bias.reshape([1, channels]))
+            .reshape([n, l, channels])
     }
 }
 
@@ -183,7 +196,10 @@ impl MixingPoints for TextCnn {
             (0, MixState::Sequence { hidden, mask }) => {
                 // Padding is zero at point 0, also after mixing (MixState::mix zeroes it), so
                 // the convolutions see the same zeros whatever the padding token ids are.
-                MixState::Sequence { hidden: relu(self.convolve(hidden)), mask }
+                MixState::Sequence {
+                    hidden: relu(self.convolve(hidden)),
+                    mask,
+                }
             }
             (1, MixState::Sequence { hidden, mask }) => {
                 let dims = hidden.dims();
@@ -398,11 +414,15 @@ mod tests {
         let m = model(&device);
         for len in [7, 1, 2] {
             let x = Tensor::<3>::random([3, len, 8], burn::tensor::Distribution::Default, &device);
-            let maps: Vec<Tensor<3>> =
-                m.convs.iter().map(|c| c.forward(x.clone().swap_dims(1, 2))).collect();
+            let maps: Vec<Tensor<3>> = m
+                .convs
+                .iter()
+                .map(|c| c.forward(x.clone().swap_dims(1, 2)))
+                .collect();
             let expected = Tensor::cat(maps, 1).swap_dims(1, 2);
             let got = m.convolve(x);
-            got.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
+            got.into_data()
+                .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
         }
     }
 

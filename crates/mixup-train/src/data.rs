@@ -25,9 +25,17 @@ pub enum Found {
 pub fn find_dataset(name: &str, data_dir: Option<&Path>, cache_dir: &Path) -> Found {
     let mut tried = Vec::new();
     let env = std::env::var_os("MIXUP_DATA_DIR").map(PathBuf::from);
-    for root in data_dir.map(Path::to_path_buf).into_iter().chain(env).chain([cache_dir.into()]) {
+    for root in data_dir
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(env)
+        .chain([cache_dir.into()])
+    {
         let dir = root.join(name);
-        if ["train.tsv", "train.csv", "train.jsonl"].iter().any(|f| dir.join(f).is_file()) {
+        if ["train.tsv", "train.csv", "train.jsonl"]
+            .iter()
+            .any(|f| dir.join(f).is_file())
+        {
             return Found::At(dir);
         }
         tried.push(dir);
@@ -64,7 +72,10 @@ pub fn encode(
     examples
         .iter()
         .map(|e| {
-            Ok(EncodedExample { ids: tokenizer.encode(&e.text, max_len), label: labels.encode(e, path)? })
+            Ok(EncodedExample {
+                ids: tokenizer.encode(&e.text, max_len),
+                label: labels.encode(e, path)?,
+            })
         })
         .collect()
 }
@@ -85,11 +96,18 @@ pub fn load_encoded(dir: &Path, recipe: &Recipe) -> Result<Encoded, DataError> {
     let (train_path, train) = &splits.train;
     let tokenizer = config.build(train.iter().map(|e| e.text.as_str()));
     let labels = LabelSet::from_examples(train);
-    let enc = |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, d.max_len);
+    let enc =
+        |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, d.max_len);
     let train = encode(train, train_path, &tokenizer, &labels, d.max_len)?;
     let dev = splits.dev.as_ref().map(enc).transpose()?;
     let test = enc(&splits.test)?;
-    Ok(Encoded { tokenizer, labels, train, dev, test })
+    Ok(Encoded {
+        tokenizer,
+        labels,
+        train,
+        dev,
+        test,
+    })
 }
 
 /// Finds the recipe's dataset; when it is missing and fetchable, downloads it into the cache

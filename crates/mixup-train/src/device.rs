@@ -70,10 +70,15 @@ fn feature_of(name: &str) -> Option<&'static str> {
 /// [`DeviceError`] for an unknown name or one whose feature is not compiled in (Burn itself
 /// would panic on such a `BURN_DEVICE`).
 pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError> {
-    let from_env = std::env::var("BURN_DEVICE").ok().filter(|s| !s.trim().is_empty());
+    let from_env = std::env::var("BURN_DEVICE")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     let name = match name.map(str::to_string).or(from_env) {
         Some(n) => n.trim().to_ascii_lowercase(),
-        None => compiled_backends().first().ok_or(DeviceError::NoBackend)?.to_string(),
+        None => compiled_backends()
+            .first()
+            .ok_or(DeviceError::NoBackend)?
+            .to_string(),
     };
     let Some(feature) = feature_of(&name) else {
         return Err(DeviceError::Unknown { name });
@@ -83,7 +88,11 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
         return Err(DeviceError::NotCompiled {
             name,
             feature: feature.into(),
-            compiled: if compiled.is_empty() { "none".into() } else { compiled.join(", ") },
+            compiled: if compiled.is_empty() {
+                "none".into()
+            } else {
+                compiled.join(", ")
+            },
         });
     }
     let device = make(&name).ok_or_else(|| DeviceError::Unknown { name: name.clone() })?;

@@ -19,7 +19,11 @@ use mixup_train::{
 };
 
 #[derive(Parser)]
-#[command(name = "mixup", version, about = "Train text classifiers with mixup-family augmentation")]
+#[command(
+    name = "mixup",
+    version,
+    about = "Train text classifiers with mixup-family augmentation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,14 +104,35 @@ enum DataCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train { recipe, method, seed, epochs, device, data_dir, out } => {
-            cmd_train(&recipe, method, seed, epochs, device.as_deref(), data_dir.as_deref(), out)
-        }
+        Command::Train {
+            recipe,
+            method,
+            seed,
+            epochs,
+            device,
+            data_dir,
+            out,
+        } => cmd_train(
+            &recipe,
+            method,
+            seed,
+            epochs,
+            device.as_deref(),
+            data_dir.as_deref(),
+            out,
+        ),
         Command::Eval { run, data, device } => cmd_eval(&run, &data, device.as_deref()),
-        Command::Predict { run, file, device } => cmd_predict(&run, file.as_deref(), device.as_deref()),
-        Command::Data { command: DataCommand::Fetch { name, cache_dir, url } } => {
-            cmd_fetch(&name, cache_dir, url)
+        Command::Predict { run, file, device } => {
+            cmd_predict(&run, file.as_deref(), device.as_deref())
         }
+        Command::Data {
+            command:
+                DataCommand::Fetch {
+                    name,
+                    cache_dir,
+                    url,
+                },
+        } => cmd_fetch(&name, cache_dir, url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,7 +166,10 @@ fn cmd_train(
     let (device, device_name) = select_device(device)?;
     let cache = fetch::default_cache_dir();
     let dir = resolve_dataset(&recipe.data.dataset, data_dir, &cache, |name, cache| {
-        println!("dataset {name} not found locally: fetching it into {}", cache.display());
+        println!(
+            "dataset {name} not found locally: fetching it into {}",
+            cache.display()
+        );
     })?;
     let data = load_encoded(&dir, &recipe)?;
     let out = out.unwrap_or_else(|| {
@@ -163,7 +191,12 @@ fn cmd_train(
         data.labels.len(),
         dir.display()
     );
-    let model = build_model(&recipe, data.tokenizer.vocab_size(), data.labels.len(), &device.clone().autodiff());
+    let model = build_model(
+        &recipe,
+        data.tokenizer.vocab_size(),
+        data.labels.len(),
+        &device.clone().autodiff(),
+    );
     let tty = std::io::stdout().is_terminal();
     let setup = TrainSetup {
         recipe: &recipe,
@@ -174,7 +207,15 @@ fn cmd_train(
     };
     let mut on_event = |event: &Event| print_event(event, tty);
     let trained = train(model, &setup, &mut on_event)?;
-    save_run(&out, &recipe, &data.tokenizer, &data.labels, trained.model, &trained.epochs, &trained.report)?;
+    save_run(
+        &out,
+        &recipe,
+        &data.tokenizer,
+        &data.labels,
+        trained.model,
+        &trained.epochs,
+        &trained.report,
+    )?;
     let r = &trained.report;
     println!(
         "done: test accuracy {:.4} (loss {:.4}), {:.0} train samples/s, {:.1} s in all; run folder {}",
@@ -190,7 +231,14 @@ fn cmd_train(
 fn print_event(event: &Event, tty: bool) {
     let mut stdout = std::io::stdout().lock();
     match event {
-        Event::Step { epoch, step, steps, loss, acc, samples_per_s } => {
+        Event::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+            acc,
+            samples_per_s,
+        } => {
             let line = format!(
                 "epoch {epoch} step {step}/{steps} loss {loss:.4} acc(dominant) {acc:.4} \
                  {samples_per_s:.0} samples/s"
@@ -206,7 +254,10 @@ fn print_event(event: &Event, tty: bool) {
             if tty {
                 let _ = write!(stdout, "\r\x1b[K");
             }
-            let dev = m.dev_acc.map(|a| format!(" dev acc {a:.4}")).unwrap_or_default();
+            let dev = m
+                .dev_acc
+                .map(|a| format!(" dev acc {a:.4}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 stdout,
                 "epoch {} done: train loss {:.4} acc(dominant) {:.4}{dev} test acc {:.4} loss {:.4} \
@@ -227,8 +278,12 @@ fn print_event(event: &Event, tty: bool) {
 fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()> {
     let (device, _) = select_device(device)?;
     let run = load_run(run, &device)?;
-    let format = Format::from_path(data)
-        .ok_or_else(|| anyhow::anyhow!("{}: unknown format (use .tsv, .csv or .jsonl)", data.display()))?;
+    let format = Format::from_path(data).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: unknown format (use .tsv, .csv or .jsonl)",
+            data.display()
+        )
+    })?;
     let examples = read_examples(data, &format)?;
     let max_len = run.recipe.data.max_len;
     let encoded = encode(&examples, data, &run.tokenizer, &run.labels, max_len)?;
@@ -269,13 +324,26 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
             .collect::<Result<_, _>>()
             .context("reading standard input")?,
     };
-    let texts: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
+    let texts: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
     let max_len = run.recipe.data.max_len;
     let encoded: Vec<mixup_data::EncodedExample> = texts
         .iter()
-        .map(|t| mixup_data::EncodedExample { ids: run.tokenizer.encode(t, max_len), label: 0 })
+        .map(|t| mixup_data::EncodedExample {
+            ids: run.tokenizer.encode(t, max_len),
+            label: 0,
+        })
         .collect();
-    let probs = predict_proba(&run.model, &encoded, run.recipe.train.eval_batch_size, max_len, &device);
+    let probs = predict_proba(
+        &run.model,
+        &encoded,
+        run.recipe.train.eval_batch_size,
+        max_len,
+        &device,
+    );
     let mut stdout = std::io::stdout().lock();
     for (text, p) in texts.iter().zip(probs) {
         let (best, prob) = p

@@ -83,7 +83,13 @@ pub struct DataSection {
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { dataset: String::new(), max_len: 40, lowercase: true, min_freq: 1, max_vocab: None }
+        Self {
+            dataset: String::new(),
+            max_len: 40,
+            lowercase: true,
+            min_freq: 1,
+            max_vocab: None,
+        }
     }
 }
 
@@ -111,7 +117,12 @@ pub struct TextCnnSection {
 
 impl Default for TextCnnSection {
     fn default() -> Self {
-        Self { d_embed: 128, n_filters: 100, widths: vec![3, 4, 5], dropout: 0.5 }
+        Self {
+            d_embed: 128,
+            n_filters: 100,
+            widths: vec![3, 4, 5],
+            dropout: 0.5,
+        }
     }
 }
 
@@ -207,8 +218,10 @@ impl Recipe {
     ///
     /// [`RecipeError`] naming the file and the field or TOML line at fault.
     pub fn load(path: &Path) -> Result<Self, RecipeError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| RecipeError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -239,7 +252,11 @@ impl Recipe {
             reason: reason.into(),
         };
         if self.data.dataset.trim().is_empty() {
-            return Err(bad("data.dataset", "\"\"".into(), "name a dataset folder, e.g. \"trec\""));
+            return Err(bad(
+                "data.dataset",
+                "\"\"".into(),
+                "name a dataset folder, e.g. \"trec\"",
+            ));
         }
         if self.data.max_len == 0 {
             return Err(bad("data.max_len", "0".into(), "must be at least 1"));
@@ -249,12 +266,21 @@ impl Recipe {
             return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
         }
         if m.widths.is_empty() || m.widths.contains(&0) {
-            return Err(bad("model.widths", format!("{:?}", m.widths), "need positive widths"));
+            return Err(bad(
+                "model.widths",
+                format!("{:?}", m.widths),
+                "need positive widths",
+            ));
         }
         if !(0.0..1.0).contains(&m.dropout) {
-            return Err(bad("model.dropout", m.dropout.to_string(), "must be in [0, 1)"));
+            return Err(bad(
+                "model.dropout",
+                m.dropout.to_string(),
+                "must be in [0, 1)",
+            ));
         }
-        self.method_kind().map_err(|e| bad("method.kind", format!("{:?}", self.method.kind), &e))?;
+        self.method_kind()
+            .map_err(|e| bad("method.kind", format!("{:?}", self.method.kind), &e))?;
         self.mixup_config(2).map_err(|(field, reason)| {
             let value = match field {
                 "method.mode" => format!("{:?}", self.method.mode),
@@ -280,10 +306,18 @@ impl Recipe {
             return Err(bad("train.batch_size", "0".into(), "must be at least 1"));
         }
         if !(t.adam_epsilon.is_finite() && t.adam_epsilon > 0.0) {
-            return Err(bad("train.adam_epsilon", t.adam_epsilon.to_string(), "must be positive"));
+            return Err(bad(
+                "train.adam_epsilon",
+                t.adam_epsilon.to_string(),
+                "must be positive",
+            ));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
-            return Err(bad("train.lr", t.lr.to_string(), "must be a positive number"));
+            return Err(bad(
+                "train.lr",
+                t.lr.to_string(),
+                "must be a positive number",
+            ));
         }
         Ok(())
     }
@@ -294,7 +328,10 @@ impl Recipe {
     ///
     /// The message of an unknown name.
     pub fn method_kind(&self) -> Result<MixMethod, String> {
-        self.method.kind.parse::<MixMethod>().map_err(|e| e.to_string())
+        self.method
+            .kind
+            .parse::<MixMethod>()
+            .map_err(|e| e.to_string())
     }
 
     /// The [`MixupConfig`] of the `[method]` section for `num_classes` classes.
@@ -309,7 +346,10 @@ impl Recipe {
             "pair" => LambdaMode::Pair,
             "elem" => LambdaMode::Elem,
             other => {
-                return Err(("method.mode", format!("unknown mode {other:?}: batch, pair or elem")));
+                return Err((
+                    "method.mode",
+                    format!("unknown mode {other:?}: batch, pair or elem"),
+                ));
             }
         };
         let pairing = match m.pairing.as_str() {

@@ -25,7 +25,12 @@ use crate::{
 };
 
 /// Builds the recipe's model for a vocabulary and label set.
-pub fn build_model(recipe: &Recipe, vocab_size: usize, num_classes: usize, device: &Device) -> TextCnn {
+pub fn build_model(
+    recipe: &Recipe,
+    vocab_size: usize,
+    num_classes: usize,
+    device: &Device,
+) -> TextCnn {
     let ModelSection::Textcnn(m) = &recipe.model;
     TextCnnConfig::new(vocab_size, num_classes)
         .with_d_embed(m.d_embed)
@@ -91,7 +96,10 @@ pub fn save_run(
     resolved.results = None;
     write_atomic(&dir.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
     write_atomic(&dir.join("tokenizer.json"), &serde_json::to_vec(tokenizer)?)?;
-    write_atomic(&dir.join("labels.json"), &serde_json::to_vec_pretty(labels)?)?;
+    write_atomic(
+        &dir.join("labels.json"),
+        &serde_json::to_vec_pretty(labels)?,
+    )?;
     let model_path = dir.join("model.bpk");
     let tmp = dir.join("model.bpk.tmp");
     model
@@ -101,11 +109,17 @@ pub fn save_run(
     std::fs::rename(&tmp, &model_path)
         .with_context(|| format!("renaming to {}", model_path.display()))?;
     write_atomic(&dir.join("metrics.csv"), metrics_csv(epochs).as_bytes())?;
-    write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(epochs)?)?;
+    write_atomic(
+        &dir.join("metrics.json"),
+        &serde_json::to_vec_pretty(epochs)?,
+    )?;
     write_atomic(&dir.join("final.json"), &serde_json::to_vec_pretty(report)?)?;
     let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> Option<f64>| Series {
         name: name.to_string(),
-        points: epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect(),
+        points: epochs
+            .iter()
+            .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
+            .collect(),
     };
     let loss = [
         series("train (mixed)", &|e| Some(e.train_loss)),
@@ -151,16 +165,25 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
         let p = dir.join(name);
         std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
     };
-    let tokenizer: WordTokenizer = serde_json::from_slice(&read("tokenizer.json")?)
-        .with_context(|| format!("{}: malformed tokenizer", dir.join("tokenizer.json").display()))?;
+    let tokenizer: WordTokenizer =
+        serde_json::from_slice(&read("tokenizer.json")?).with_context(|| {
+            format!(
+                "{}: malformed tokenizer",
+                dir.join("tokenizer.json").display()
+            )
+        })?;
     let labels: LabelSet = serde_json::from_slice(&read("labels.json")?)
         .with_context(|| format!("{}: malformed labels", dir.join("labels.json").display()))?;
     if labels.is_empty() {
         anyhow::bail!("{}: no labels", dir.join("labels.json").display());
     }
     let model_path = dir.join("model.bpk");
-    let record = ModuleRecord::load(&model_path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the checkpoint: {e:?}", model_path.display()))?;
+    let record = ModuleRecord::load(&model_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot read the checkpoint: {e:?}",
+            model_path.display()
+        )
+    })?;
     let model = build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)
         .try_load_record(record)
         .map_err(|e| {
@@ -173,5 +196,11 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
             )
         })?
         .valid();
-    Ok(LoadedRun { dir: dir.to_path_buf(), recipe, tokenizer, labels, model })
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        recipe,
+        tokenizer,
+        labels,
+        model,
+    })
 }

@@ -11,8 +11,7 @@ use burn::{
     tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::{
-    MixMethod, MixParams, interpolated_cross_entropy, mix_targets, soft_cross_entropy,
-    soft_targets,
+    MixMethod, MixParams, interpolated_cross_entropy, mix_targets, soft_cross_entropy, soft_targets,
 };
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
 use mixup_models::MixingPoints;
@@ -137,7 +136,9 @@ pub struct Trained<M> {
 pub fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
     let mut x = seed;
     for v in [stream, a, b] {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(v.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+        x = x
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(v.wrapping_mul(0xBF58_476D_1CE4_E5B9));
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
@@ -172,12 +173,24 @@ pub fn evaluate<M: MixingPoints>(
         let batch = TextBatch::new(&items, max_len, device);
         let n = batch.len();
         let logits = model.forward(batch.ids, batch.mask);
-        let loss = soft_cross_entropy(logits.clone(), soft_targets(batch.labels.clone(), num_classes, 0.0), None);
-        let hits = logits.argmax(1).reshape([n]).equal(batch.labels).int().sum();
+        let loss = soft_cross_entropy(
+            logits.clone(),
+            soft_targets(batch.labels.clone(), num_classes, 0.0),
+            None,
+        );
+        let hits = logits
+            .argmax(1)
+            .reshape([n])
+            .equal(batch.labels)
+            .int()
+            .sum();
         correct += hits.into_scalar::<i64>();
         loss_sum += loss.into_scalar::<f64>() * n as f64;
     }
-    (correct as f64 / examples.len() as f64, loss_sum / examples.len() as f64)
+    (
+        correct as f64 / examples.len() as f64,
+        loss_sum / examples.len() as f64,
+    )
 }
 
 /// Class probabilities of `texts` (already encoded), `[n][classes]`.
@@ -194,7 +207,11 @@ pub fn predict_proba<M: MixingPoints>(
         let batch = TextBatch::new(&items, max_len, device);
         let probs = softmax(model.forward(batch.ids, batch.mask), 1);
         let [n, c] = probs.dims();
-        let flat: Vec<f32> = probs.into_data().convert::<f32>().try_to_vec().unwrap_or_default();
+        let flat: Vec<f32> = probs
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default();
         out.extend((0..n).map(|i| flat[i * c..(i + 1) * c].to_vec()));
     }
     out
@@ -286,7 +303,13 @@ where
                     ),
                 };
                 let dominant: Vec<usize> = (0..n)
-                    .map(|i| if params.lambdas[i] >= 0.5 { own[i] } else { partner[i] })
+                    .map(|i| {
+                        if params.lambdas[i] >= 0.5 {
+                            own[i]
+                        } else {
+                            partner[i]
+                        }
+                    })
                     .collect();
                 (logits, loss, dominant)
             } else {
@@ -357,7 +380,10 @@ where
     }
 
     let model = model.valid();
-    let last = epochs.last().cloned().ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
+    let last = epochs
+        .last()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
     let train_total: f64 = epochs.iter().map(|e| e.train_seconds).sum();
     let mut secs: Vec<f64> = epochs.iter().map(|e| e.train_seconds).collect();
     secs.sort_by(f64::total_cmp);
@@ -378,10 +404,18 @@ where
         vocab_size: data.tokenizer.vocab_size(),
         num_classes,
     };
-    Ok(Trained { model, epochs, report })
+    Ok(Trained {
+        model,
+        epochs,
+        report,
+    })
 }
 
-fn read_running(loss: &Option<Tensor<1>>, hits: &Option<Tensor<1, Int>>, seen: usize) -> (f64, f64) {
+fn read_running(
+    loss: &Option<Tensor<1>>,
+    hits: &Option<Tensor<1, Int>>,
+    seen: usize,
+) -> (f64, f64) {
     let seen = seen.max(1) as f64;
     let l = loss.clone().map(|t| t.into_scalar::<f64>()).unwrap_or(0.0);
     let h = hits.clone().map(|t| t.into_scalar::<i64>()).unwrap_or(0);

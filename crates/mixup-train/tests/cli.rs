@@ -1,0 +1,354 @@
+//! End-to-end tests of the `mixup` binary on a small synthetic dataset (no shared data, no
+//! network): train, the run folder, eval, predict, and the errors a user meets.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mixup"));
+    c.env_remove("BURN_DEVICE").env_remove("MIXUP_DATA_DIR");
+    c
+}
+
+struct Tmp(PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(name: &str) -> Tmp {
+    let d = std::env::temp_dir().join(format!("mixup-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    Tmp(d)
+}
+
+/// A three-class toy dataset: each text repeats its class word among filler words.
+fn toy_dataset(root: &Path) {
+    let dir = root.join("toy");
+    std::fs::create_dir_all(&dir).expect("dataset dir");
+    let words = ["apple", "river", "engine"];
+    let filler = [
+        "the", "a", "of", "and", "to", "in", "is", "it", "that", "was",
+    ];
+    let make = |n: usize, offset: usize| -> String {
+        let mut s = String::new();
+        for i in 0..n {
+            let class = (i + offset) % 3;
+            let len = 3 + (i * 7 + offset) % 9;
+            let text: Vec<&str> = (0..len)
+                .map(|t| {
+                    if t % 2 == 0 {
+                        words[class]
+                    } else {
+                        filler[(i + t) % filler.len()]
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                "{}\t{}\n",
+                ["FRUIT", "WATER", "MACHINE"][class],
+                text.join(" ")
+            ));
+        }
+        s
+    };
+    std::fs::write(dir.join("train.tsv"), make(96, 0)).expect("train");
+    std::fs::write(dir.join("test.tsv"), make(30, 1)).expect("test");
+}
+
+fn recipe(root: &Path, method: &str) -> PathBuf {
+    let p = root.join(format!("toy-{method}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"toy-{method}\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n\
+             [model]\nkind = \"textcnn\"\nd_embed = 16\nn_filters = 8\n\
+             [method]\nkind = \"{method}\"\n[train]\nepochs = 3\nbatch_size = 16\nlr = 0.01\n"
+        ),
+    )
+    .expect("recipe");
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the mixup binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn train(root: &Path, method: &str, out: &Path, seed: u64) -> Output {
+    run(bin()
+        .args(["train", "--recipe"])
+        .arg(recipe(root, method))
+        .args(["--data-dir"])
+        .arg(root)
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out))
+}
+
+fn final_json(out: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(out.join("final.json")).expect("final.json");
+    serde_json::from_slice(&bytes).expect("final.json parses")
+}
+
+#[test]
+fn train_writes_a_complete_run_and_eval_and_predict_use_it() {
+    let t = tmp("full");
+    toy_dataset(&t.0);
+    let out = t.0.join("run");
+    let o = train(&t.0, "none", &out, 0);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = text(&o);
+    assert!(
+        log.contains("epoch 3 done") && log.contains("samples/s"),
+        "{log}"
+    );
+    for f in [
+        "recipe.toml",
+        "tokenizer.json",
+        "labels.json",
+        "model.bpk",
+        "metrics.csv",
+        "metrics.json",
+        "final.json",
+        "curves.png",
+    ] {
+        assert!(out.join(f).is_file(), "run folder lacks {f}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let png = std::fs::read(out.join("curves.png")).expect("png");
+    assert_eq!(&png[..4], b"\x89PNG");
+    let report = final_json(&out);
+    let acc = report["test_accuracy"].as_f64().expect("accuracy");
+    // The toy task is easy: a model that learnt nothing would sit near 1/3.
+    assert!(acc > 0.9, "toy test accuracy {acc}");
+
+    // eval on the test file reproduces the run's own test accuracy.
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&out)
+        .arg("--data")
+        .arg(t.0.join("toy/test.tsv")));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("eval prints one JSON object");
+    assert_eq!(v["accuracy"].as_f64(), Some(acc));
+    assert_eq!(v["examples"].as_u64(), Some(30));
+
+    // predict reads standard input and prints label, probability, text.
+    let mut child = bin()
+        .args(["predict", "--run"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"apple the apple of apple\n\nengine and engine\n")
+        .expect("write");
+    let o = child.wait_with_output().expect("predict");
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("FRUIT\t") && lines[1].starts_with("MACHINE\t"),
+        "{lines:?}"
+    );
+    let prob: f64 = lines[0]
+        .split('\t')
+        .nth(1)
+        .expect("prob")
+        .parse()
+        .expect("number");
+    assert!((0.0..=1.0).contains(&prob));
+
+    // A file with a label the run never saw: an error naming file and line.
+    let bad = t.0.join("bad.tsv");
+    std::fs::write(&bad, "FRUIT\tapple\nPLANET\tmars\n").expect("write");
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&bad));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("bad.tsv:2") && text(&o).contains("PLANET"),
+        "{}",
+        text(&o)
+    );
+
+    // A checkpoint that does not fit its recipe (labels changed): a clear error.
+    let broken = t.0.join("broken");
+    std::fs::create_dir_all(&broken).expect("dir");
+    for f in ["recipe.toml", "tokenizer.json", "model.bpk"] {
+        std::fs::copy(out.join(f), broken.join(f)).expect("copy");
+    }
+    std::fs::write(broken.join("labels.json"), r#"["A","B","C","D"]"#).expect("labels");
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&broken)
+        .arg("--data")
+        .arg(&bad));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("does not match"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+}
+
+#[test]
+fn every_method_trains_and_the_same_seed_gives_the_same_run() {
+    let t = tmp("methods");
+    toy_dataset(&t.0);
+    for method in ["input", "word", "sen", "manifold"] {
+        let out = t.0.join(method);
+        let o = train(&t.0, method, &out, 3);
+        assert!(o.status.success(), "{method}: {}", text(&o));
+        assert!(
+            text(&o).contains(", mixing)"),
+            "{method} never mixed: {}",
+            text(&o)
+        );
+        assert_eq!(final_json(&out)["method"], method);
+    }
+    let again = t.0.join("manifold-again");
+    let o = train(&t.0, "manifold", &again, 3);
+    assert!(o.status.success(), "{}", text(&o));
+    let a = std::fs::read_to_string(t.0.join("manifold/metrics.json")).expect("a");
+    let b = std::fs::read_to_string(again.join("metrics.json")).expect("b");
+    let strip = |s: &str| -> Vec<(f64, f64, f64)> {
+        let v: serde_json::Value = serde_json::from_str(s).expect("json");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["train_loss"].as_f64().expect("l"),
+                    e["test_loss"].as_f64().expect("t"),
+                    e["test_acc"].as_f64().expect("a"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b), "same seed, different run on flex");
+    let other = t.0.join("manifold-seed4");
+    assert!(train(&t.0, "manifold", &other, 4).status.success());
+    let c = std::fs::read_to_string(other.join("metrics.json")).expect("c");
+    assert_ne!(
+        strip(&a),
+        strip(&c),
+        "a different seed gave the very same run"
+    );
+}
+
+#[test]
+fn user_errors_are_messages_not_panics() {
+    let t = tmp("errors");
+    toy_dataset(&t.0);
+    let r = recipe(&t.0, "word");
+    let check = |o: Output, needles: &[&str]| {
+        assert!(!o.status.success(), "should fail: {}", text(&o));
+        let s = text(&o);
+        assert!(!s.contains("panicked"), "panicked: {s}");
+        for n in needles {
+            assert!(s.contains(n), "expected {n:?} in: {s}");
+        }
+    };
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(["--device", "tpu"])),
+        &["unknown device", "tpu"],
+    );
+    if !cfg!(feature = "wgpu") {
+        check(
+            run(bin()
+                .args(["train", "--recipe"])
+                .arg(&r)
+                .args(["--device", "wgpu"])),
+            &["not compiled", "--features wgpu"],
+        );
+        check(
+            run(bin()
+                .args(["train", "--recipe"])
+                .arg(&r)
+                .env("BURN_DEVICE", "wgpu")),
+            &["--features wgpu"],
+        );
+    }
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(["--method", "cutmix"])),
+        &["method.kind", "cutmix"],
+    );
+    check(
+        run(bin().args(["train", "--recipe"]).arg(t.0.join("nope.toml"))),
+        &["nope.toml"],
+    );
+    let bad = t.0.join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[data]\ndataset = \"toy\"\n[model]\nkind = \"textcnn\"\n[train]\nepochs = 0\n").expect("w");
+    check(
+        run(bin().args(["train", "--recipe"]).arg(&bad)),
+        &["bad.toml", "train.epochs"],
+    );
+    // A dataset that is nowhere and not fetchable: the message says where it looked and how
+    // to point at it.
+    let missing = t.0.join("missing.toml");
+    std::fs::write(
+        &missing,
+        "name = \"x\"\n[data]\ndataset = \"sst9\"\n[model]\nkind = \"textcnn\"\n",
+    )
+    .expect("w");
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&missing)
+            .args(["--data-dir"])
+            .arg(&t.0)
+            .env("MIXUP_CACHE_DIR", t.0.join("cache"))),
+        &["sst9", "MIXUP_DATA_DIR", "--data-dir"],
+    );
+    // A malformed training file.
+    let broken = t.0.join("broken");
+    std::fs::create_dir_all(broken.join("toy")).expect("dir");
+    std::fs::write(
+        broken.join("toy/train.tsv"),
+        "FRUIT\tapple\nno tab on this line\n",
+    )
+    .expect("w");
+    std::fs::write(broken.join("toy/test.tsv"), "FRUIT\tapple\n").expect("w");
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(["--data-dir"])
+            .arg(&broken)),
+        &["train.tsv:2", "no tab"],
+    );
+    check(
+        run(bin()
+            .args(["eval", "--run"])
+            .arg(t.0.join("no-run"))
+            .args(["--data", "x.tsv"])),
+        &["no-run"],
+    );
+}
