@@ -191,12 +191,7 @@ fn cmd_train(
         data.labels.len(),
         dir.display()
     );
-    let model = build_model(
-        &recipe,
-        data.tokenizer.vocab_size(),
-        data.labels.len(),
-        &device.clone().autodiff(),
-    );
+    let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
     let tty = std::io::stdout().is_terminal();
     let setup = TrainSetup {
         recipe: &recipe,
@@ -206,7 +201,11 @@ fn cmd_train(
         log_every: if tty { 5 } else { 25 },
     };
     let mut on_event = |event: &Event| print_event(event, tty);
-    let trained = train(model, &setup, &mut on_event)?;
+    let trained = train(
+        |d| build_model(&recipe, vocab, classes, d),
+        &setup,
+        &mut on_event,
+    )?;
     save_run(
         &out,
         &recipe,

@@ -217,13 +217,14 @@ pub fn predict_proba<M: MixingPoints>(
     out
 }
 
-/// Trains `model` as the recipe says, reporting progress through `on_event`.
+/// Builds a model with `build` (on the seeded autodiff device) and trains it as the recipe
+/// says, reporting progress through `on_event`.
 ///
 /// # Errors
 ///
 /// If the recipe's method cannot run on this model (e.g. a Manifold point it does not have).
 pub fn train<M>(
-    model: M,
+    build: impl FnOnce(&Device) -> M,
     setup: &TrainSetup<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> anyhow::Result<Trained<M>>
@@ -239,6 +240,11 @@ where
     let mix_config = recipe
         .mixup_config(num_classes)
         .map_err(|(field, reason)| anyhow::anyhow!("{field}: {reason}"))?;
+    let device = setup.device.clone();
+    let ad = device.clone().autodiff();
+    // Seed before initialisation: the seed picks the initial weights, then dropout.
+    ad.seed(t.seed);
+    let mut model = build(&ad);
     let points = model.points();
     let eligible = match (&recipe.method.manifold_points, method) {
         (Some(set), MixMethod::Manifold) => {
@@ -257,10 +263,6 @@ where
         anyhow::bail!("method {method} has no mixing point in this model ({points:?})");
     }
 
-    let device = setup.device.clone();
-    let ad = device.clone().autodiff();
-    ad.seed(t.seed);
-    let mut model = model;
     let mut optim = AdamConfig::new().with_epsilon(t.adam_epsilon as f32).init();
     let max_len = recipe.data.max_len;
     let smoothing = recipe.method.label_smoothing;

@@ -1,0 +1,1 @@
+//! Benchmarks of the mixup zoo live in `benches/`; this library is empty.
