@@ -55,5 +55,5 @@ pub use mask::{mix_mask, union_mask};
 pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
-pub use state::MixState;
+pub use state::{MixState, zero_padding};
 pub use targets::{mix_targets, soft_targets};

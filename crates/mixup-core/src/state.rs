@@ -106,8 +106,12 @@ impl MixState {
     }
 }
 
-/// Zeroes the hidden vectors at padded positions.
-fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
+/// Zeroes the hidden vectors at the positions `mask` marks as padding.
+///
+/// # Shapes
+///
+/// - `hidden`: `[n, L, d]`, `mask`: `[n, L]`; returns `[n, L, d]`.
+pub fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
     let dims = hidden.dims();
     hidden.mask_fill(
         mask.bool_not().reshape([dims[0], dims[1], 1]).expand(dims),

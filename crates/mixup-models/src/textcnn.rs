@@ -22,7 +22,7 @@ use burn::{
     },
     tensor::{Bool, Int, Tensor, activation::relu},
 };
-use mixup_core::{MixState, PointKind};
+use mixup_core::{MixState, PointKind, zero_padding};
 
 use crate::mixing::MixingPoints;
 
@@ -98,15 +98,6 @@ impl TextCnnConfig {
                 .init(device),
         }
     }
-}
-
-/// Zeroes `[n, L, d]` at the positions `mask` marks as padding.
-pub(crate) fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
-    let dims = hidden.dims();
-    hidden.mask_fill(
-        mask.bool_not().reshape([dims[0], dims[1], 1]).expand(dims),
-        0.0,
-    )
 }
 
 impl TextCnn {

@@ -339,6 +339,7 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::tmp_dir;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::net::{TcpListener, TcpStream};
@@ -424,22 +425,6 @@ mod tests {
         out.flush()
     }
 
-    struct TmpDir(PathBuf);
-
-    impl Drop for TmpDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmp_dir(name: &str) -> TmpDir {
-        let dir =
-            std::env::temp_dir().join(format!("mixup-train-fetch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TmpDir(dir)
-    }
-
     fn data_dir() -> PathBuf {
         std::env::var_os("MIXUP_DATA_DIR")
             .filter(|v| !v.is_empty())
@@ -497,7 +482,7 @@ mod tests {
         assert_eq!(train.len() as u64, TREC_TRAIN_BYTES);
         assert_eq!(test.len() as u64, TREC_TEST_BYTES);
         let server = trec_server(train, test);
-        let tmp = tmp_dir("convert");
+        let tmp = tmp_dir("fetch-convert");
         let base = format!("{}/data/raw/", server.url);
 
         let dir = fetch_dataset("trec", &base, &tmp.0).expect("fetch trec");
@@ -550,7 +535,7 @@ mod tests {
         };
         train[100] ^= 0x20;
         let server = trec_server(train, test);
-        let tmp = tmp_dir("mismatch");
+        let tmp = tmp_dir("fetch-mismatch");
         let url = format!("{}/data/raw/TREC.train", server.url);
         let dest = tmp.0.join("sub/TREC.train");
 
@@ -589,7 +574,7 @@ mod tests {
         let mut files = HashMap::new();
         files.insert("/present".to_string(), b"hello\n".to_vec());
         let server = Server::start(files);
-        let tmp = tmp_dir("404");
+        let tmp = tmp_dir("fetch-404");
         let url = format!("{}/missing/TREC.train", server.url);
         let dest = tmp.0.join("TREC.train");
 
@@ -623,7 +608,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let tmp = tmp_dir("refused");
+        let tmp = tmp_dir("fetch-refused");
         let url = format!("http://127.0.0.1:{port}/TREC.train");
         let err =
             download_verified(&url, TREC_TRAIN_SHA256, &tmp.0.join("x")).expect_err("must fail");
@@ -635,7 +620,7 @@ mod tests {
 
     #[test]
     fn unknown_dataset_lists_the_known_ones() {
-        let tmp = tmp_dir("unknown");
+        let tmp = tmp_dir("fetch-unknown");
         let err = fetch_dataset("sst2", "http://127.0.0.1:9", &tmp.0).expect_err("must fail");
         assert!(
             matches!(&err, FetchError::UnknownDataset(n) if n == "sst2"),

@@ -14,3 +14,25 @@ pub mod plot;
 pub mod recipe;
 pub mod run;
 pub mod train;
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::path::PathBuf;
+
+    /// A temporary folder removed on drop.
+    pub(crate) struct TmpDir(pub(crate) PathBuf);
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A fresh temporary folder for one test.
+    pub(crate) fn tmp_dir(name: &str) -> TmpDir {
+        let dir = std::env::temp_dir().join(format!("mixup-train-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TmpDir(dir)
+    }
+}

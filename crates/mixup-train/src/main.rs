@@ -342,7 +342,7 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
         run.recipe.train.eval_batch_size,
         max_len,
         &device,
-    );
+    )?;
     let mut stdout = std::io::stdout().lock();
     for (text, p) in texts.iter().zip(probs) {
         let (best, prob) = p

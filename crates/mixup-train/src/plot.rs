@@ -238,22 +238,7 @@ fn draw_panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TmpDir(PathBuf);
-
-    impl Drop for TmpDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmp_dir(name: &str) -> TmpDir {
-        let dir =
-            std::env::temp_dir().join(format!("mixup-train-plot-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TmpDir(dir)
-    }
+    use crate::test_util::tmp_dir;
 
     fn assert_png(path: &Path, min_bytes: usize) {
         let bytes = std::fs::read(path).expect("plot written");
@@ -271,7 +256,7 @@ mod tests {
 
     #[test]
     fn draws_loss_and_accuracy_curves() {
-        let tmp = tmp_dir("curves");
+        let tmp = tmp_dir("plot-curves");
         let path = tmp.0.join("training.png");
         let epochs = 1..=20;
         let curve = |f: fn(f64) -> f64| epochs.clone().map(|e| (e as f64, f(e as f64))).collect();
@@ -289,7 +274,7 @@ mod tests {
 
     #[test]
     fn empty_single_point_and_non_finite_series_do_not_panic() {
-        let tmp = tmp_dir("degenerate");
+        let tmp = tmp_dir("plot-degenerate");
         let empty = tmp.0.join("empty.png");
         plot_training(&empty, "nothing yet", &[], &[]).expect("no series");
         assert_png(&empty, 1024);
@@ -316,7 +301,7 @@ mod tests {
 
     #[test]
     fn refuses_other_formats_naming_the_path() {
-        let tmp = tmp_dir("format");
+        let tmp = tmp_dir("plot-format");
         let path = tmp.0.join("plot.svg");
         let err = plot_training(&path, "t", &[], &[]).expect_err("svg refused");
         assert!(matches!(err, PlotError::NotPng { .. }));

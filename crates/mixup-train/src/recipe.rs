@@ -416,6 +416,25 @@ mod tests {
     }
 
     #[test]
+    fn every_zoo_recipe_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("models/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let r = Recipe::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    r.results.is_some(),
+                    "{}: no measured [results]",
+                    path.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "only {n} recipes in {}", dir.display());
+    }
+
+    #[test]
     fn errors_name_file_and_field() {
         let e = parse(&format!("{MIN}[train]\nepochz = 3\n")).expect_err("unknown field");
         let m = e.to_string();

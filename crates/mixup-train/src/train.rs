@@ -194,13 +194,17 @@ pub fn evaluate<M: MixingPoints>(
 }
 
 /// Class probabilities of `texts` (already encoded), `[n][classes]`.
+///
+/// # Errors
+///
+/// If the backend cannot read the probabilities back.
 pub fn predict_proba<M: MixingPoints>(
     model: &M,
     examples: &[EncodedExample],
     batch_size: usize,
     max_len: usize,
     device: &Device,
-) -> Vec<Vec<f32>> {
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(examples.len());
     for idx in batch_indices::<StdRng>(examples.len(), batch_size, None) {
         let items: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
@@ -211,10 +215,10 @@ pub fn predict_proba<M: MixingPoints>(
             .into_data()
             .convert::<f32>()
             .try_to_vec()
-            .unwrap_or_default();
+            .map_err(|e| anyhow::anyhow!("reading probabilities back: {e:?}"))?;
         out.extend((0..n).map(|i| flat[i * c..(i + 1) * c].to_vec()));
     }
-    out
+    Ok(out)
 }
 
 /// Builds a model with `build` (on the seeded autodiff device) and trains it as the recipe
