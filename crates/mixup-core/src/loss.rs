@@ -20,6 +20,15 @@ use crate::mix::lambda_tensor;
 /// # Panics
 ///
 /// If the shapes of `logits` and `targets` differ.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex();
+/// let logits = Tensor::<2>::from_floats([[0.0, 0.0]], &device);
+/// let targets = Tensor::<2>::from_floats([[0.5, 0.5]], &device);
+/// let loss: f32 = mixup_core::soft_cross_entropy(logits, targets, None).into_scalar();
+/// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
+/// ```
 pub fn soft_cross_entropy(
     logits: Tensor<2>,
     targets: Tensor<2>,

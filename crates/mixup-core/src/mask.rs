@@ -10,6 +10,15 @@ use crate::{mix::select_bool_rows, params::MixParams};
 /// # Shapes
 ///
 /// - `a`, `b`: `[n, L]`, true for real tokens; returns `[n, L]`.
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// let device = Device::flex();
+/// let a = Tensor::<2, Int>::from_ints([[5, 6, 0]], &device).not_equal_elem(0);
+/// let b = Tensor::<2, Int>::from_ints([[7, 0, 0]], &device).not_equal_elem(0);
+/// let union = mixup_core::union_mask(a, b).int().into_data().convert::<i64>();
+/// assert_eq!(union.try_to_vec::<i64>().unwrap(), vec![1, 1, 0]);
+/// ```
 pub fn union_mask(a: Tensor<2, Bool>, b: Tensor<2, Bool>) -> Tensor<2, Bool> {
     assert_eq!(
         a.dims(),

@@ -86,6 +86,15 @@ pub(crate) fn read_bools<const D: usize>(t: Tensor<D, burn::tensor::Bool>) -> Ve
 /// # Panics
 ///
 /// If the shapes differ or `lambdas.len() != n`.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex();
+/// let a = Tensor::<2>::from_floats([[0.0, 0.0], [4.0, 4.0]], &device);
+/// let b = Tensor::<2>::from_floats([[2.0, 2.0], [0.0, 0.0]], &device);
+/// let mixed = mixup_core::mix_with(a, b, &[0.5, 0.75]);
+/// assert_eq!(mixed.into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0, 3.0, 3.0]);
+/// ```
 pub fn mix_with<const D: usize>(x: Tensor<D>, partner: Tensor<D>, lambdas: &[f32]) -> Tensor<D> {
     assert_eq!(
         x.dims(),
@@ -123,6 +132,15 @@ pub fn mix_with<const D: usize>(x: Tensor<D>, partner: Tensor<D>, lambdas: &[f32
 /// # Panics
 ///
 /// If `params` does not describe `n` rows.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use mixup_core::{MixParams, mix_rows};
+/// let device = Device::flex();
+/// let x = Tensor::<2>::from_floats([[1.0], [3.0]], &device);
+/// let params = MixParams { lambdas: vec![0.5, 1.0], partners: vec![1, 0] };
+/// assert_eq!(mix_rows(x, &params).into_data().try_to_vec::<f32>().unwrap(), vec![2.0, 3.0]);
+/// ```
 pub fn mix_rows<const D: usize>(x: Tensor<D>, params: &MixParams) -> Tensor<D> {
     if params.is_identity() {
         assert_eq!(

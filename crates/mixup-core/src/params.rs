@@ -107,6 +107,18 @@ impl MixupConfig {
     /// # Panics
     ///
     /// If the config is invalid; call [`MixupConfig::validate`] first.
+    ///
+    /// ```
+    /// use mixup_core::{LambdaMode, MixupConfig, Pairing};
+    /// use rand::SeedableRng;
+    /// let config = MixupConfig {
+    ///     alpha: 0.4, mode: LambdaMode::Elem, pairing: Pairing::Flip, lambda_ge_half: true,
+    ///     num_classes: 6, ..MixupConfig::default()
+    /// };
+    /// let params = config.sample(5, &mut rand::rngs::StdRng::seed_from_u64(0));
+    /// assert_eq!(params.partners, vec![4, 3, 2, 1, 0]);
+    /// assert!(params.lambdas.iter().all(|&l| (0.5..=1.0).contains(&l)));
+    /// ```
     pub fn sample<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> MixParams {
         if let Err(e) = self.validate() {
             panic!("MixupConfig::sample on an invalid config: {e}");

@@ -32,6 +32,17 @@ pub fn soft_targets(labels: Tensor<1, Int>, num_classes: usize, smoothing: f64) 
 /// # Shapes
 ///
 /// - `labels`: `[n]`; returns `[n, num_classes]`.
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use mixup_core::{MixParams, mix_targets};
+/// let device = Device::flex();
+/// let labels = Tensor::<1, Int>::from_ints([0, 2], &device);
+/// let params = MixParams { lambdas: vec![0.7, 0.7], partners: vec![1, 0] };
+/// let t: Vec<f32> = mix_targets(labels, &params, 3, 0.0).into_data().try_to_vec().unwrap();
+/// let expected = [0.7, 0.0, 0.3, 0.3, 0.0, 0.7];
+/// assert!(t.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6));
+/// ```
 pub fn mix_targets(
     labels: Tensor<1, Int>,
     params: &MixParams,
