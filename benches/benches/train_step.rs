@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use burn::{
-    module::Module,
     optim::{AdamConfig, GradientsParams},
     tensor::{Device, Int, Tensor, TensorData},
 };
