@@ -8,9 +8,6 @@ use mixup_data::{
 
 use crate::{fetch, recipe::Recipe};
 
-/// Datasets that `mixup data fetch` (and `train`, when they are missing) can download.
-pub const FETCHABLE: &[&str] = &["trec"];
-
 /// Where a dataset was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Found {
@@ -126,7 +123,7 @@ pub fn resolve_dataset(
         Found::At(dir) => Ok(dir),
         Found::Missing(tried) => {
             let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-            if FETCHABLE.contains(&name) {
+            if fetch::KNOWN_DATASETS.contains(&name) {
                 on_fetch(name, cache_dir);
                 fetch::fetch_dataset(name, fetch::TREC_BASE_URL, cache_dir).map_err(|e| {
                     anyhow::anyhow!(
@@ -142,7 +139,7 @@ pub fn resolve_dataset(
                      MIXUP_DATA_DIR at the folder that holds {name}/ (with train.tsv and \
                      test.tsv); `mixup data fetch` can download: {}",
                     tried.join(", "),
-                    FETCHABLE.join(", ")
+                    fetch::KNOWN_DATASETS.join(", ")
                 )
             }
         }

@@ -358,6 +358,9 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
 }
 
 fn cmd_fetch(name: &str, cache_dir: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
+    if !fetch::KNOWN_DATASETS.contains(&name) {
+        return Err(fetch::FetchError::UnknownDataset(name.to_string()).into());
+    }
     let cache = cache_dir.unwrap_or_else(fetch::default_cache_dir);
     let url = url.unwrap_or_else(|| fetch::TREC_BASE_URL.to_string());
     println!("fetching {name} from {url} into {}", cache.display());
