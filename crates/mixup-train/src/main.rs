@@ -178,6 +178,13 @@ fn cmd_train(
             recipe.name, recipe.method.kind, recipe.train.seed
         ))
     });
+    // Fail now, not after the whole run, when the run folder cannot be written.
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    let probe = out.join(".write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write into the run folder {}", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
     println!(
         "training {} ({}, method {}, seed {}) on {device_name}: {} train / {} test examples, \
          vocab {}, {} classes, data {}",

@@ -345,6 +345,16 @@ where
             seen += n;
             if (step + 1) % setup.log_every.max(1) == 0 || step + 1 == steps {
                 let (loss, acc) = read_running(&loss_acc, &hits_acc, seen);
+                if !loss.is_finite() {
+                    // The running sum turns NaN/inf at the first bad step and stays so.
+                    anyhow::bail!(
+                        "training diverged: the loss is {loss} by epoch {epoch} step {} (of {steps}); \
+                         stopped without writing a checkpoint. Lower train.lr (now {}) or check \
+                         the data.",
+                        step + 1,
+                        t.lr
+                    );
+                }
                 on_event(&Event::Step {
                     epoch,
                     step: step + 1,

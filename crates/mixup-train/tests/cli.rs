@@ -351,4 +351,35 @@ fn user_errors_are_messages_not_panics() {
             .args(["--data", "x.tsv"])),
         &["no-run"],
     );
+    // A run folder that cannot be created (its parent is a file): refused before training.
+    let file = t.0.join("a-file");
+    std::fs::write(&file, "x").expect("w");
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(["--data-dir"])
+            .arg(&t.0)
+            .arg("--out")
+            .arg(file.join("run"))),
+        &["cannot create the run folder", "a-file"],
+    );
+    // A learning rate that blows the weights up: a clear stop, and no poisoned checkpoint.
+    let huge = t.0.join("huge-lr.toml");
+    std::fs::write(&huge, "name = \"x\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n[model]\nkind = \"textcnn\"\nd_embed = 16\nn_filters = 8\n[train]\nepochs = 2\nbatch_size = 16\nlr = 1e30\n").expect("w");
+    let diverged = t.0.join("diverged");
+    check(
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(&huge)
+            .args(["--data-dir"])
+            .arg(&t.0)
+            .arg("--out")
+            .arg(&diverged)),
+        &["training diverged", "epoch 1", "train.lr"],
+    );
+    assert!(
+        !diverged.join("model.bpk").exists(),
+        "a diverged run wrote a checkpoint"
+    );
 }
