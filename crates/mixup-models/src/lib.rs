@@ -10,14 +10,19 @@
 //! | model | file | points |
 //! |---|---|---|
 //! | [`TextCnn`] (Kim 2014) | `textcnn.rs` | embedding, convolution features, pooled |
+//! | [`BiLstmClassifier`] (Guo et al. 2019) | `bilstm.rs` | embedding, each BiLSTM layer, pooled |
 //!
 //! Nothing here reads files (other than through Burn's record API), prints, or picks a
 //! backend.
 
 #![deny(missing_docs)]
 
+mod bilstm;
 mod mixing;
+#[cfg(test)]
+mod testing;
 mod textcnn;
 
+pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use mixing::MixingPoints;
 pub use textcnn::{TextCnn, TextCnnConfig};

@@ -214,23 +214,12 @@ impl MixingPoints for TextCnn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::toy_batch as batch;
     use burn::{
         module::Module,
-        optim::GradientsParams,
-        tensor::{Device, TensorData, Tolerance},
+        tensor::{Device, Tolerance},
     };
-    use mixup_core::{MixParams, MixupConfig};
-    use rand::{SeedableRng, rngs::StdRng};
-
-    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
-        // Row 0 has 5 tokens, row 1 has 3 (two padding ids), row 2 has 1.
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(vec![2i64, 3, 4, 5, 6, 7, 8, 9, 0, 0, 4, 0, 0, 0, 0], [3, 5]),
-            device,
-        );
-        let mask = ids.clone().not_equal_elem(0);
-        (ids, mask)
-    }
+    use mixup_core::MixParams;
 
     fn model(device: &Device) -> TextCnn {
         device.seed(0);
@@ -256,66 +245,6 @@ mod tests {
             panic!("pooled")
         };
         assert_eq!(p.dims(), [3, 18]);
-    }
-
-    #[test]
-    fn lambda_one_is_identity_at_every_point() {
-        let device = Device::flex();
-        let m = model(&device);
-        let (ids, mask) = batch(&device);
-        let plain = m.forward(ids.clone(), mask.clone());
-        for point in 0..m.num_points() {
-            let params = MixParams::with_lambda(1.0, vec![1, 2, 0]);
-            let mixed = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
-            mixed
-                .into_data()
-                .assert_approx_eq::<f32>(&plain.to_data(), Tolerance::default());
-            let pair = m.forward_mixed_pair(
-                (ids.clone(), mask.clone()),
-                (
-                    ids.clone().flip([0]),
-                    mask.clone().int().flip([0]).greater_elem(0),
-                ),
-                point,
-                &[1.0, 1.0, 1.0],
-            );
-            pair.into_data()
-                .assert_approx_eq::<f32>(&plain.to_data(), Tolerance::default());
-        }
-    }
-
-    #[test]
-    fn padding_never_leaks_at_any_point() {
-        let device = Device::flex();
-        let m = model(&device);
-        let (ids, mask) = batch(&device);
-        // Same mask, different ids under the padding.
-        let other = Tensor::<2, Int>::from_data(
-            TensorData::new(
-                vec![2i64, 3, 4, 5, 6, 7, 8, 9, 11, 10, 4, 1, 7, 3, 2],
-                [3, 5],
-            ),
-            &device,
-        );
-        let a = m.forward(ids.clone(), mask.clone());
-        let b = m.forward(other.clone(), mask.clone());
-        a.into_data()
-            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::default());
-        let params = MixupConfig {
-            alpha: 1.0,
-            ..Default::default()
-        }
-        .sample(3, &mut StdRng::seed_from_u64(4));
-        let params = MixParams {
-            lambdas: vec![0.3, 0.6, 0.8],
-            ..params
-        };
-        for point in 0..m.num_points() {
-            let a = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
-            let b = m.forward_mixed(other.clone(), mask.clone(), point, &params);
-            a.into_data()
-                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::default());
-        }
     }
 
     #[test]
@@ -359,47 +288,6 @@ mod tests {
     }
 
     #[test]
-    fn gradients_reach_parameters_through_both_partners() {
-        let device = Device::flex().autodiff();
-        device.seed(1);
-        let m = TextCnnConfig::new(12, 4)
-            .with_d_embed(8)
-            .with_n_filters(6)
-            .with_dropout(0.0)
-            .init(&device);
-        let (ids, mask) = batch(&device);
-        for point in 0..m.num_points() {
-            // Row 0 takes all of its value from row 2 (lambda 0): row 2's tokens must get a
-            // gradient even though only row 0's loss is counted.
-            let params = MixParams {
-                lambdas: vec![0.0, 1.0, 1.0],
-                partners: vec![2, 1, 2],
-            };
-            let logits = m.forward_mixed(ids.clone(), mask.clone(), point, &params);
-            let loss = logits.slice([0..1]).sum();
-            let grads = GradientsParams::from_grads(loss.backward(), &m);
-            let g: Tensor<2> = grads.get(m.embedding.weight.id).expect("embedding grad");
-            let g = g
-                .abs()
-                .sum_dim(1)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("g");
-            assert!(
-                g[4] > 0.0,
-                "point {point}: row 2's token 4 gets no gradient: {g:?}"
-            );
-            assert_eq!(
-                g[2], 0.0,
-                "point {point}: row 0's own tokens must get none (lambda 0)"
-            );
-            let conv: Option<Tensor<3>> = grads.get(m.convs[0].weight.id);
-            assert!(conv.is_some());
-        }
-    }
-
-    #[test]
     fn convolve_equals_burn_conv1d() {
         let device = Device::flex();
         let m = model(&device);
@@ -418,22 +306,17 @@ mod tests {
     }
 
     #[test]
-    fn record_round_trip() {
-        let device = Device::flex();
-        let m = model(&device);
-        let (ids, mask) = batch(&device);
-        let before = m.forward(ids.clone(), mask.clone());
-        let bytes = m.clone().into_record().into_bytes().expect("bytes");
-        device.seed(99);
-        let fresh = TextCnnConfig::new(12, 4)
-            .with_d_embed(8)
-            .with_n_filters(6)
-            .init(&device);
-        let rec = burn::store::ModuleRecord::from_bytes(bytes).expect("record");
-        let loaded = fresh.load_record(rec).valid();
-        let after = loaded.forward(ids, mask);
-        after
-            .into_data()
-            .assert_approx_eq::<f32>(&before.into_data(), Tolerance::default());
+    fn mixing_point_invariants() {
+        crate::testing::check_mixing_points(
+            |d| {
+                d.seed(0);
+                TextCnnConfig::new(12, 4)
+                    .with_d_embed(8)
+                    .with_n_filters(6)
+                    .with_dropout(0.0)
+                    .init(d)
+            },
+            |m| m.embedding.weight.id,
+        );
     }
 }
