@@ -99,6 +99,36 @@ impl Default for DataSection {
 pub enum ModelSection {
     /// Kim's TextCNN.
     Textcnn(TextCnnSection),
+    /// A BiLSTM classifier.
+    Bilstm(BiLstmSection),
+}
+
+/// BiLSTM hyper-parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiLstmSection {
+    /// Embedding width.
+    pub d_embed: usize,
+    /// Hidden size of each direction.
+    pub d_hidden: usize,
+    /// Number of bidirectional layers.
+    pub n_layers: usize,
+    /// `max` or `mean` pooling over the valid positions.
+    pub pooling: String,
+    /// Dropout before the output layer.
+    pub dropout: f64,
+}
+
+impl Default for BiLstmSection {
+    fn default() -> Self {
+        Self {
+            d_embed: 128,
+            d_hidden: 128,
+            n_layers: 1,
+            pooling: "max".into(),
+            dropout: 0.5,
+        }
+    }
 }
 
 /// TextCNN hyper-parameters.
@@ -261,21 +291,38 @@ impl Recipe {
         if self.data.max_len == 0 {
             return Err(bad("data.max_len", "0".into(), "must be at least 1"));
         }
-        let ModelSection::Textcnn(m) = &self.model;
-        if m.d_embed == 0 || m.n_filters == 0 {
-            return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
-        }
-        if m.widths.is_empty() || m.widths.contains(&0) {
-            return Err(bad(
-                "model.widths",
-                format!("{:?}", m.widths),
-                "need positive widths",
-            ));
-        }
-        if !(0.0..1.0).contains(&m.dropout) {
+        let dropout = match &self.model {
+            ModelSection::Textcnn(m) => {
+                if m.d_embed == 0 || m.n_filters == 0 {
+                    return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
+                }
+                if m.widths.is_empty() || m.widths.contains(&0) {
+                    return Err(bad(
+                        "model.widths",
+                        format!("{:?}", m.widths),
+                        "need positive widths",
+                    ));
+                }
+                m.dropout
+            }
+            ModelSection::Bilstm(m) => {
+                if m.d_embed == 0 || m.d_hidden == 0 || m.n_layers == 0 {
+                    return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
+                }
+                if m.pooling != "max" && m.pooling != "mean" {
+                    return Err(bad(
+                        "model.pooling",
+                        format!("{:?}", m.pooling),
+                        "must be \"max\" or \"mean\"",
+                    ));
+                }
+                m.dropout
+            }
+        };
+        if !(0.0..1.0).contains(&dropout) {
             return Err(bad(
                 "model.dropout",
-                m.dropout.to_string(),
+                dropout.to_string(),
                 "must be in [0, 1)",
             ));
         }
@@ -409,8 +456,16 @@ mod tests {
         assert_eq!(r.data.max_len, 40);
         assert_eq!(r.train.batch_size, 64);
         assert_eq!(r.method.kind, "none");
-        let ModelSection::Textcnn(m) = &r.model;
+        let ModelSection::Textcnn(m) = &r.model else {
+            panic!("textcnn")
+        };
         assert_eq!(m.widths, vec![3, 4, 5]);
+        let b = parse("name = \"b\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"bilstm\"\n")
+            .expect("bilstm parses");
+        assert_eq!(b.model, ModelSection::Bilstm(BiLstmSection::default()));
+        let e = parse("name = \"b\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"bilstm\"\npooling = \"sum\"\n")
+            .expect_err("bad pooling");
+        assert!(e.to_string().contains("model.pooling"), "{e}");
         let back = parse(&r.to_toml().expect("toml")).expect("reparses");
         assert_eq!(back, r);
     }

@@ -14,9 +14,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::tensor::{Bool, Int, Tensor};
 use burn::{module::Module, store::ModuleRecord, tensor::Device};
+use mixup_core::{MixState, PointKind};
 use mixup_data::{LabelSet, WordTokenizer};
-use mixup_models::{TextCnn, TextCnnConfig};
+use mixup_models::{
+    BiLstmClassifier, BiLstmClassifierConfig, MixingPoints, TextCnn, TextCnnConfig,
+};
 
 use crate::{
     plot::{Series, plot_training},
@@ -24,20 +28,71 @@ use crate::{
     train::{EpochMetrics, FinalMetrics},
 };
 
+/// Any model of the zoo, as one Burn module (what a recipe's `[model]` section builds).
+#[derive(Module, Debug)]
+pub enum ZooModel {
+    /// Kim's TextCNN.
+    TextCnn(TextCnn),
+    /// A BiLSTM classifier.
+    BiLstm(BiLstmClassifier),
+}
+
+impl MixingPoints for ZooModel {
+    fn points(&self) -> Vec<PointKind> {
+        match self {
+            Self::TextCnn(m) => m.points(),
+            Self::BiLstm(m) => m.points(),
+        }
+    }
+
+    fn embed(&self, ids: Tensor<2, Int>, mask: Tensor<2, Bool>) -> MixState {
+        match self {
+            Self::TextCnn(m) => m.embed(ids, mask),
+            Self::BiLstm(m) => m.embed(ids, mask),
+        }
+    }
+
+    fn advance(&self, state: MixState, point: usize) -> MixState {
+        match self {
+            Self::TextCnn(m) => m.advance(state, point),
+            Self::BiLstm(m) => m.advance(state, point),
+        }
+    }
+
+    fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::TextCnn(m) => m.head(pooled),
+            Self::BiLstm(m) => m.head(pooled),
+        }
+    }
+}
+
 /// Builds the recipe's model for a vocabulary and label set.
 pub fn build_model(
     recipe: &Recipe,
     vocab_size: usize,
     num_classes: usize,
     device: &Device,
-) -> TextCnn {
-    let ModelSection::Textcnn(m) = &recipe.model;
-    TextCnnConfig::new(vocab_size, num_classes)
-        .with_d_embed(m.d_embed)
-        .with_n_filters(m.n_filters)
-        .with_widths(m.widths.clone())
-        .with_dropout(m.dropout)
-        .init(device)
+) -> ZooModel {
+    match &recipe.model {
+        ModelSection::Textcnn(m) => ZooModel::TextCnn(
+            TextCnnConfig::new(vocab_size, num_classes)
+                .with_d_embed(m.d_embed)
+                .with_n_filters(m.n_filters)
+                .with_widths(m.widths.clone())
+                .with_dropout(m.dropout)
+                .init(device),
+        ),
+        ModelSection::Bilstm(m) => ZooModel::BiLstm(
+            BiLstmClassifierConfig::new(vocab_size, num_classes)
+                .with_d_embed(m.d_embed)
+                .with_d_hidden(m.d_hidden)
+                .with_n_layers(m.n_layers)
+                .with_mean_pooling(m.pooling == "mean")
+                .with_dropout(m.dropout)
+                .init(device),
+        ),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
@@ -87,7 +142,7 @@ pub fn save_run(
     recipe: &Recipe,
     tokenizer: &WordTokenizer,
     labels: &LabelSet,
-    model: TextCnn,
+    model: ZooModel,
     epochs: &[EpochMetrics],
     report: &FinalMetrics,
 ) -> anyhow::Result<()> {
@@ -148,7 +203,7 @@ pub struct LoadedRun {
     /// Its labels.
     pub labels: LabelSet,
     /// The trained model, in evaluation mode.
-    pub model: TextCnn,
+    pub model: ZooModel,
 }
 
 /// Loads a run folder onto `device`.

@@ -62,12 +62,25 @@ fn toy_dataset(root: &Path) {
 }
 
 fn recipe(root: &Path, method: &str) -> PathBuf {
-    let p = root.join(format!("toy-{method}.toml"));
+    recipe_for(
+        root,
+        method,
+        "kind = \"textcnn\"\nd_embed = 16\nn_filters = 8",
+    )
+}
+
+fn recipe_for(root: &Path, method: &str, model: &str) -> PathBuf {
+    let tag: String = model
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    let p = root.join(format!("toy-{method}-{tag}.toml"));
     std::fs::write(
         &p,
         format!(
             "name = \"toy-{method}\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n\
-             [model]\nkind = \"textcnn\"\nd_embed = 16\nn_filters = 8\n\
+             [model]\n{model}\n\
              [method]\nkind = \"{method}\"\n[train]\nepochs = 3\nbatch_size = 16\nlr = 0.01\n"
         ),
     )
@@ -382,4 +395,37 @@ fn user_errors_are_messages_not_panics() {
         !diverged.join("model.bpk").exists(),
         "a diverged run wrote a checkpoint"
     );
+}
+
+#[test]
+fn bilstm_trains_with_manifold_mixup_and_eval_reloads_it() {
+    let t = tmp("bilstm");
+    toy_dataset(&t.0);
+    let r = recipe_for(
+        &t.0,
+        "manifold",
+        "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 8\nn_layers = 2\npooling = \"mean\"",
+    );
+    let out = t.0.join("run");
+    let o = run(bin()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .args(["--data-dir"])
+        .arg(&t.0)
+        .args(["--epochs", "6", "--out"])
+        .arg(&out));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(", mixing)"), "{}", text(&o));
+    let acc = final_json(&out)["test_accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    assert!(acc > 0.6, "toy BiLSTM test accuracy {acc}");
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&out)
+        .arg("--data")
+        .arg(t.0.join("toy/test.tsv")));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["accuracy"].as_f64(), Some(acc));
 }
