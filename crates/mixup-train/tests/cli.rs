@@ -110,6 +110,17 @@ fn train(root: &Path, method: &str, out: &Path, seed: u64) -> Output {
         .arg(out))
 }
 
+/// Runs `mixup eval` on a run folder and a labelled file; it must succeed and print JSON.
+fn eval_json(run_dir: &Path, data: &Path) -> serde_json::Value {
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(run_dir)
+        .arg("--data")
+        .arg(data));
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).expect("eval prints one JSON object")
+}
+
 fn final_json(out: &Path) -> serde_json::Value {
     let bytes = std::fs::read(out.join("final.json")).expect("final.json");
     serde_json::from_slice(&bytes).expect("final.json parses")
@@ -149,16 +160,14 @@ fn train_writes_a_complete_run_and_eval_and_predict_use_it() {
     assert!(acc > 0.9, "toy test accuracy {acc}");
 
     // eval on the test file reproduces the run's own test accuracy.
-    let o = run(bin()
-        .args(["eval", "--run"])
-        .arg(&out)
-        .arg("--data")
-        .arg(t.0.join("toy/test.tsv")));
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value =
-        serde_json::from_slice(&o.stdout).expect("eval prints one JSON object");
-    assert_eq!(v["accuracy"].as_f64(), Some(acc));
-    assert_eq!(v["examples"].as_u64(), Some(30));
+    assert_eq!(
+        eval_json(&out, &t.0.join("toy/test.tsv"))["accuracy"].as_f64(),
+        Some(acc)
+    );
+    assert_eq!(
+        eval_json(&out, &t.0.join("toy/test.tsv"))["examples"].as_u64(),
+        Some(30)
+    );
 
     // predict reads standard input and prints label, probability, text.
     let mut child = bin()
@@ -420,12 +429,8 @@ fn bilstm_trains_with_manifold_mixup_and_eval_reloads_it() {
         .as_f64()
         .expect("accuracy");
     assert!(acc > 0.6, "toy BiLSTM test accuracy {acc}");
-    let o = run(bin()
-        .args(["eval", "--run"])
-        .arg(&out)
-        .arg("--data")
-        .arg(t.0.join("toy/test.tsv")));
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["accuracy"].as_f64(), Some(acc));
+    assert_eq!(
+        eval_json(&out, &t.0.join("toy/test.tsv"))["accuracy"].as_f64(),
+        Some(acc)
+    );
 }
