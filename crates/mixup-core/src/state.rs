@@ -35,17 +35,17 @@ impl MixState {
     ///
     /// Rows that `params` leaves unmixed (lambda 1) are their own partner.
     pub fn partner_rows(&self, params: &MixParams) -> MixState {
-        let (state, device) = match self {
-            Self::Sequence { hidden, .. } => (self.clone(), hidden.device()),
-            Self::Pooled(p) => (self.clone(), p.device()),
-        };
-        let idx = index_tensor(&params.effective_partners(), &device);
-        match state {
+        let partners = params.effective_partners();
+        match self {
             Self::Sequence { hidden, mask } => Self::Sequence {
-                hidden: hidden.select(0, idx),
-                mask: select_bool_rows(mask, &params.effective_partners()),
+                hidden: hidden
+                    .clone()
+                    .select(0, index_tensor(&partners, &hidden.device())),
+                mask: select_bool_rows(mask.clone(), &partners),
             },
-            Self::Pooled(p) => Self::Pooled(p.select(0, idx)),
+            Self::Pooled(p) => {
+                Self::Pooled(p.clone().select(0, index_tensor(&partners, &p.device())))
+            }
         }
     }
 

@@ -193,7 +193,8 @@ pub fn evaluate<M: MixingPoints>(
     )
 }
 
-/// Class probabilities of `texts` (already encoded), `[n][classes]`.
+/// Class probabilities of `examples` (their labels are ignored), one row of `classes` per
+/// example.
 ///
 /// # Errors
 ///
