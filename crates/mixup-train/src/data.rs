@@ -90,12 +90,12 @@ pub fn load_encoded(dir: &Path, recipe: &Recipe) -> Result<Encoded, DataError> {
         min_freq: d.min_freq,
         max_vocab: d.max_vocab,
     };
-    let (train_path, train) = &splits.train;
+    let train = &splits.train.1;
     let tokenizer = config.build(train.iter().map(|e| e.text.as_str()));
     let labels = LabelSet::from_examples(train);
     let enc =
         |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, d.max_len);
-    let train = encode(train, train_path, &tokenizer, &labels, d.max_len)?;
+    let train = enc(&splits.train)?;
     let dev = splits.dev.as_ref().map(enc).transpose()?;
     let test = enc(&splits.test)?;
     Ok(Encoded {
