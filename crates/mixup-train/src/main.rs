@@ -10,12 +10,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mixup_data::{Format, read_examples};
 use mixup_train::{
-    data::{encode, load_encoded, resolve_dataset},
+    data::encode,
     device::select_device,
     fetch,
     recipe::Recipe,
-    run::{build_model, load_run, save_run},
-    train::{Event, TrainSetup, evaluate, predict_proba, train},
+    run::{RecipeRun, default_run_dir, load_run, train_recipe},
+    train::{Event, evaluate, predict_proba},
 };
 
 #[derive(Parser)]
@@ -164,65 +164,22 @@ fn cmd_train(
     }
     recipe.validate(Path::new("(recipe with command-line overrides)"))?;
     let (device, device_name) = select_device(device)?;
-    let cache = fetch::default_cache_dir();
-    let dir = resolve_dataset(&recipe.data.dataset, data_dir, &cache, |name, cache| {
-        println!(
-            "dataset {name} not found locally: fetching it into {}",
-            cache.display()
-        );
-    })?;
-    let data = load_encoded(&dir, &recipe)?;
-    let out = out.unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!(
-            "{}-{}-seed{}",
-            recipe.name, recipe.method.kind, recipe.train.seed
-        ))
-    });
-    // Fail now, not after the whole run, when the run folder cannot be written.
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
-    let probe = out.join(".write-test");
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("cannot write into the run folder {}", out.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    println!(
-        "training {} ({}, method {}, seed {}) on {device_name}: {} train / {} test examples, \
-         vocab {}, {} classes, data {}",
-        recipe.name,
-        recipe_path.display(),
-        recipe.method.kind,
-        recipe.train.seed,
-        data.train.len(),
-        data.test.len(),
-        data.tokenizer.vocab_size(),
-        data.labels.len(),
-        dir.display()
-    );
-    let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
+    let out = out.unwrap_or_else(|| default_run_dir(&recipe));
     let tty = std::io::stdout().is_terminal();
-    let setup = TrainSetup {
-        recipe: &recipe,
-        data: &data,
-        device,
-        device_name,
-        log_every: if tty { 5 } else { 25 },
-    };
     let mut on_event = |event: &Event| print_event(event, tty);
-    let trained = train(
-        |d| build_model(&recipe, vocab, classes, d),
-        &setup,
+    let r = train_recipe(
+        &RecipeRun {
+            recipe: &recipe,
+            recipe_path,
+            device,
+            device_name,
+            data_dir,
+            out: &out,
+            log_every: if tty { 5 } else { 25 },
+        },
+        &mut |line: &str| println!("{line}"),
         &mut on_event,
     )?;
-    save_run(
-        &out,
-        &recipe,
-        &data.tokenizer,
-        &data.labels,
-        trained.model,
-        &trained.epochs,
-        &trained.report,
-    )?;
-    let r = &trained.report;
     println!(
         "done: test accuracy {:.4} (loss {:.4}), {:.0} train samples/s, {:.1} s in all; run folder {}",
         r.test_accuracy,

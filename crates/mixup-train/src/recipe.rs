@@ -103,6 +103,16 @@ pub enum ModelSection {
     Bilstm(BiLstmSection),
 }
 
+impl ModelSection {
+    /// The model's `kind` as written in recipes (`textcnn`, `bilstm`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Textcnn(_) => "textcnn",
+            Self::Bilstm(_) => "bilstm",
+        }
+    }
+}
+
 /// BiLSTM hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

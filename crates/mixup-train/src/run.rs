@@ -23,9 +23,11 @@ use mixup_models::{
 };
 
 use crate::{
+    data::{load_encoded, resolve_dataset},
+    fetch,
     plot::{Series, plot_training},
     recipe::{ModelSection, Recipe},
-    train::{EpochMetrics, FinalMetrics},
+    train::{EpochMetrics, Event, FinalMetrics, TrainSetup, train},
 };
 
 /// Any model of the zoo, as one Burn module (what a recipe's `[model]` section builds).
@@ -190,6 +192,97 @@ pub fn save_run(
     plot_training(&dir.join("curves.png"), &title, &loss, &acc)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+/// Everything [`train_recipe`] needs.
+pub struct RecipeRun<'a> {
+    /// The recipe, overrides applied and validated.
+    pub recipe: &'a Recipe,
+    /// Where the recipe came from (for messages).
+    pub recipe_path: &'a Path,
+    /// The (non-autodiff) device to train on.
+    pub device: Device,
+    /// The device's name, for the report.
+    pub device_name: String,
+    /// `--data-dir`, if given.
+    pub data_dir: Option<&'a Path>,
+    /// The run folder to write.
+    pub out: &'a Path,
+    /// Report progress every this many steps.
+    pub log_every: usize,
+}
+
+/// The default run folder of a recipe: `runs/<name>-<method>-seed<seed>`.
+pub fn default_run_dir(recipe: &Recipe) -> PathBuf {
+    PathBuf::from("runs").join(format!(
+        "{}-{}-seed{}",
+        recipe.name, recipe.method.kind, recipe.train.seed
+    ))
+}
+
+/// Finds (or fetches) the recipe's data, trains it and writes the run folder; `say` receives
+/// one-line notes for the user (dataset fetched, what is being trained), `on_event` the
+/// progress.
+///
+/// # Errors
+///
+/// Missing data, a run folder that cannot be written (checked before training), a method the
+/// model cannot run, divergence, or a file that cannot be saved.
+pub fn train_recipe(
+    run: &RecipeRun<'_>,
+    say: &mut dyn FnMut(&str),
+    on_event: &mut dyn FnMut(&Event),
+) -> anyhow::Result<FinalMetrics> {
+    let recipe = run.recipe;
+    let cache = fetch::default_cache_dir();
+    let dir = resolve_dataset(&recipe.data.dataset, run.data_dir, &cache, |name, cache| {
+        say(&format!(
+            "dataset {name} not found locally: fetching it into {}",
+            cache.display()
+        ));
+    })?;
+    let data = load_encoded(&dir, recipe)?;
+    let out = run.out;
+    // Fail now, not after the whole run, when the run folder cannot be written.
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    let probe = out.join(".write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write into the run folder {}", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    say(&format!(
+        "training {} ({}, method {}, seed {}) on {}: {} train / {} test examples, vocab {}, {} \
+         classes, data {}",
+        recipe.name,
+        run.recipe_path.display(),
+        recipe.method.kind,
+        recipe.train.seed,
+        run.device_name,
+        data.train.len(),
+        data.test.len(),
+        data.tokenizer.vocab_size(),
+        data.labels.len(),
+        dir.display()
+    ));
+    let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
+    let setup = TrainSetup {
+        recipe,
+        data: &data,
+        device: run.device.clone(),
+        device_name: run.device_name.clone(),
+        log_every: run.log_every,
+    };
+    let trained = train(|d| build_model(recipe, vocab, classes, d), &setup, on_event)?;
+    save_run(
+        out,
+        recipe,
+        &data.tokenizer,
+        &data.labels,
+        trained.model,
+        &trained.epochs,
+        &trained.report,
+    )?;
+    Ok(trained.report)
 }
 
 /// A finished run loaded back for evaluation or prediction.
