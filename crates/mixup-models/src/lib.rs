@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | [`TextCnn`] (Kim 2014) | `textcnn.rs` | embedding, convolution features, pooled |
 //! | [`BiLstmClassifier`] (Guo et al. 2019) | `bilstm.rs` | embedding, each BiLSTM layer, pooled |
+//! | [`TransformerClassifier`] (Vaswani et al. 2017) | `transformer.rs` | embedding, each encoder layer, pooled |
 //!
 //! Nothing here reads files (other than through Burn's record API), prints, or picks a
 //! backend.
@@ -22,7 +23,9 @@ mod mixing;
 #[cfg(test)]
 mod testing;
 mod textcnn;
+mod transformer;
 
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use mixing::MixingPoints;
 pub use textcnn::{TextCnn, TextCnnConfig};
+pub use transformer::{EncoderLayer, TransformerClassifier, TransformerClassifierConfig};

@@ -104,14 +104,16 @@ pub(crate) fn check_mixing_points<M: Module + MixingPoints>(
             &format!("padding ids, mixed at point {point}"),
         );
         let state = m.forward_to(ids.clone(), mask.clone(), point);
-        if let MixState::Sequence { .. } = state {
+        if let MixState::Sequence { mask: own, .. } = &state {
+            let own = own.clone();
             let mixed = state
                 .clone()
                 .mix(state.partner_rows(&params), &params.lambdas);
             let MixState::Sequence { mask: got, .. } = mixed else {
                 panic!("sequence")
             };
-            let want = mix_mask(mask.clone(), &params);
+            // The state's own mask (a model may add positions, e.g. [CLS]).
+            let want = mix_mask(own, &params);
             assert_eq!(
                 got.int().into_data().convert::<i64>(),
                 want.int().into_data().convert::<i64>(),
@@ -149,6 +151,28 @@ pub(crate) fn check_mixing_points<M: Module + MixingPoints>(
         assert_eq!(
             g[2], 0.0,
             "point {point}: row 0's own tokens must get none at lambda 0"
+        );
+        // At lambda 0.5 both partners get gradient.
+        let half = MixParams {
+            lambdas: vec![0.5, 1.0, 1.0],
+            partners: vec![2, 1, 2],
+        };
+        let loss = m
+            .forward_mixed(ids.clone(), mask.clone(), point, &half)
+            .slice([0..1])
+            .sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let g: Tensor<2> = grads.get(embedding(&m)).expect("embedding gradient");
+        let g: Vec<f32> = g
+            .abs()
+            .sum_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("gradient");
+        assert!(
+            g[2] > 0.0 && g[4] > 0.0,
+            "point {point}: at lambda 0.5 both partners need gradient: {g:?}"
         );
     }
 
