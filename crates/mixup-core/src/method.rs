@@ -33,16 +33,28 @@ pub enum MixMethod {
     /// Manifold Mixup (Verma et al. 2019, <https://arxiv.org/abs/1806.05236>): mix at a point
     /// drawn uniformly per batch from an eligible set (by default every mixing point).
     Manifold,
+    /// TMix (Chen et al. 2020, <https://arxiv.org/abs/2004.12239>): mix the hidden states after
+    /// an encoder layer drawn per batch from an eligible set, by default the layers TMix uses
+    /// on a 12-layer BERT ({7, 9, 12}) scaled to the model's depth (see
+    /// [`MixMethod::eligible`]), with the partner rows drawn from a **separate batch**
+    /// ([`MixMethod::separate_batch`]).
+    Tmix,
+    /// Mixup-Transformer (Sun et al. 2020, <https://aclanthology.org/2020.coling-main.305/>):
+    /// mix the pooled output of a Transformer encoder. The same operation as
+    /// [`MixMethod::Sen`]; the name follows the paper, whose models are Transformers.
+    MixupTransformer,
 }
 
 impl MixMethod {
     /// Every method, in CLI order.
-    pub const ALL: [MixMethod; 5] = [
+    pub const ALL: [MixMethod; 7] = [
         MixMethod::None,
         MixMethod::Input,
         MixMethod::Word,
         MixMethod::Sen,
         MixMethod::Manifold,
+        MixMethod::Tmix,
+        MixMethod::MixupTransformer,
     ];
 
     /// The name used in recipes and on the command line.
@@ -53,19 +65,46 @@ impl MixMethod {
             Self::Word => "word",
             Self::Sen => "sen",
             Self::Manifold => "manifold",
+            Self::Tmix => "tmix",
+            Self::MixupTransformer => "mixup-transformer",
         }
     }
 
-    /// The indices of the points this method may mix at, given a model's points in order; empty for
-    /// [`MixMethod::None`].
+    /// The indices of the points this method may mix at by default, given a model's points in
+    /// order; empty for [`MixMethod::None`].
+    ///
+    /// For [`MixMethod::Tmix`]: with `n` layer points, the outputs of layers
+    /// `round(7n/12)`, `round(9n/12)` and `n` (counted from 1), without repeats: {7, 9, 12} for
+    /// 12 layers, {4, 5, 6} for 6, {2, 3, 4} for 4, {1, 2} for 2, {1} for 1.
     pub fn eligible(self, points: &[PointKind]) -> Vec<usize> {
         let find = |kind: PointKind| points.iter().position(|&p| p == kind).into_iter().collect();
         match self {
             Self::None => Vec::new(),
             Self::Input | Self::Word => find(PointKind::Embedding),
-            Self::Sen => find(PointKind::Pooled),
+            Self::Sen | Self::MixupTransformer => find(PointKind::Pooled),
             Self::Manifold => (0..points.len()).collect(),
+            Self::Tmix => {
+                let layers: Vec<usize> = (0..points.len())
+                    .filter(|&i| matches!(points[i], PointKind::Layer(_)))
+                    .collect();
+                let n = layers.len();
+                let mut picked: Vec<usize> = [7.0, 9.0, 12.0]
+                    .iter()
+                    .map(|share| ((share * n as f64 / 12.0).round() as usize).clamp(1, n.max(1)))
+                    .filter(|_| n > 0)
+                    .map(|k| layers[k - 1])
+                    .collect();
+                picked.dedup();
+                picked
+            }
         }
+    }
+
+    /// Whether the partner rows come from a separate batch rather than a permutation of the
+    /// same batch (true for [`MixMethod::Tmix`], run as the design asks: both inputs
+    /// go through the encoder up to the mixing layer, each with its own padding mask).
+    pub fn separate_batch(self) -> bool {
+        matches!(self, Self::Tmix)
     }
 }
 
@@ -121,5 +160,28 @@ mod tests {
         assert_eq!(MixMethod::Input.eligible(&points), vec![0]);
         assert_eq!(MixMethod::Sen.eligible(&points), vec![2]);
         assert_eq!(MixMethod::Manifold.eligible(&points), vec![0, 1, 2]);
+        assert_eq!(MixMethod::MixupTransformer.eligible(&points), vec![2]);
+        assert_eq!(MixMethod::Tmix.eligible(&points), vec![1]);
+        assert!(MixMethod::Tmix.separate_batch() && !MixMethod::Manifold.separate_batch());
+    }
+
+    #[test]
+    fn tmix_layers_scale_with_depth() {
+        let model = |n: usize| -> Vec<PointKind> {
+            let mut p = vec![PointKind::Embedding];
+            p.extend((0..n).map(PointKind::Layer));
+            p.push(PointKind::Pooled);
+            p
+        };
+        // Point k is the output of layer k counted from 1.
+        assert_eq!(MixMethod::Tmix.eligible(&model(12)), vec![7, 9, 12]);
+        assert_eq!(MixMethod::Tmix.eligible(&model(6)), vec![4, 5, 6]);
+        assert_eq!(MixMethod::Tmix.eligible(&model(4)), vec![2, 3, 4]);
+        assert_eq!(MixMethod::Tmix.eligible(&model(2)), vec![1, 2]);
+        assert_eq!(MixMethod::Tmix.eligible(&model(1)), vec![1]);
+        assert_eq!(
+            MixMethod::Tmix.eligible(&[PointKind::Embedding, PointKind::Pooled]),
+            Vec::<usize>::new()
+        );
     }
 }

@@ -1,7 +1,15 @@
 //! BiLSTM sentence classifier: embedding → stacked bidirectional LSTM layers → max (or mean)
 //! pooling over the valid positions → dropout → linear. The recurrent encoder of Guo et al.
 //! (2019), "Augmenting Data with Mixup for Sentence Classification",
-//! <https://arxiv.org/abs/1905.08941>; the LSTM is Burn's [`Lstm`].
+//! <https://arxiv.org/abs/1905.08941>.
+//!
+//! The LSTM cell is the standard one (gates i, f, g, o as in PyTorch's `nn.LSTM`; tested equal
+//! to Burn's [`burn::nn::Lstm`] with the same weights), but the layer is our own: both
+//! directions run as one batched recurrence, the input projection of every time step is one
+//! matrix product before the loop, and each step is one `[2, n, h] x [2, h, 4h]` product.
+//! Burn's `Lstm` does eight small products per step and direction and writes each step into
+//! the output with `slice_assign` (whose backward copies the whole output every step), and its
+//! `BiLstm` reverses rows over the padded length, so padding would reach valid positions.
 //!
 //! Mixing points ([`MixingPoints`]), for `n_layers` layers:
 //!
@@ -19,11 +27,9 @@
 
 use burn::{
     config::Config,
-    module::Module,
-    nn::{
-        Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, Lstm, LstmConfig,
-    },
-    tensor::{Bool, Device, Int, Tensor},
+    module::{Module, Param},
+    nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig},
+    tensor::{Bool, Device, Int, Tensor, activation},
 };
 use mixup_core::{MixState, PointKind, zero_padding};
 
@@ -53,13 +59,65 @@ pub struct BiLstmClassifierConfig {
     pub dropout: f64,
 }
 
-/// One bidirectional layer: a left-to-right and a right-to-left [`Lstm`].
+/// One bidirectional LSTM layer; index 0 of each parameter is the left-to-right direction,
+/// index 1 the right-to-left one (run over each row reversed within its length). The four
+/// gate blocks along the last axis are input, forget, cell candidate, output.
 #[derive(Module, Debug)]
 pub struct BiLayer {
-    /// Left-to-right LSTM.
-    pub forward: Lstm,
-    /// Right-to-left LSTM (run over each row reversed within its length).
-    pub backward: Lstm,
+    /// Input weights `[2, d_in, 4 * d_hidden]`.
+    pub input: Param<Tensor<3>>,
+    /// Recurrent weights `[2, d_hidden, 4 * d_hidden]`.
+    pub recurrent: Param<Tensor<3>>,
+    /// Bias `[2, 1, 4 * d_hidden]`.
+    pub bias: Param<Tensor<3>>,
+}
+
+impl BiLayer {
+    /// A layer with PyTorch's initialisation: every weight uniform in
+    /// `[-1/sqrt(d_hidden), 1/sqrt(d_hidden)]`.
+    pub fn init(d_in: usize, d_hidden: usize, device: &Device) -> Self {
+        let k = 1.0 / (d_hidden as f64).sqrt();
+        let init = Initializer::Uniform { min: -k, max: k };
+        Self {
+            input: init.init([2, d_in, 4 * d_hidden], device),
+            recurrent: init.init([2, d_hidden, 4 * d_hidden], device),
+            bias: init.init([2, 1, 4 * d_hidden], device),
+        }
+    }
+
+    /// Runs both directions over `x` (`[2, n, L, d_in]`: index 0 in reading order, index 1
+    /// already reversed), from zero states; returns the hidden states `[2, n, L, d_hidden]`.
+    pub fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, n, l, d_in] = x.dims();
+        let d = self.recurrent.dims()[1];
+        let device = x.device();
+        // Time-major, so that each step's slice is one contiguous block (the backward of a
+        // slice writes into a zeroed tensor of the full size, once per step: keeping the
+        // sliced tensor narrow (d_in, not 4 * d_hidden) keeps that cost down).
+        let steps = x.permute([2, 0, 1, 3]); // [L, 2, n, d_in]
+        let input = self.input.val();
+        let recurrent = self.recurrent.val();
+        let bias = self.bias.val();
+        let mut hidden = Tensor::<3>::zeros([2, n, d], &device);
+        let mut cell = Tensor::<3>::zeros([2, n, d], &device);
+        let mut outputs = Vec::with_capacity(l);
+        for t in 0..l {
+            let x_t = steps.clone().slice([t..t + 1]).reshape([2, n, d_in]);
+            let z = x_t
+                .matmul(input.clone())
+                .add(hidden.matmul(recurrent.clone()))
+                .add(bias.clone());
+            let gates = activation::sigmoid(z.clone());
+            let input_gate = gates.clone().slice([0..2, 0..n, 0..d]);
+            let forget = gates.clone().slice([0..2, 0..n, d..2 * d]);
+            let out = gates.slice([0..2, 0..n, 3 * d..4 * d]);
+            let candidate = z.slice([0..2, 0..n, 2 * d..3 * d]).tanh();
+            cell = forget * cell + input_gate * candidate;
+            hidden = out * cell.clone().tanh();
+            outputs.push(hidden.clone());
+        }
+        Tensor::stack(outputs, 2)
+    }
 }
 
 /// A BiLSTM classifier. Create it with [`BiLstmClassifierConfig::init`].
@@ -99,11 +157,7 @@ impl BiLstmClassifierConfig {
                 } else {
                     2 * self.d_hidden
                 };
-                let lstm = LstmConfig::new(d_in, self.d_hidden, true);
-                BiLayer {
-                    forward: lstm.init(device),
-                    backward: lstm.init(device),
-                }
+                BiLayer::init(d_in, self.d_hidden, device)
             })
             .collect();
         BiLstmClassifier {
@@ -133,14 +187,17 @@ fn reverse_index(mask: Tensor<2, Bool>, d: usize) -> Tensor<3, Int> {
 
 impl BiLstmClassifier {
     fn run_layer(&self, layer: &BiLayer, x: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
-        let [_, _, d_in] = x.dims();
+        let [n, l, d_in] = x.dims();
         let x = zero_padding(x, mask.clone());
-        let (left, _) = layer.forward.forward(x.clone(), None);
-        let (right_rev, _) = layer
-            .backward
-            .forward(x.gather(1, reverse_index(mask.clone(), d_in)), None);
-        let d_hidden = right_rev.dims()[2];
-        let right = right_rev.gather(1, reverse_index(mask, d_hidden));
+        let reversed = x.clone().gather(1, reverse_index(mask.clone(), d_in));
+        let both = Tensor::stack::<4>(vec![x, reversed], 0);
+        let hidden = layer.run(both);
+        let d_hidden = hidden.dims()[3];
+        let left = hidden.clone().slice([0..1]).reshape([n, l, d_hidden]);
+        let right = hidden
+            .slice([1..2])
+            .reshape([n, l, d_hidden])
+            .gather(1, reverse_index(mask, d_hidden));
         Tensor::cat(vec![left, right], 2)
     }
 
@@ -232,6 +289,49 @@ mod tests {
             .try_to_vec()
             .expect("idx");
         assert_eq!(idx, vec![4, 3, 2, 1, 0, 2, 1, 0, 3, 4, 0, 1, 2, 3, 4]);
+    }
+
+    /// Our fused layer computes what Burn's `Lstm` computes with the same weights.
+    #[test]
+    fn fused_layer_equals_burns_lstm() {
+        use burn::nn::LstmConfig;
+        let device = Device::flex();
+        device.seed(3);
+        let (d_in, d, n, l) = (3, 4, 2, 5);
+        let reference = LstmConfig::new(d_in, d, true).init(&device);
+        let gates = [
+            &reference.input_gate,
+            reference.forget_gate.as_ref().expect("forget gate"),
+            &reference.cell_gate,
+            &reference.output_gate,
+        ];
+        let cat = |f: &dyn Fn(&burn::nn::GateController) -> Tensor<2>| {
+            Tensor::cat(gates.iter().map(|g| f(g)).collect(), 1)
+        };
+        let w_in = cat(&|g| g.input_transform.weight.val());
+        let w_rec = cat(&|g| g.hidden_transform.weight.val());
+        let bias = cat(&|g| {
+            let b = |lin: &Linear| lin.bias.as_ref().expect("bias").val().reshape([1, d]);
+            b(&g.input_transform) + b(&g.hidden_transform)
+        });
+        let both = |t: Tensor<2>| Tensor::stack::<3>(vec![t.clone(), t], 0);
+        let layer = BiLayer {
+            input: Param::from_tensor(both(w_in)),
+            recurrent: Param::from_tensor(both(w_rec)),
+            bias: Param::from_tensor(both(bias)),
+        };
+        let x = Tensor::<3>::random(
+            [n, l, d_in],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let (want, _) = reference.forward(x.clone(), None);
+        let got = layer
+            .run(Tensor::stack::<4>(vec![x.clone(), x], 0))
+            .slice([0..1])
+            .reshape([n, l, d]);
+        let diff: f32 = (got - want).abs().max().into_scalar();
+        assert!(diff < 1e-5, "fused LSTM differs from Burn's by {diff}");
     }
 
     #[test]

@@ -240,7 +240,10 @@ impl MixingPoints for TransformerClassifier {
             let d = hidden.dims()[2];
             let cls = cls.val().reshape([1, 1, d]).expand([n, 1, d]);
             hidden = Tensor::cat(vec![cls, hidden], 1);
-            mask = Tensor::cat(vec![Tensor::<2, Bool>::full([n, 1], true, &device), mask], 1);
+            mask = Tensor::cat(
+                vec![Tensor::<2, Bool>::full([n, 1], true, &device), mask],
+                1,
+            );
         }
         let [_, l, d] = hidden.dims();
         let table = self.position.weight.dims()[0];

@@ -1,4 +1,5 @@
-//! `mixup`: train zoo recipes, evaluate and predict with finished runs, fetch data.
+//! `mixup`: train zoo recipes (one, or a sweep over recipes and seeds), evaluate and predict
+//! with finished runs, fetch data.
 
 use std::{
     io::{BufRead, IsTerminal, Write},
@@ -15,6 +16,7 @@ use mixup_train::{
     fetch,
     recipe::Recipe,
     run::{RecipeRun, default_run_dir, load_run, train_recipe},
+    sweep,
     train::{Event, evaluate, predict_proba},
 };
 
@@ -55,6 +57,33 @@ enum Command {
         /// Run folder (default runs/<recipe>-<method>-seed<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Train every recipe with every seed (skipping finished runs) and tabulate the results.
+    Sweep {
+        /// Recipe files or glob patterns (quote them, e.g. 'models/*.toml'); several allowed.
+        #[arg(long, num_args = 1.., required = true)]
+        recipes: Vec<String>,
+        /// Seeds per recipe.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// The first seed (seeds run from S to S + N - 1).
+        #[arg(long, default_value_t = 0)]
+        seed_start: u64,
+        /// The sweep folder: one run folder per recipe and seed, and results.{md,csv,json,png}.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override every recipe's number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Backend (as for train).
+        #[arg(long)]
+        device: Option<String>,
+        /// Folder holding the dataset folders (else $MIXUP_DATA_DIR, else the cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Train nothing: only gather the runs already finished into the results.
+        #[arg(long)]
+        report_only: bool,
     },
     /// Accuracy of a finished run on a labelled file (.tsv, .csv, .jsonl).
     Eval {
@@ -121,6 +150,25 @@ fn main() -> ExitCode {
             data_dir.as_deref(),
             out,
         ),
+        Command::Sweep {
+            recipes,
+            seeds,
+            seed_start,
+            out,
+            epochs,
+            device,
+            data_dir,
+            report_only,
+        } => cmd_sweep(&SweepArgs {
+            recipes: &recipes,
+            seeds,
+            seed_start,
+            out: &out,
+            epochs,
+            device: device.as_deref(),
+            data_dir: data_dir.as_deref(),
+            report_only,
+        }),
         Command::Eval { run, data, device } => cmd_eval(&run, &data, device.as_deref()),
         Command::Predict { run, file, device } => {
             cmd_predict(&run, file.as_deref(), device.as_deref())
@@ -235,6 +283,118 @@ fn print_event(event: &Event, tty: bool) {
                 if m.mixing { ", mixing" } else { "" }
             );
         }
+    }
+}
+
+/// The options of `mixup sweep`.
+struct SweepArgs<'a> {
+    recipes: &'a [String],
+    seeds: u64,
+    seed_start: u64,
+    out: &'a Path,
+    epochs: Option<usize>,
+    device: Option<&'a str>,
+    data_dir: Option<&'a Path>,
+    report_only: bool,
+}
+
+fn cmd_sweep(args: &SweepArgs<'_>) -> anyhow::Result<()> {
+    let paths = sweep::expand_patterns(args.recipes)?;
+    let end = args.seed_start.checked_add(args.seeds).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--seed-start {} --seeds {}: seeds past the largest u64",
+            args.seed_start,
+            args.seeds
+        )
+    })?;
+    let plan = sweep::plan(&paths, args.seed_start..end, args.epochs, args.out)?;
+    let mut failed = Vec::new();
+    if !args.report_only {
+        let (device, device_name) = select_device(args.device)?;
+        println!(
+            "sweep: {} recipe(s) x {} seed(s) = {} runs on {device_name}, into {}",
+            paths.len(),
+            args.seeds,
+            plan.len(),
+            args.out.display()
+        );
+        let outcome = sweep::run_sweep(
+            &plan,
+            &sweep::SweepSetup {
+                device,
+                device_name,
+                data_dir: args.data_dir,
+                log_every: 25,
+            },
+            &mut |line: &str| println!("{line}"),
+            // Epoch lines only: a sweep's log is read afterwards, not watched step by step.
+            &mut |event: &Event| {
+                if let Event::Epoch(_) = event {
+                    print_event(event, false);
+                }
+            },
+        );
+        println!(
+            "sweep: {} trained, {} skipped (finished), {} failed",
+            outcome.trained,
+            outcome.skipped,
+            outcome.failed.len()
+        );
+        failed = outcome.failed;
+    }
+    let written = sweep::write_results(args.out, &plan, &command_line())?;
+    println!(
+        "results ({} of {} runs finished): {}",
+        written.finished,
+        written.planned,
+        written.markdown.display()
+    );
+    if !written.table.is_empty() {
+        println!();
+        print!("{}", written.table);
+    }
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(run, e)| format!("{run}: {e}"))
+            .collect();
+        anyhow::bail!(
+            "{} of {} runs failed:\n{}",
+            failed.len(),
+            plan.len(),
+            list.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// This process's command line as one could type it again: the program by its file name,
+/// arguments quoted for a POSIX shell where they need it.
+fn command_line() -> String {
+    let mut args = std::env::args_os();
+    let program = args
+        .next()
+        .and_then(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "mixup".to_string());
+    std::iter::once(program)
+        .chain(args.map(|a| shell_quote(&a.to_string_lossy())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -15,7 +15,7 @@ use plotters::style::{FontStyle, register_font};
 static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 
 /// The font family name the plots use.
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// Width and height of the picture, in pixels.
 const SIZE: (u32, u32) = (1000, 450);
@@ -67,7 +67,7 @@ pub enum PlotError {
 }
 
 /// Registers the shipped font with plotters, once per process.
-fn ensure_font() -> Result<(), String> {
+pub(crate) fn ensure_font() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {

@@ -101,6 +101,8 @@ pub enum ModelSection {
     Textcnn(TextCnnSection),
     /// A BiLSTM classifier.
     Bilstm(BiLstmSection),
+    /// A Transformer encoder classifier.
+    Transformer(TransformerSection),
 }
 
 impl ModelSection {
@@ -109,6 +111,7 @@ impl ModelSection {
         match self {
             Self::Textcnn(_) => "textcnn",
             Self::Bilstm(_) => "bilstm",
+            Self::Transformer(_) => "transformer",
         }
     }
 }
@@ -137,6 +140,43 @@ impl Default for BiLstmSection {
             n_layers: 1,
             pooling: "max".into(),
             dropout: 0.5,
+        }
+    }
+}
+
+/// Transformer encoder hyper-parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformerSection {
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads (must divide `d_model`).
+    pub n_heads: usize,
+    /// Encoder layers.
+    pub n_layers: usize,
+    /// Inner width of the feed-forward blocks.
+    pub d_ff: usize,
+    /// Dropout (embeddings, attention, residual branches, before the head).
+    pub dropout: f64,
+    /// `pre` or `post`: LayerNorm before each sub-layer or after the residual sum.
+    pub norm: String,
+    /// `mean` (masked mean over valid positions) or `cls` (a learned `[CLS]` vector).
+    pub pooling: String,
+    /// `relu` or `gelu` in the feed-forward blocks.
+    pub activation: String,
+}
+
+impl Default for TransformerSection {
+    fn default() -> Self {
+        Self {
+            d_model: 128,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 512,
+            dropout: 0.1,
+            norm: "pre".into(),
+            pooling: "mean".into(),
+            activation: "relu".into(),
         }
     }
 }
@@ -181,7 +221,7 @@ pub enum LossForm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodSection {
-    /// `none`, `input`, `word`, `sen` or `manifold`.
+    /// `none`, `input`, `word`, `sen`, `manifold`, `tmix` or `mixup-transformer`.
     pub kind: String,
     /// Beta(alpha, alpha); 0 disables mixing.
     pub alpha: f64,
@@ -199,8 +239,14 @@ pub struct MethodSection {
     pub loss: LossForm,
     /// Stop mixing from this epoch on (1-based; timm's `mixup_off_epoch`); none = never.
     pub off_epoch: Option<usize>,
-    /// Manifold Mixup's eligible points (indices into the model's points); none = all.
-    pub manifold_points: Option<Vec<usize>>,
+    /// Also train on the clean (unmixed) batch: the loss becomes mixed loss + clean CE, as in
+    /// the SSMix paper's baselines (one more forward and backward per step).
+    pub clean_loss: bool,
+    /// The eligible mixing points of `manifold` and `tmix` (indices into the model's points:
+    /// 0 = embedding output, k = output of layer k, last = pooled); one is drawn uniformly per
+    /// batch. None = the method's default (manifold: all; tmix: the upper layers).
+    #[serde(alias = "manifold_points")]
+    pub points: Option<Vec<usize>>,
 }
 
 impl Default for MethodSection {
@@ -215,7 +261,8 @@ impl Default for MethodSection {
             label_smoothing: 0.0,
             loss: LossForm::Soft,
             off_epoch: None,
-            manifold_points: None,
+            clean_loss: false,
+            points: None,
         }
     }
 }
@@ -328,6 +375,32 @@ impl Recipe {
                 }
                 m.dropout
             }
+            ModelSection::Transformer(m) => {
+                if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
+                    return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
+                }
+                if !m.d_model.is_multiple_of(m.n_heads) {
+                    return Err(bad(
+                        "model.n_heads",
+                        m.n_heads.to_string(),
+                        &format!("must divide d_model = {}", m.d_model),
+                    ));
+                }
+                for (field, value, allowed) in [
+                    ("model.norm", &m.norm, ["pre", "post"]),
+                    ("model.pooling", &m.pooling, ["mean", "cls"]),
+                    ("model.activation", &m.activation, ["relu", "gelu"]),
+                ] {
+                    if !allowed.contains(&value.as_str()) {
+                        return Err(bad(
+                            field,
+                            format!("{value:?}"),
+                            &format!("must be {:?} or {:?}", allowed[0], allowed[1]),
+                        ));
+                    }
+                }
+                m.dropout
+            }
         };
         if !(0.0..1.0).contains(&dropout) {
             return Err(bad(
@@ -348,6 +421,27 @@ impl Recipe {
             };
             bad(field, value, &reason)
         })?;
+        let method = self.method_kind().unwrap_or_default();
+        if self.method.points.is_some() && !matches!(method, MixMethod::Manifold | MixMethod::Tmix)
+        {
+            return Err(bad(
+                "method.points",
+                format!("{:?}", self.method.points),
+                &format!(
+                    "only manifold and tmix draw from a set of points; {method} mixes at a fixed one"
+                ),
+            ));
+        }
+        if self.method.points.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad("method.points", "[]".into(), "name at least one point"));
+        }
+        if self.method.off_epoch == Some(0) {
+            return Err(bad(
+                "method.off_epoch",
+                "0".into(),
+                "epochs count from 1; leave it out to mix in every epoch",
+            ));
+        }
         if self.method.loss == LossForm::Interpolated && self.method.label_smoothing != 0.0 {
             return Err(bad(
                 "method.label_smoothing",

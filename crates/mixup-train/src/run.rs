@@ -14,12 +14,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::nn::activation::ActivationConfig;
 use burn::tensor::{Bool, Int, Tensor};
 use burn::{module::Module, store::ModuleRecord, tensor::Device};
 use mixup_core::{MixState, PointKind};
 use mixup_data::{LabelSet, WordTokenizer};
 use mixup_models::{
     BiLstmClassifier, BiLstmClassifierConfig, MixingPoints, TextCnn, TextCnnConfig,
+    TransformerClassifier, TransformerClassifierConfig,
 };
 
 use crate::{
@@ -37,6 +39,8 @@ pub enum ZooModel {
     TextCnn(TextCnn),
     /// A BiLSTM classifier.
     BiLstm(BiLstmClassifier),
+    /// A Transformer encoder classifier.
+    Transformer(TransformerClassifier),
 }
 
 impl MixingPoints for ZooModel {
@@ -44,6 +48,7 @@ impl MixingPoints for ZooModel {
         match self {
             Self::TextCnn(m) => m.points(),
             Self::BiLstm(m) => m.points(),
+            Self::Transformer(m) => m.points(),
         }
     }
 
@@ -51,6 +56,7 @@ impl MixingPoints for ZooModel {
         match self {
             Self::TextCnn(m) => m.embed(ids, mask),
             Self::BiLstm(m) => m.embed(ids, mask),
+            Self::Transformer(m) => m.embed(ids, mask),
         }
     }
 
@@ -58,6 +64,7 @@ impl MixingPoints for ZooModel {
         match self {
             Self::TextCnn(m) => m.advance(state, point),
             Self::BiLstm(m) => m.advance(state, point),
+            Self::Transformer(m) => m.advance(state, point),
         }
     }
 
@@ -65,6 +72,7 @@ impl MixingPoints for ZooModel {
         match self {
             Self::TextCnn(m) => m.head(pooled),
             Self::BiLstm(m) => m.head(pooled),
+            Self::Transformer(m) => m.head(pooled),
         }
     }
 }
@@ -92,6 +100,24 @@ pub fn build_model(
                 .with_n_layers(m.n_layers)
                 .with_mean_pooling(m.pooling == "mean")
                 .with_dropout(m.dropout)
+                .init(device),
+        ),
+        ModelSection::Transformer(m) => ZooModel::Transformer(
+            TransformerClassifierConfig::new(vocab_size, num_classes)
+                .with_d_model(m.d_model)
+                .with_n_heads(m.n_heads)
+                .with_n_layers(m.n_layers)
+                .with_d_ff(m.d_ff)
+                .with_dropout(m.dropout)
+                // One more position for [CLS].
+                .with_max_positions(recipe.data.max_len + 1)
+                .with_pre_norm(m.norm == "pre")
+                .with_cls_pooling(m.pooling == "cls")
+                .with_activation(if m.activation == "gelu" {
+                    ActivationConfig::Gelu
+                } else {
+                    ActivationConfig::Relu
+                })
                 .init(device),
         ),
     }

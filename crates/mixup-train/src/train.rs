@@ -11,7 +11,8 @@ use burn::{
     tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::{
-    MixMethod, MixParams, interpolated_cross_entropy, mix_targets, soft_cross_entropy, soft_targets,
+    MixMethod, MixParams, PointKind, interpolated_cross_entropy, mix_with, soft_cross_entropy,
+    soft_targets,
 };
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
 use mixup_models::MixingPoints;
@@ -148,6 +149,7 @@ pub fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
 
 const SHUFFLE: u64 = 1;
 const MIX: u64 = 2;
+const PARTNER: u64 = 3;
 
 fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
     let data: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
@@ -251,18 +253,30 @@ where
     ad.seed(t.seed);
     let mut model = build(&ad);
     let points = model.points();
-    let eligible = match (&recipe.method.manifold_points, method) {
-        (Some(set), MixMethod::Manifold) => {
+    let eligible = match &recipe.method.points {
+        Some(set) => {
             if let Some(bad) = set.iter().find(|&&p| p >= points.len()) {
                 anyhow::bail!(
-                    "method.manifold_points: point {bad} does not exist; this model has points \
-                     0..{} ({points:?})",
+                    "method.points: point {bad} does not exist; this model has points \
+                     0..={} ({points:?})",
                     points.len() - 1
+                );
+            }
+            if method == MixMethod::Tmix
+                && let Some(bad) = set
+                    .iter()
+                    .find(|&&p| !matches!(points[p], PointKind::Layer(_)))
+            {
+                anyhow::bail!(
+                    "method.points: point {bad} is {:?}; tmix mixes after encoder layers \
+                     (points 1..={})",
+                    points[*bad],
+                    points.len() - 2
                 );
             }
             set.clone()
         }
-        _ => method.eligible(&points),
+        None => method.eligible(&points),
     };
     if method != MixMethod::None && eligible.is_empty() {
         anyhow::bail!("method {method} has no mixing point in this model ({points:?})");
@@ -279,6 +293,14 @@ where
             && recipe.method.off_epoch.is_none_or(|off| epoch < off);
         let mut shuffle = StdRng::seed_from_u64(derive_seed(t.seed, SHUFFLE, epoch as u64, 0));
         let batches = batch_indices(data.train.len(), t.batch_size, Some(&mut shuffle));
+        // A second, independent order of the training set: the partner batches of methods that
+        // mix with a separate batch (TMix). Batch sizes match step by step.
+        let partner_batches = if mixing && method.separate_batch() {
+            let mut order = StdRng::seed_from_u64(derive_seed(t.seed, PARTNER, epoch as u64, 0));
+            batch_indices(data.train.len(), t.batch_size, Some(&mut order))
+        } else {
+            Vec::new()
+        };
         let steps = batches.len();
         let epoch_start = Instant::now();
         let mut loss_acc: Option<Tensor<1>> = None;
@@ -294,21 +316,46 @@ where
                     StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
                 let params: MixParams = mix_config.sample(n, &mut rng);
                 let point = eligible[rng.random_range(0..eligible.len())];
-                let logits = model.forward_mixed(batch.ids, batch.mask, point, &params);
-                let partner: Vec<usize> = params.partners.iter().map(|&j| own[j]).collect();
-                let loss = match recipe.method.loss {
+                let (logits, partner) = match partner_batches.get(step) {
+                    Some(pidx) => {
+                        let pitems: Vec<&EncodedExample> =
+                            pidx.iter().map(|&i| &data.train[i]).collect();
+                        let pbatch = TextBatch::new(&pitems, max_len, &ad);
+                        let logits = model.forward_mixed_pair(
+                            (batch.ids.clone(), batch.mask.clone()),
+                            (pbatch.ids, pbatch.mask),
+                            point,
+                            &params.lambdas,
+                        );
+                        (logits, pitems.iter().map(|e| e.label).collect::<Vec<_>>())
+                    }
+                    None => (
+                        model.forward_mixed(batch.ids.clone(), batch.mask.clone(), point, &params),
+                        params.partners.iter().map(|&j| own[j]).collect(),
+                    ),
+                };
+                let mut loss = match recipe.method.loss {
                     LossForm::Soft => soft_cross_entropy(
                         logits.clone(),
-                        mix_targets(batch.labels, &params, num_classes, smoothing),
+                        mix_with(
+                            soft_targets(batch.labels.clone(), num_classes, smoothing),
+                            soft_targets(label_tensor(&partner, &ad), num_classes, smoothing),
+                            &params.lambdas,
+                        ),
                         None,
                     ),
                     LossForm::Interpolated => interpolated_cross_entropy(
                         logits.clone(),
-                        batch.labels,
+                        batch.labels.clone(),
                         label_tensor(&partner, &ad),
                         &params.lambdas,
                     ),
                 };
+                if recipe.method.clean_loss {
+                    let clean = model.forward(batch.ids, batch.mask);
+                    let targets = soft_targets(batch.labels, num_classes, smoothing);
+                    loss = loss + soft_cross_entropy(clean, targets, None);
+                }
                 let dominant: Vec<usize> = (0..n)
                     .map(|i| {
                         if params.lambdas[i] >= 0.5 {

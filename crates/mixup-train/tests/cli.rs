@@ -434,3 +434,158 @@ fn bilstm_trains_with_manifold_mixup_and_eval_reloads_it() {
         Some(acc)
     );
 }
+
+/// Runs `mixup sweep` over the toy recipes of `root` (two epochs, seeds 0 and 1) into `out`.
+fn sweep(root: &Path, out: &Path) -> Output {
+    run(bin()
+        .args(["sweep", "--recipes"])
+        .arg(format!("{}/toy-*.toml", root.display()))
+        .args(["--seeds", "2", "--epochs", "2", "--data-dir"])
+        .arg(root)
+        .arg("--out")
+        .arg(out))
+}
+
+/// The `(recipe, test accuracy cell)` of each row of a sweep's `results.md`.
+fn accuracy_cells(out: &Path) -> Vec<(String, String)> {
+    let md = std::fs::read_to_string(out.join("results.md")).expect("results.md");
+    md.lines()
+        .filter(|l| l.starts_with("| toy |"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            // "", dataset, model, method, recipe, accuracy, ...
+            (cells[4].to_string(), cells[5].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_trains_every_recipe_and_seed_resumes_and_repeats_exactly() {
+    let t = tmp("sweep");
+    toy_dataset(&t.0);
+    for method in ["none", "word"] {
+        // A slower learning rate than the other tests: accuracies that differ by seed, so that
+        // equal tables mean something.
+        let r = recipe(&t.0, method);
+        let slow = std::fs::read_to_string(&r)
+            .expect("recipe")
+            .replace("lr = 0.01", "lr = 0.001");
+        std::fs::write(&r, slow).expect("recipe");
+    }
+    let a = t.0.join("sweep-a");
+    let o = sweep(&t.0, &a);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for line in [
+        "[1/4] toy-none seed 0: training",
+        "[2/4] toy-none seed 1: training",
+        "[3/4] toy-word seed 0: training",
+        "[4/4] toy-word seed 1: training",
+        "epoch 2 done",
+        "results (4 of 4 runs finished)",
+    ] {
+        assert!(log.contains(line), "expected {line:?} in: {log}");
+    }
+    for run in [
+        "toy-none/seed0",
+        "toy-none/seed1",
+        "toy-word/seed0",
+        "toy-word/seed1",
+    ] {
+        assert!(
+            a.join(run).join("final.json").is_file(),
+            "{run} not finished"
+        );
+        assert_eq!(final_json(&a.join(run))["epochs"], 2);
+    }
+    let md = std::fs::read_to_string(a.join("results.md")).expect("results.md");
+    assert!(md.contains("mixup sweep --recipes"), "{md}");
+    assert!(md.contains("| toy | textcnn | none | toy-none |"), "{md}");
+    assert!(md.contains("| toy | textcnn | word | toy-word |"), "{md}");
+    let cells = accuracy_cells(&a);
+    assert_eq!(cells.len(), 2, "{md}");
+    assert!(
+        cells.iter().all(|(_, acc)| acc.contains(" ± ")),
+        "{cells:?}"
+    );
+    // The table is printed too.
+    assert!(log.contains("| toy | textcnn | word | toy-word |"), "{log}");
+    let png = std::fs::read(a.join("results.png")).expect("results.png");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "results.png is not a PNG"
+    );
+    let csv = std::fs::read_to_string(a.join("results.csv")).expect("results.csv");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("results.json")).expect("json"))
+            .expect("results.json parses");
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
+
+    // Again: every run is finished, nothing trains, the numbers stay.
+    let o = sweep(&t.0, &a);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(log.matches(": skipped (finished)").count(), 4, "{log}");
+    assert!(!log.contains(": training"), "{log}");
+    assert_eq!(accuracy_cells(&a), cells);
+
+    // A fresh folder: the same seeds give the same accuracies on flex.
+    let b = t.0.join("sweep-b");
+    let o = sweep(&t.0, &b);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        accuracy_cells(&b),
+        cells,
+        "a second sweep gave other accuracies"
+    );
+    let loss = |dir: &Path, run: &str| final_json(&dir.join(run))["test_loss"].as_f64();
+    for run in [
+        "toy-none/seed0",
+        "toy-none/seed1",
+        "toy-word/seed0",
+        "toy-word/seed1",
+    ] {
+        assert_eq!(loss(&a, run), loss(&b, run), "{run}: another test loss");
+    }
+    assert_ne!(loss(&a, "toy-none/seed0"), loss(&a, "toy-none/seed1"));
+
+    // An interrupted run (no final.json) is trained again, alone.
+    std::fs::remove_file(b.join("toy-word/seed1/final.json")).expect("remove");
+    let o = sweep(&t.0, &b);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("[4/4] toy-word seed 1: training"), "{log}");
+    assert_eq!(log.matches(": skipped (finished)").count(), 3, "{log}");
+    assert_eq!(accuracy_cells(&b), cells);
+}
+
+#[test]
+fn sweep_errors_name_the_pattern_and_the_clashing_recipes() {
+    let t = tmp("sweep-errors");
+    toy_dataset(&t.0);
+    let o = run(bin()
+        .args(["sweep", "--recipes"])
+        .arg(t.0.join("*.nothing"))
+        .arg("--out")
+        .arg(t.0.join("out")));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("*.nothing"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    // Two files, one recipe name: refused before anything trains.
+    let a = recipe(&t.0, "none");
+    let b = recipe_for(&t.0, "none", "kind = \"bilstm\"\nd_embed = 8\nd_hidden = 4");
+    let o = run(bin()
+        .args(["sweep", "--recipes"])
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(t.0.join("out")));
+    assert!(!o.status.success());
+    let s = text(&o);
+    for file in [&a, &b] {
+        let name = file.file_name().expect("name").to_string_lossy();
+        assert!(s.contains(name.as_ref()), "expected {name} in: {s}");
+    }
+    assert!(!t.0.join("out").exists(), "a refused sweep wrote something");
+}
