@@ -589,3 +589,117 @@ fn sweep_errors_name_the_pattern_and_the_clashing_recipes() {
     }
     assert!(!t.0.join("out").exists(), "a refused sweep wrote something");
 }
+
+/// Writes a toy recipe with the given `[model]` and `[method]` bodies.
+fn recipe_text(root: &Path, name: &str, model: &str, method: &str) -> PathBuf {
+    let p = root.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n[model]\n{model}\n\
+             [method]\n{method}\n[train]\nepochs = 4\nbatch_size = 16\nlr = 0.003\n"
+        ),
+    )
+    .expect("recipe");
+    p
+}
+
+fn train_recipe(root: &Path, recipe: &Path, out: &Path) -> Output {
+    run(bin()
+        .args(["train", "--recipe"])
+        .arg(recipe)
+        .arg("--data-dir")
+        .arg(root)
+        .arg("--out")
+        .arg(out))
+}
+
+#[test]
+fn transformer_trains_with_tmix_mixup_transformer_and_clean_loss() {
+    let t = tmp("transformer");
+    toy_dataset(&t.0);
+    let pre_mean = "kind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 2\nd_ff = 32";
+    let post_cls = format!("{pre_mean}\nnorm = \"post\"\npooling = \"cls\"\nactivation = \"gelu\"");
+    let cases = [
+        (
+            "tr-tmix",
+            pre_mean.to_string(),
+            "kind = \"tmix\"\nalpha = 16.0",
+        ),
+        (
+            "tr-tmix-layer1-clean",
+            pre_mean.to_string(),
+            "kind = \"tmix\"\nalpha = 0.4\nlambda_ge_half = true\npoints = [1]\nclean_loss = true\n\
+             loss = \"interpolated\"",
+        ),
+        (
+            "tr-mixup-transformer",
+            post_cls,
+            "kind = \"mixup-transformer\"\noff_epoch = 3",
+        ),
+    ];
+    for (name, model, method) in cases {
+        let out = t.0.join(name);
+        let o = train_recipe(&t.0, &recipe_text(&t.0, name, &model, method), &out);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let log = text(&o);
+        assert!(log.contains(", mixing)"), "{name}: {log}");
+        if name == "tr-mixup-transformer" {
+            // Mixing stops from epoch 3 on.
+            assert!(
+                log.lines()
+                    .filter(|l| l.starts_with("epoch 3 done") || l.starts_with("epoch 4 done"))
+                    .all(|l| !l.contains("mixing")),
+                "{log}"
+            );
+        }
+        let acc = final_json(&out)["test_accuracy"]
+            .as_f64()
+            .expect("accuracy");
+        assert!(acc > 0.5, "{name}: toy Transformer test accuracy {acc}");
+        assert_eq!(
+            eval_json(&out, &t.0.join("toy/test.tsv"))["accuracy"].as_f64(),
+            Some(acc),
+            "{name}: eval of the saved run"
+        );
+    }
+}
+
+#[test]
+fn transformer_and_method_settings_are_checked() {
+    let t = tmp("transformer-errors");
+    toy_dataset(&t.0);
+    let model = "kind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 2\nd_ff = 32";
+    let cases = [
+        (
+            "kind = \"transformer\"\nd_model = 10\nn_heads = 4",
+            "kind = \"none\"",
+            "model.n_heads",
+        ),
+        (
+            "kind = \"transformer\"\npooling = \"max\"",
+            "kind = \"none\"",
+            "model.pooling",
+        ),
+        (model, "kind = \"sen\"\npoints = [1]", "method.points"),
+        (model, "kind = \"tmix\"\npoints = [3]", "point 3 is Pooled"),
+        (
+            model,
+            "kind = \"manifold\"\npoints = [9]",
+            "point 9 does not exist",
+        ),
+        (model, "kind = \"word\"\noff_epoch = 0", "method.off_epoch"),
+    ];
+    for (i, (model, method, want)) in cases.into_iter().enumerate() {
+        let name = format!("bad{i}");
+        let o = train_recipe(
+            &t.0,
+            &recipe_text(&t.0, &name, model, method),
+            &t.0.join(&name),
+        );
+        let log = text(&o);
+        assert!(!o.status.success(), "case {i} should fail: {log}");
+        assert!(log.contains(want), "case {i}: want {want:?} in: {log}");
+        assert!(!log.contains("panicked"), "case {i}: {log}");
+    }
+}
