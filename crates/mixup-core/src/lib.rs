@@ -46,6 +46,7 @@ mod mask;
 mod method;
 mod mix;
 mod params;
+mod ssmix;
 mod state;
 mod targets;
 
@@ -55,5 +56,6 @@ pub use mask::{mix_mask, union_mask};
 pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
+pub use ssmix::{Layout, SpanMix, SpanMode, choose_span, span_len, token_saliency, window_means};
 pub use state::{MixState, zero_padding};
 pub use targets::{mix_targets, soft_targets};

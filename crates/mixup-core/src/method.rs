@@ -43,11 +43,16 @@ pub enum MixMethod {
     /// mix the pooled output of a Transformer encoder. The same operation as
     /// [`MixMethod::Sen`]; the name follows the paper, whose models are Transformers.
     MixupTransformer,
+    /// SSMix (Yoon et al. 2021, <https://arxiv.org/abs/2106.08062>): replace the least salient
+    /// span of each row's token ids by the most salient span of its partner's (see
+    /// [`crate::choose_span`]), saliency taken at the embedding output; trained together with
+    /// the clean loss.
+    Ssmix,
 }
 
 impl MixMethod {
     /// Every method, in CLI order.
-    pub const ALL: [MixMethod; 7] = [
+    pub const ALL: [MixMethod; 8] = [
         MixMethod::None,
         MixMethod::Input,
         MixMethod::Word,
@@ -55,6 +60,7 @@ impl MixMethod {
         MixMethod::Manifold,
         MixMethod::Tmix,
         MixMethod::MixupTransformer,
+        MixMethod::Ssmix,
     ];
 
     /// The name used in recipes and on the command line.
@@ -67,6 +73,7 @@ impl MixMethod {
             Self::Manifold => "manifold",
             Self::Tmix => "tmix",
             Self::MixupTransformer => "mixup-transformer",
+            Self::Ssmix => "ssmix",
         }
     }
 
@@ -80,7 +87,8 @@ impl MixMethod {
         let find = |kind: PointKind| points.iter().position(|&p| p == kind).into_iter().collect();
         match self {
             Self::None => Vec::new(),
-            Self::Input | Self::Word => find(PointKind::Embedding),
+            // SSMix mixes token ids; the embedding output is where it takes its saliency.
+            Self::Input | Self::Word | Self::Ssmix => find(PointKind::Embedding),
             Self::Sen | Self::MixupTransformer => find(PointKind::Pooled),
             Self::Manifold => (0..points.len()).collect(),
             Self::Tmix => {

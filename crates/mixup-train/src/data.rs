@@ -6,6 +6,8 @@ use mixup_data::{
     DataError, EncodedExample, Example, LabelSet, Splits, WordTokenizer, WordTokenizerConfig,
 };
 
+use mixup_core::Layout;
+
 use crate::{fetch, recipe::Recipe};
 
 /// Where a dataset was found.
@@ -52,6 +54,9 @@ pub struct Encoded {
     pub dev: Option<Vec<EncodedExample>>,
     /// Test examples.
     pub test: Vec<EncodedExample>,
+    /// Where the special tokens of an encoded row are (none for the word tokenizer); SSMix
+    /// never replaces them.
+    pub layout: Layout,
 }
 
 /// Encodes `examples` from `path` with a run's tokenizer and labels.
@@ -104,6 +109,7 @@ pub fn load_encoded(dir: &Path, recipe: &Recipe) -> Result<Encoded, DataError> {
         train,
         dev,
         test,
+        layout: Layout::PLAIN,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mixup_core::{LambdaMode, MixMethod, MixupConfig, Pairing};
+use mixup_core::{LambdaMode, MixMethod, MixupConfig, Pairing, SpanMode};
 use serde::{Deserialize, Serialize};
 
 /// A recipe that could not be used.
@@ -221,7 +221,7 @@ pub enum LossForm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodSection {
-    /// `none`, `input`, `word`, `sen`, `manifold`, `tmix` or `mixup-transformer`.
+    /// `none`, `input`, `word`, `sen`, `manifold`, `tmix`, `mixup-transformer` or `ssmix`.
     pub kind: String,
     /// Beta(alpha, alpha); 0 disables mixing.
     pub alpha: f64,
@@ -247,6 +247,11 @@ pub struct MethodSection {
     /// batch. None = the method's default (manifold: all; tmix: the upper layers).
     #[serde(alias = "manifold_points")]
     pub points: Option<Vec<usize>>,
+    /// SSMix: the span's share of a row's non-special length (at least one token).
+    pub span_share: f64,
+    /// SSMix: `saliency` (the method), `random-span` or `random-tokens` (the paper's ablations
+    /// without saliency, and without a contiguous span).
+    pub span: String,
 }
 
 impl Default for MethodSection {
@@ -263,6 +268,8 @@ impl Default for MethodSection {
             off_epoch: None,
             clean_loss: false,
             points: None,
+            span_share: 0.1,
+            span: "saliency".into(),
         }
     }
 }
@@ -435,6 +442,15 @@ impl Recipe {
         if self.method.points.as_ref().is_some_and(Vec::is_empty) {
             return Err(bad("method.points", "[]".into(), "name at least one point"));
         }
+        if !(self.method.span_share > 0.0 && self.method.span_share <= 1.0) {
+            return Err(bad(
+                "method.span_share",
+                self.method.span_share.to_string(),
+                "must be in (0, 1]",
+            ));
+        }
+        self.span_mode()
+            .map_err(|e| bad("method.span", format!("{:?}", self.method.span), &e))?;
         if self.method.off_epoch == Some(0) {
             return Err(bad(
                 "method.off_epoch",
@@ -483,6 +499,22 @@ impl Recipe {
             .kind
             .parse::<MixMethod>()
             .map_err(|e| e.to_string())
+    }
+
+    /// SSMix's span mode named by `method.span`.
+    ///
+    /// # Errors
+    ///
+    /// The allowed names, for an unknown one.
+    pub fn span_mode(&self) -> Result<SpanMode, String> {
+        match self.method.span.as_str() {
+            "saliency" => Ok(SpanMode::Saliency),
+            "random-span" => Ok(SpanMode::RandomSpan),
+            "random-tokens" => Ok(SpanMode::RandomTokens),
+            other => Err(format!(
+                "unknown span mode {other:?}: saliency, random-span or random-tokens"
+            )),
+        }
     }
 
     /// The [`MixupConfig`] of the `[method]` section for `num_classes` classes.

@@ -615,7 +615,7 @@ fn train_recipe(root: &Path, recipe: &Path, out: &Path) -> Output {
 }
 
 #[test]
-fn transformer_trains_with_tmix_mixup_transformer_and_clean_loss() {
+fn transformer_trains_with_tmix_mixup_transformer_ssmix_and_clean_loss() {
     let t = tmp("transformer");
     toy_dataset(&t.0);
     let pre_mean = "kind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 2\nd_ff = 32";
@@ -634,8 +634,18 @@ fn transformer_trains_with_tmix_mixup_transformer_and_clean_loss() {
         ),
         (
             "tr-mixup-transformer",
-            post_cls,
+            post_cls.clone(),
             "kind = \"mixup-transformer\"\noff_epoch = 3",
+        ),
+        (
+            "tr-ssmix-cls",
+            post_cls.clone(),
+            "kind = \"ssmix\"\npairing = \"split-halves\"\nspan_share = 0.3",
+        ),
+        (
+            "tr-ssmix-random-tokens",
+            pre_mean.to_string(),
+            "kind = \"ssmix\"\nspan = \"random-tokens\"\nloss = \"interpolated\"",
         ),
     ];
     for (name, model, method) in cases {
@@ -689,6 +699,12 @@ fn transformer_and_method_settings_are_checked() {
             "point 9 does not exist",
         ),
         (model, "kind = \"word\"\noff_epoch = 0", "method.off_epoch"),
+        (
+            model,
+            "kind = \"ssmix\"\nspan_share = 0.0",
+            "method.span_share",
+        ),
+        (model, "kind = \"ssmix\"\nspan = \"words\"", "method.span"),
     ];
     for (i, (model, method, want)) in cases.into_iter().enumerate() {
         let name = format!("bad{i}");

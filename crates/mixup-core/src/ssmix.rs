@@ -1,0 +1,357 @@
+//! SSMix span selection (Yoon, Kim and Park 2021, "SSMix: Saliency-Based Span Mixup for Text
+//! Classification", <https://arxiv.org/abs/2106.08062>), on the host.
+//!
+//! SSMix replaces the **least salient** span of sentence A by the **most salient** span of
+//! sentence B, in token ids (the positions need not match, the length of A is unchanged), and
+//! labels the result `ratio * y_A + (1 - ratio) * y_B` with
+//! `ratio = 1 - span / (non-special length of A)`. The span is a fixed share of A's non-special
+//! length (10% in the paper), at least one token; special tokens (`[CLS]`, `[SEP]`) and padding
+//! are never replaced nor copied. Saliency is the per-token gradient norm of the loss with
+//! respect to the embedding output ([`token_saliency`]), averaged over each window of the span
+//! length.
+//!
+//! The two ablations of the paper are here too: random spans without saliency
+//! ([`SpanMode::RandomSpan`]: the same start in both sentences) and random tokens without
+//! a span ([`SpanMode::RandomTokens`]: a random set of aligned positions).
+//!
+//! Everything works on one pair at a time, on plain slices, so that each invariant is testable
+//! on hand-made saliency vectors; the training loop calls it per row.
+
+use burn::tensor::{Bool, Tensor};
+use rand::{Rng, RngExt, seq::index};
+
+/// How the replaced positions are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SpanMode {
+    /// SSMix: least salient window of A, most salient window of B.
+    #[default]
+    Saliency,
+    /// Ablation "no saliency": a random window, at the same start in A and B.
+    RandomSpan,
+    /// Ablation "no span": a random set of positions, aligned in A and B.
+    RandomTokens,
+}
+
+/// Where the non-special tokens of a row are: `front` special tokens (e.g. `[CLS]`), then the
+/// text, then `back` special tokens (e.g. `[SEP]`), then padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Special tokens at the start of every row.
+    pub front: usize,
+    /// Special tokens at the end of every row's valid part.
+    pub back: usize,
+}
+
+impl Layout {
+    /// A word-level row: no special tokens.
+    pub const PLAIN: Layout = Layout { front: 0, back: 0 };
+    /// A BERT row: `[CLS]` first, `[SEP]` last.
+    pub const BERT: Layout = Layout { front: 1, back: 1 };
+
+    /// The non-special positions `front..len - back` of a row of valid length `len`.
+    pub fn text(&self, len: usize) -> std::ops::Range<usize> {
+        let end = len.saturating_sub(self.back);
+        self.front.min(end)..end
+    }
+}
+
+/// The result of mixing one pair: copy `ids_b[src]` into `ids_a[dst]` for each pair of
+/// `positions`, and weight A's label by `ratio` (B's by `1 - ratio`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanMix {
+    /// `(dst in A, src in B)` position pairs.
+    pub positions: Vec<(usize, usize)>,
+    /// A's share of the label.
+    pub ratio: f32,
+}
+
+impl SpanMix {
+    /// No mixing (ratio 1).
+    pub fn none() -> Self {
+        SpanMix {
+            positions: Vec::new(),
+            ratio: 1.0,
+        }
+    }
+
+    /// A's ids with B's tokens copied in.
+    ///
+    /// # Panics
+    ///
+    /// If a position is out of range of `a` or `b`.
+    pub fn apply<T: Copy>(&self, a: &[T], b: &[T]) -> Vec<T> {
+        let mut out = a.to_vec();
+        for &(dst, src) in &self.positions {
+            out[dst] = b[src];
+        }
+        out
+    }
+}
+
+/// The span length for a row with `text_len` non-special tokens: `share` of it, at least 1
+/// (the official code's `max(int(len * share), 1)`).
+pub fn span_len(text_len: usize, share: f64) -> usize {
+    ((text_len as f64 * share) as usize).max(1)
+}
+
+/// Means of every window of `w` consecutive values (`len - w + 1` of them); empty when
+/// `w == 0` or `w > values.len()`.
+pub fn window_means(values: &[f32], w: usize) -> Vec<f32> {
+    if w == 0 || w > values.len() {
+        return Vec::new();
+    }
+    let mut sum: f32 = values[..w].iter().sum();
+    let mut out = Vec::with_capacity(values.len() - w + 1);
+    out.push(sum / w as f32);
+    for i in w..values.len() {
+        sum += values[i] - values[i - w];
+        out.push(sum / w as f32);
+    }
+    out
+}
+
+/// Chooses what of B goes into A.
+///
+/// `sal_a` / `sal_b` are the rows' saliencies (at least their valid lengths long; ignored for
+/// the random modes), `len_a` / `len_b` their valid lengths (specials included), `share` the
+/// span's share of A's text. Returns [`SpanMix::none`] when B's text is shorter than the span
+/// (or, for the aligned random modes, than the span's end in A) or A has no text.
+///
+/// # Panics
+///
+/// If a saliency slice is shorter than its valid length in [`SpanMode::Saliency`].
+#[allow(clippy::too_many_arguments)]
+pub fn choose_span<R: Rng + ?Sized>(
+    mode: SpanMode,
+    sal_a: &[f32],
+    len_a: usize,
+    sal_b: &[f32],
+    len_b: usize,
+    layout: Layout,
+    share: f64,
+    rng: &mut R,
+) -> SpanMix {
+    let (ta, tb) = (layout.text(len_a), layout.text(len_b));
+    if ta.is_empty() {
+        return SpanMix::none();
+    }
+    let w = span_len(ta.len(), share);
+    if tb.len() < w {
+        return SpanMix::none();
+    }
+    let ratio = 1.0 - w as f32 / ta.len() as f32;
+    let positions: Vec<(usize, usize)> = match mode {
+        SpanMode::Saliency => {
+            let wa = window_means(&sal_a[ta.clone()], w);
+            let wb = window_means(&sal_b[tb.clone()], w);
+            // First minimum of A, first maximum of B (ties resolved to the earliest window).
+            let dst = argbest(&wa, |x, best| x < best);
+            let src = argbest(&wb, |x, best| x > best);
+            (0..w)
+                .map(|k| (ta.start + dst + k, tb.start + src + k))
+                .collect()
+        }
+        SpanMode::RandomSpan => {
+            // The same start in both: the window must fit in both texts.
+            let end = ta.end.min(tb.end);
+            if end < ta.start + w {
+                return SpanMix::none();
+            }
+            let start = rng.random_range(ta.start..=end - w);
+            (start..start + w).map(|p| (p, p)).collect()
+        }
+        SpanMode::RandomTokens => {
+            let end = ta.end.min(tb.end);
+            let shared = end.saturating_sub(ta.start);
+            if shared < w {
+                return SpanMix::none();
+            }
+            let mut picked: Vec<usize> = index::sample(rng, shared, w)
+                .into_iter()
+                .map(|i| ta.start + i)
+                .collect();
+            picked.sort_unstable();
+            picked.into_iter().map(|p| (p, p)).collect()
+        }
+    };
+    SpanMix { positions, ratio }
+}
+
+fn argbest(values: &[f32], better: impl Fn(f32, f32) -> bool) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate().skip(1) {
+        if better(v, values[best]) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Per-token saliency from the gradient of the loss with respect to the embedding output:
+/// `sqrt(mean(g^2))` over the hidden axis, zero at padding, divided by each row's maximum
+/// (rows whose gradient is all zero stay zero).
+///
+/// # Shapes
+///
+/// - `grad`: `[n, L, d]`, `mask`: `[n, L]` (true = valid); returns `[n, L]`.
+pub fn token_saliency(grad: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
+    let [n, l, _] = grad.dims();
+    let norms = grad
+        .powf_scalar(2.0)
+        .mean_dim(2)
+        .sqrt()
+        .reshape([n, l])
+        .mask_fill(mask.bool_not(), 0.0);
+    let max = norms.clone().max_dim(1).clamp_min(1e-12);
+    norms.div(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+    use proptest::prelude::*;
+    use rand::{SeedableRng, rngs::StdRng};
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn windows_and_span_lengths() {
+        assert_eq!(window_means(&[1.0, 2.0, 3.0, 6.0], 2), vec![1.5, 2.5, 4.5]);
+        assert_eq!(window_means(&[1.0, 2.0], 3), Vec::<f32>::new());
+        assert_eq!(span_len(20, 0.1), 2);
+        assert_eq!(span_len(9, 0.1), 1);
+        assert_eq!(span_len(3, 0.1), 1);
+        assert_eq!(Layout::BERT.text(7), 1..6);
+        assert_eq!(Layout::PLAIN.text(7), 0..7);
+        assert!(Layout::BERT.text(1).is_empty());
+    }
+
+    /// Hand-made saliencies: A = [CLS] t1..t10 [SEP], least salient window at t3-t4;
+    /// B = [CLS] u1..u12 [SEP] pad, most salient at u7-u8 (positions 7 and 8).
+    #[test]
+    fn least_salient_of_a_gets_most_salient_of_b() {
+        let mut sal_a = vec![1.0f32; 12];
+        sal_a[0] = 0.0; // [CLS] would be least salient: it must not be chosen
+        sal_a[3] = 0.1;
+        sal_a[4] = 0.2;
+        let mut sal_b = vec![0.3f32; 16];
+        sal_b[7] = 0.9;
+        sal_b[8] = 1.0;
+        sal_b[13] = 5.0; // [SEP] of B: never copied
+        sal_b[14] = 9.0; // padding: never copied
+        let mix = choose_span(
+            SpanMode::Saliency,
+            &sal_a,
+            12,
+            &sal_b,
+            14,
+            Layout::BERT,
+            0.2,
+            &mut rng(),
+        );
+        assert_eq!(mix.positions, vec![(3, 7), (4, 8)]);
+        assert!((mix.ratio - 0.8).abs() < 1e-6, "ratio {}", mix.ratio);
+        let a: Vec<i64> = (100..112).collect();
+        let b: Vec<i64> = (200..216).collect();
+        let out = mix.apply(&a, &b);
+        assert_eq!(out.len(), a.len());
+        assert_eq!(&out[..3], &a[..3]);
+        assert_eq!(&out[3..5], &[207, 208]);
+        assert_eq!(&out[5..], &a[5..]);
+    }
+
+    #[test]
+    fn too_short_partner_or_empty_text_means_no_mix() {
+        let sal = vec![1.0f32; 30];
+        // A has 20 text tokens (span 2 at 10%), B only 1.
+        let mix = choose_span(
+            SpanMode::Saliency,
+            &sal,
+            22,
+            &sal,
+            3,
+            Layout::BERT,
+            0.1,
+            &mut rng(),
+        );
+        assert_eq!(mix, SpanMix::none());
+        let mix = choose_span(
+            SpanMode::Saliency,
+            &sal,
+            2,
+            &sal,
+            10,
+            Layout::BERT,
+            0.1,
+            &mut rng(),
+        );
+        assert_eq!(mix, SpanMix::none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Specials and padding are never written nor read, the length is kept, positions stay
+        /// inside the texts, and the ratio is 1 - span / text length.
+        #[test]
+        fn invariants_hold_in_every_mode(
+            len_a in 1usize..30, len_b in 1usize..30, share in 0.05f64..0.6,
+            mode in 0usize..3, bert: bool, seed: u64,
+            sal in proptest::collection::vec(0.0f32..1.0, 64),
+        ) {
+            let mode = [SpanMode::Saliency, SpanMode::RandomSpan, SpanMode::RandomTokens][mode];
+            let layout = if bert { Layout::BERT } else { Layout::PLAIN };
+            let mut r = StdRng::seed_from_u64(seed);
+            let mix = choose_span(mode, &sal[..32], len_a, &sal[32..], len_b, layout, share, &mut r);
+            let (ta, tb) = (layout.text(len_a), layout.text(len_b));
+            if mix.positions.is_empty() {
+                prop_assert_eq!(mix.ratio, 1.0);
+            } else {
+                let w = span_len(ta.len(), share);
+                prop_assert_eq!(mix.positions.len(), w);
+                prop_assert!((mix.ratio - (1.0 - w as f32 / ta.len() as f32)).abs() < 1e-6);
+                for &(dst, src) in &mix.positions {
+                    prop_assert!(ta.contains(&dst), "dst {} outside {:?}", dst, ta);
+                    prop_assert!(tb.contains(&src), "src {} outside {:?}", src, tb);
+                }
+                let mut dsts: Vec<usize> = mix.positions.iter().map(|p| p.0).collect();
+                dsts.dedup();
+                prop_assert_eq!(dsts.len(), w);
+                if mode == SpanMode::Saliency || mode == SpanMode::RandomSpan {
+                    // Contiguous spans.
+                    prop_assert!(mix.positions.windows(2).all(|p| p[1].0 == p[0].0 + 1
+                        && p[1].1 == p[0].1 + 1));
+                }
+                let a: Vec<i64> = (0..len_a as i64).collect();
+                let b: Vec<i64> = (100..100 + len_b as i64).collect();
+                let out = mix.apply(&a, &b);
+                prop_assert_eq!(out.len(), len_a);
+                prop_assert_eq!(&out[..ta.start], &a[..ta.start]);
+                prop_assert_eq!(&out[ta.end..], &a[ta.end..]);
+            }
+        }
+    }
+
+    #[test]
+    fn saliency_is_a_normalised_gradient_norm_without_padding() {
+        let device = Device::flex();
+        // Row 0: token norms 2, 4 (sqrt(mean(g^2)) of [2, 2] and [4, 4]); row 1: 1 then padding.
+        let grad = Tensor::<3>::from_data(
+            TensorData::new(vec![2.0f32, 2.0, 4.0, 4.0, 1.0, 1.0, 8.0, 8.0], [2, 2, 2]),
+            &device,
+        );
+        let mask = Tensor::<2, burn::tensor::Int>::from_data(
+            TensorData::new(vec![1i64, 1, 1, 0], [2, 2]),
+            &device,
+        )
+        .equal_elem(1);
+        let s: Vec<f32> = token_saliency(grad, mask)
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
+        assert_eq!(s, vec![0.5, 1.0, 1.0, 0.0]);
+    }
+}
