@@ -59,9 +59,25 @@ pub enum DataError {
         /// The file.
         path: PathBuf,
     },
+    /// A tokenizer file that cannot be used (malformed `tokenizer.json`, a vocabulary without
+    /// the special tokens), or text the tokenizer loaded from it fails on.
+    #[error("{path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl DataError {
+    pub(crate) fn tokenizer(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Self::Tokenizer {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn line(path: &std::path::Path, line: usize, message: impl Into<String>) -> Self {
         Self::Line {
             path: path.to_path_buf(),

@@ -9,6 +9,9 @@
 //! - [`LabelSet`] (built from train; an unseen dev/test label is an error naming file and line)
 //!   and [`WordTokenizer`] (lowercasing, `min_freq`, `max_vocab`, `<pad>` = 0, `<unk>` = 1),
 //!   both serde-serialisable so a run can save them beside its checkpoint.
+//! - [`WordPieceTokenizer`]: BERT's WordPiece subwords (from a model's `tokenizer.json` or a
+//!   bare `vocab.txt`) with `[CLS]`/`[SEP]`, truncation that keeps `[SEP]` last, and the
+//!   sub-token → word alignment for token labelling.
 //! - [`TextBatch`]: token ids padded to the longest item of the batch (capped by `max_len`),
 //!   the padding mask and the labels.
 //!
@@ -23,6 +26,7 @@ mod labels;
 mod read;
 mod splits;
 mod vocab;
+mod wordpiece;
 
 pub use batch::{TextBatch, batch_indices};
 pub use error::DataError;
@@ -33,3 +37,4 @@ pub use read::{
 };
 pub use splits::Splits;
 pub use vocab::{EncodedExample, PAD_ID, UNK_ID, WordTokenizer, WordTokenizerConfig};
+pub use wordpiece::WordPieceTokenizer;

@@ -102,7 +102,7 @@ impl BiLayer {
         let mut cell = Tensor::<3>::zeros([2, n, d], &device);
         let mut outputs = Vec::with_capacity(l);
         for t in 0..l {
-            let x_t = steps.clone().slice([t..t + 1]).reshape([2, n, d_in]);
+            let x_t = steps.clone().narrow(0, t, 1).reshape([2, n, d_in]);
             let z = x_t
                 .matmul(input.clone())
                 .add(hidden.matmul(recurrent.clone()))
@@ -193,9 +193,9 @@ impl BiLstmClassifier {
         let both = Tensor::stack::<4>(vec![x, reversed], 0);
         let hidden = layer.run(both);
         let d_hidden = hidden.dims()[3];
-        let left = hidden.clone().slice([0..1]).reshape([n, l, d_hidden]);
+        let left = hidden.clone().narrow(0, 0, 1).reshape([n, l, d_hidden]);
         let right = hidden
-            .slice([1..2])
+            .narrow(0, 1, 1)
             .reshape([n, l, d_hidden])
             .gather(1, reverse_index(mask, d_hidden));
         Tensor::cat(vec![left, right], 2)

@@ -12,12 +12,16 @@
 //! | [`TextCnn`] (Kim 2014) | `textcnn.rs` | embedding, convolution features, pooled |
 //! | [`BiLstmClassifier`] (Guo et al. 2019) | `bilstm.rs` | embedding, each BiLSTM layer, pooled |
 //! | [`TransformerClassifier`] (Vaswani et al. 2017) | `transformer.rs` | embedding, each encoder layer, pooled |
+//! | [`BertClassifier`] (Devlin et al. 2019) | `bert.rs` | embedding, each encoder layer, `[CLS]` (pooled) |
 //!
-//! Nothing here reads files (other than through Burn's record API), prints, or picks a
-//! backend.
+//! [`BertEncoder::from_pretrained`] loads a Hugging Face BERT checkpoint folder (`config.json`
+//! and safetensors weights, single file or sharded); [`BertTokenClassifier`] puts a per-position
+//! head on the same encoder. Apart from that loader, nothing here reads files (other than
+//! through Burn's record API), prints, or picks a backend.
 
 #![deny(missing_docs)]
 
+mod bert;
 mod bilstm;
 mod mixing;
 #[cfg(test)]
@@ -25,6 +29,10 @@ mod testing;
 mod textcnn;
 mod transformer;
 
+pub use bert::{
+    BertClassifier, BertConfig, BertEmbeddings, BertEncoder, BertLayer, BertLoadError,
+    BertSelfAttention, BertTokenClassifier, HF_TO_BURN,
+};
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use mixing::MixingPoints;
 pub use textcnn::{TextCnn, TextCnnConfig};

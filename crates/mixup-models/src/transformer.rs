@@ -256,7 +256,7 @@ impl MixingPoints for TransformerClassifier {
             .position
             .weight
             .val()
-            .slice([0..l])
+            .narrow(0, 0, l)
             .reshape([1, l, d])
             .expand([n, l, d]);
         let mut hidden = hidden + positions;

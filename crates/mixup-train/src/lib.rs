@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod plot;
 pub mod recipe;
 pub mod run;
+pub mod step;
 pub mod sweep;
 pub mod train;
 

@@ -1,0 +1,449 @@
+//! One training step: draw the mixing parameters, run the model mixed (or plain), compute
+//! the loss, backpropagate and update. Shared by the training loop ([`crate::train::train`])
+//! and the benchmarks, so that what is timed is what trains.
+
+use burn::{
+    module::Module,
+    optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer},
+    tensor::{Device, Int, Tensor, TensorData},
+};
+use mixup_core::{
+    Layout, MixMethod, MixParams, MixState, MixupConfig, PointKind, SpanMode, choose_span,
+    interpolated_cross_entropy, mix_with, soft_cross_entropy, soft_targets, token_saliency,
+};
+use mixup_data::{EncodedExample, TextBatch};
+use mixup_models::MixingPoints;
+use rand::{RngExt, rngs::StdRng};
+
+use crate::recipe::{LossForm, Recipe};
+
+/// What a run fixes once, from its recipe and model, for every step.
+#[derive(Clone, Debug)]
+pub struct StepPlan {
+    /// The method.
+    pub method: MixMethod,
+    /// Lambda sampling and pairing.
+    pub mix_config: MixupConfig,
+    /// The points a mixed step may mix at (one drawn per step).
+    pub eligible: Vec<usize>,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Label smoothing.
+    pub smoothing: f64,
+    /// Loss form of mixed steps.
+    pub loss: LossForm,
+    /// Add the clean loss to mixed steps (SSMix always does).
+    pub clean_loss: bool,
+    /// SSMix's span settings.
+    pub ssmix: SsmixSettings,
+    /// Longest sequence.
+    pub max_len: usize,
+}
+
+/// SSMix's settings for one run.
+#[derive(Clone, Copy, Debug)]
+pub struct SsmixSettings {
+    /// Saliency or one of the random ablations.
+    pub mode: SpanMode,
+    /// Where the special tokens of a row are.
+    pub layout: Layout,
+    /// The span's share of a row's text.
+    pub share: f64,
+}
+
+impl StepPlan {
+    /// The plan of `recipe` for a model with `points`, `num_classes` classes and rows laid
+    /// out as `layout`.
+    ///
+    /// # Errors
+    ///
+    /// A bad method, mixing config, or eligible point set (naming `method.points`).
+    pub fn new(
+        recipe: &Recipe,
+        points: &[PointKind],
+        num_classes: usize,
+        layout: Layout,
+    ) -> anyhow::Result<Self> {
+        let method = recipe.method_kind().map_err(anyhow::Error::msg)?;
+        let mix_config = recipe
+            .mixup_config(num_classes)
+            .map_err(|(field, reason)| anyhow::anyhow!("{field}: {reason}"))?;
+        let eligible = match &recipe.method.points {
+            Some(set) => {
+                if let Some(bad) = set.iter().find(|&&p| p >= points.len()) {
+                    anyhow::bail!(
+                        "method.points: point {bad} does not exist; this model has points \
+                         0..={} ({points:?})",
+                        points.len() - 1
+                    );
+                }
+                if method == MixMethod::Tmix
+                    && let Some(bad) = set
+                        .iter()
+                        .find(|&&p| !matches!(points[p], PointKind::Layer(_)))
+                {
+                    anyhow::bail!(
+                        "method.points: point {bad} is {:?}; tmix mixes after encoder layers \
+                         (points 1..={})",
+                        points[*bad],
+                        points.len() - 2
+                    );
+                }
+                set.clone()
+            }
+            None => method.eligible(&points),
+        };
+        if method != MixMethod::None && eligible.is_empty() {
+            anyhow::bail!("method {method} has no mixing point in this model ({points:?})");
+        }
+        Ok(Self {
+            method,
+            mix_config,
+            eligible,
+            num_classes,
+            smoothing: recipe.method.label_smoothing,
+            loss: recipe.method.loss,
+            clean_loss: recipe.method.clean_loss,
+            ssmix: SsmixSettings {
+                mode: recipe.span_mode().map_err(anyhow::Error::msg)?,
+                layout,
+                share: recipe.method.span_share,
+            },
+            max_len: recipe.data.max_len,
+        })
+    }
+}
+
+/// The rows of one step.
+pub struct StepBatch<'a> {
+    /// The batch.
+    pub items: &'a [&'a EncodedExample],
+    /// The partner batch of methods that mix with a separate batch (TMix); same length.
+    pub partner_items: Option<&'a [&'a EncodedExample]>,
+    /// Whether this step mixes (false for `none`, and after `off_epoch`).
+    pub mixing: bool,
+}
+
+/// What a step reports (both tensors detached, still on the device).
+pub struct StepReport {
+    /// The step's mean loss (mixed loss, plus the clean loss when trained).
+    pub loss: Tensor<1>,
+    /// Rows whose prediction is their dominant label (own when its share is >= 0.5).
+    pub hits: Tensor<1, Int>,
+}
+
+fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(data, [labels.len()]), device)
+}
+
+/// Trains one step on `batch` with the autodiff `device`: returns the updated model and
+/// what the step measured. `rng` draws this step's mixing (lambdas, partners, point, spans).
+///
+/// # Errors
+///
+/// SSMix on a model without a sequence embedding, or saliency that cannot be read back.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<M: Module + MixingPoints>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    plan: &StepPlan,
+    batch: &StepBatch<'_>,
+    rng: &mut StdRng,
+    device: &Device,
+) -> anyhow::Result<(M, StepReport)> {
+    let mixing = batch.mixing;
+    let batch_partner = batch.partner_items;
+    let items = batch.items;
+    let ad = device;
+    let (num_classes, smoothing, max_len) = (plan.num_classes, plan.smoothing, plan.max_len);
+    let own_batch = TextBatch::new(items, max_len, ad);
+    let batch = own_batch;
+    let n = batch.len();
+    let own: Vec<usize> = items.iter().map(|e| e.label).collect();
+    // `loss` is what this step differentiates; `logged` what it reports (they differ for
+    // SSMix, whose clean loss was differentiated in its saliency pass, `pre_grads`).
+    let (logits, loss, logged, dominant, pre_grads) = if mixing {
+        let mut params: MixParams = plan.mix_config.sample(n, rng);
+        let point = plan.eligible[rng.random_range(0..plan.eligible.len())];
+        let mut pre_grads = None;
+        let mut logged_extra = None;
+        let mut surrogate = None;
+        let (logits, partner) = if plan.method == MixMethod::Ssmix {
+            let partners = params.effective_partners();
+            let pass = ssmix_saliency(&model, &batch, num_classes, smoothing)?;
+            pre_grads = Some(GradientsParams::from_grads(pass.grads, &model));
+            logged_extra = Some(pass.clean_loss);
+            surrogate = Some(pass.surrogate);
+            let (aug, ratios) = ssmix_rows(items, &partners, &pass.saliency, &plan.ssmix, rng);
+            let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
+            let aug_batch = TextBatch::new(&aug_refs, max_len, &ad);
+            params = MixParams {
+                lambdas: ratios,
+                partners: partners.clone(),
+            };
+            (
+                model.forward(aug_batch.ids, aug_batch.mask),
+                partners.iter().map(|&j| own[j]).collect::<Vec<_>>(),
+            )
+        } else {
+            match batch_partner {
+                Some(pitems) => {
+                    let pbatch = TextBatch::new(pitems, max_len, ad);
+                    let logits = model.forward_mixed_pair(
+                        (batch.ids.clone(), batch.mask.clone()),
+                        (pbatch.ids, pbatch.mask),
+                        point,
+                        &params.lambdas,
+                    );
+                    (logits, pitems.iter().map(|e| e.label).collect::<Vec<_>>())
+                }
+                None => (
+                    model.forward_mixed(batch.ids.clone(), batch.mask.clone(), point, &params),
+                    params.partners.iter().map(|&j| own[j]).collect(),
+                ),
+            }
+        };
+        let mut loss = match plan.loss {
+            LossForm::Soft => soft_cross_entropy(
+                logits.clone(),
+                mix_with(
+                    soft_targets(batch.labels.clone(), num_classes, smoothing),
+                    soft_targets(label_tensor(&partner, ad), num_classes, smoothing),
+                    &params.lambdas,
+                ),
+                None,
+            ),
+            LossForm::Interpolated => interpolated_cross_entropy(
+                logits.clone(),
+                batch.labels.clone(),
+                label_tensor(&partner, ad),
+                &params.lambdas,
+            ),
+        };
+        if plan.clean_loss && plan.method != MixMethod::Ssmix {
+            let clean = model.forward(batch.ids, batch.mask);
+            let targets = soft_targets(batch.labels, num_classes, smoothing);
+            loss = loss + soft_cross_entropy(clean, targets, None);
+        }
+        let logged = match logged_extra {
+            Some(clean) => loss.clone().detach() + clean,
+            None => loss.clone().detach(),
+        };
+        if let Some(extra) = surrogate {
+            loss = loss + extra;
+        }
+        let dominant: Vec<usize> = (0..n)
+            .map(|i| {
+                if params.lambdas[i] >= 0.5 {
+                    own[i]
+                } else {
+                    partner[i]
+                }
+            })
+            .collect();
+        (logits, loss, logged, dominant, pre_grads)
+    } else {
+        let logits = model.forward(batch.ids, batch.mask);
+        let targets = soft_targets(batch.labels, num_classes, smoothing);
+        let loss = soft_cross_entropy(logits.clone(), targets, None);
+        let logged = loss.clone().detach();
+        (logits, loss, logged, own, None)
+    };
+    let hits = logits
+        .detach()
+        .argmax(1)
+        .reshape([n])
+        .equal(label_tensor(&dominant, ad))
+        .int()
+        .sum();
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if let Some(pre) = pre_grads {
+        let mut sum = GradientsAccumulator::new();
+        sum.accumulate(&model, pre);
+        sum.accumulate(&model, grads);
+        grads = sum.grads();
+    }
+    let model = optim.step(lr, model, grads);
+    Ok((model, StepReport { loss: logged, hits }))
+}
+
+/// What SSMix's saliency pass leaves: the clean loss (its value, for the report), the
+/// gradients of the clean loss for every parameter after the embedding output, the term whose
+/// gradient gives the embedding's share of it, and the per-token saliency (host, row-major).
+struct SaliencyPass {
+    clean_loss: Tensor<1>,
+    grads: burn::tensor::Gradients,
+    surrogate: Tensor<1>,
+    saliency: Vec<Vec<f32>>,
+}
+
+/// The clean forward and backward of SSMix: the embedding output is cut from the graph
+/// (`detach().require_grad()`) so that the backward yields its gradient, from which the
+/// saliency is taken; `sum(embedding_output * grad)` is then returned as a surrogate whose
+/// gradient, added to the next backward, completes the clean loss's gradient for the
+/// embedding parameters (the chain rule through the cut). The clean loss is thus trained
+/// without a second clean forward.
+fn ssmix_saliency<M: MixingPoints>(
+    model: &M,
+    batch: &TextBatch,
+    num_classes: usize,
+    smoothing: f64,
+) -> anyhow::Result<SaliencyPass> {
+    let [n, l] = batch.ids.dims();
+    let MixState::Sequence { hidden, mask } = model.embed(batch.ids.clone(), batch.mask.clone())
+    else {
+        anyhow::bail!("ssmix needs a model whose embedding output is a sequence");
+    };
+    let leaf = hidden.clone().detach().require_grad();
+    let logits = model.forward_from(
+        MixState::Sequence {
+            hidden: leaf.clone(),
+            mask: mask.clone(),
+        },
+        0,
+    );
+    let clean = soft_cross_entropy(
+        logits,
+        soft_targets(batch.labels.clone(), num_classes, smoothing),
+        None,
+    );
+    let clean_loss = clean.clone().detach();
+    let mut grads = clean.backward();
+    let grad = leaf
+        .grad_remove(&mut grads)
+        .ok_or_else(|| anyhow::anyhow!("ssmix: no gradient reached the embedding output"))?
+        .autodiff();
+    let surrogate = (hidden * grad.clone()).sum();
+    // Models may put extra positions (a [CLS] vector) in front of the ids.
+    let [_, l_state, _] = grad.dims();
+    let offset = l_state.saturating_sub(l);
+    let flat: Vec<f32> = token_saliency(grad, mask)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| anyhow::anyhow!("reading saliency back: {e:?}"))?;
+    let saliency = (0..n)
+        .map(|i| flat[i * l_state + offset..(i + 1) * l_state].to_vec())
+        .collect();
+    Ok(SaliencyPass {
+        clean_loss,
+        grads,
+        surrogate,
+        saliency,
+    })
+}
+
+/// Each row with its partner's span copied in, and each row's label ratio (1 for rows mixed
+/// with themselves or left unmixed).
+fn ssmix_rows(
+    items: &[&EncodedExample],
+    partners: &[usize],
+    saliency: &[Vec<f32>],
+    settings: &SsmixSettings,
+    rng: &mut StdRng,
+) -> (Vec<EncodedExample>, Vec<f32>) {
+    let mut rows = Vec::with_capacity(items.len());
+    let mut ratios = Vec::with_capacity(items.len());
+    for (i, a) in items.iter().enumerate() {
+        let j = partners[i];
+        let b = items[j];
+        let mix = if j == i {
+            mixup_core::SpanMix::none()
+        } else {
+            choose_span(
+                settings.mode,
+                &saliency[i],
+                a.ids.len(),
+                &saliency[j],
+                b.ids.len(),
+                settings.layout,
+                settings.share,
+                rng,
+            )
+        };
+        rows.push(EncodedExample {
+            ids: mix.apply(&a.ids, &b.ids),
+            label: a.label,
+        });
+        ratios.push(mix.ratio);
+    }
+    (rows, ratios)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::optim::GradientsAccumulator;
+
+    /// SSMix's split backward (clean loss through a cut embedding output, plus the surrogate)
+    /// gives exactly the gradient of the clean loss.
+    #[test]
+    fn ssmix_saliency_pass_reproduces_the_clean_gradient() {
+        use mixup_models::TextCnnConfig;
+        let ad = Device::flex().autodiff();
+        ad.seed(1);
+        let model = TextCnnConfig::new(20, 3)
+            .with_d_embed(6)
+            .with_n_filters(4)
+            .with_dropout(0.0)
+            .init(&ad);
+        let rows = [
+            EncodedExample {
+                ids: vec![2, 3, 4, 5, 6],
+                label: 0,
+            },
+            EncodedExample {
+                ids: vec![7, 8, 9],
+                label: 1,
+            },
+            EncodedExample {
+                ids: vec![10, 11, 12, 13],
+                label: 2,
+            },
+        ];
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        let batch = TextBatch::new(&refs, 8, &ad);
+        let reference = soft_cross_entropy(
+            model.forward(batch.ids.clone(), batch.mask.clone()),
+            soft_targets(batch.labels.clone(), 3, 0.0),
+            None,
+        );
+        let want = GradientsParams::from_grads(reference.backward(), &model);
+        let pass = ssmix_saliency(&model, &batch, 3, 0.0).expect("saliency pass");
+        assert_eq!(pass.saliency.len(), 3);
+        assert_eq!(pass.saliency[0].len(), 5);
+        assert!(
+            pass.saliency[1][3..].iter().all(|&v| v == 0.0),
+            "padding has no saliency"
+        );
+        let mut sum = GradientsAccumulator::new();
+        sum.accumulate(&model, GradientsParams::from_grads(pass.grads, &model));
+        sum.accumulate(
+            &model,
+            GradientsParams::from_grads(pass.surrogate.backward(), &model),
+        );
+        let got = sum.grads();
+        let read = |g: &GradientsParams, id| -> Vec<f32> {
+            let t: Tensor<2> = g.get(id).expect("gradient");
+            t.into_data().convert::<f32>().try_to_vec().expect("f32")
+        };
+        for (what, id) in [
+            ("embedding", model.embedding.weight.id),
+            ("output", model.output.weight.id),
+        ] {
+            let (a, b) = (read(&want, id), read(&got, id));
+            let diff = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-6, "{what}: gradients differ by {diff}");
+            assert!(
+                a.iter().any(|&v| v != 0.0),
+                "{what}: zero gradient proves nothing"
+            );
+        }
+    }
+}
