@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use mixup_data::{
-    DataError, EncodedExample, Example, LabelSet, Splits, WordTokenizer, WordTokenizerConfig,
+    DataError, EncodedExample, Example, LabelSet, Splits, WordPieceTokenizer, WordTokenizer,
+    WordTokenizerConfig,
 };
 
 use mixup_core::Layout;
@@ -42,10 +43,107 @@ pub fn find_dataset(name: &str, data_dir: Option<&Path>, cache_dir: &Path) -> Fo
     Found::Missing(tried)
 }
 
+/// Looks for a pretrained checkpoint folder: `name` under `--data-dir`, then
+/// `$MIXUP_DATA_DIR`, then the cache folder, then `name` as a path (absolute, or relative to
+/// the working folder). A folder counts when it has a `config.json`.
+pub fn find_pretrained(name: &str, data_dir: Option<&Path>, cache_dir: &Path) -> Found {
+    let mut tried = Vec::new();
+    let as_path = PathBuf::from(name);
+    let env = std::env::var_os("MIXUP_DATA_DIR").map(PathBuf::from);
+    let roots: Vec<PathBuf> = if as_path.is_absolute() {
+        Vec::new()
+    } else {
+        data_dir
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(env)
+            .chain([cache_dir.into()])
+            .collect()
+    };
+    for dir in roots
+        .iter()
+        .map(|root| root.join(name))
+        .chain([as_path.clone()])
+    {
+        if dir.join("config.json").is_file() {
+            return Found::At(dir);
+        }
+        if !tried.contains(&dir) {
+            tried.push(dir);
+        }
+    }
+    Found::Missing(tried)
+}
+
+/// [`find_pretrained`], as an error listing the folders tried when nothing is found.
+///
+/// # Errors
+///
+/// A message naming the recipe key, the value and every folder tried.
+pub fn resolve_pretrained(
+    name: &str,
+    data_dir: Option<&Path>,
+    cache_dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    match find_pretrained(name, data_dir, cache_dir) {
+        Found::At(dir) => Ok(dir),
+        Found::Missing(tried) => {
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            anyhow::bail!(
+                "model.pretrained = {name:?}: no checkpoint folder (with config.json) found; \
+                 looked in {}. Point --data-dir or MIXUP_DATA_DIR at the folder that holds \
+                 {name}/, or give the checkpoint folder's path",
+                tried.join(", ")
+            )
+        }
+    }
+}
+
+/// How a run turns text into ids: a word vocabulary built from the training set (TextCNN,
+/// BiLSTM, Transformer), or a pretrained encoder's WordPiece tokenizer (`kind = "bert"`).
+#[derive(Clone, Debug)]
+pub enum TextTokenizer {
+    /// Words, `<pad>` = 0, `<unk>` = 1; rows have no special tokens.
+    Word(WordTokenizer),
+    /// WordPiece; every row is `[CLS] ... [SEP]`, `[PAD]` = 0.
+    WordPiece(Box<WordPieceTokenizer>),
+}
+
+impl TextTokenizer {
+    /// The ids of `text`, at most `max_len` of them (special tokens included).
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Tokenizer`] if the WordPiece tokenizer fails on the text.
+    pub fn encode(&self, text: &str, max_len: usize) -> Result<Vec<u32>, DataError> {
+        match self {
+            Self::Word(t) => Ok(t.encode(text, max_len)),
+            Self::WordPiece(t) => t.encode(text, max_len),
+        }
+    }
+
+    /// Number of ids (rows of the embedding table it needs).
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Word(t) => t.vocab_size(),
+            Self::WordPiece(t) => t.vocab_size(),
+        }
+    }
+
+    /// Where the special tokens of its rows are.
+    pub fn layout(&self) -> Layout {
+        match self {
+            Self::Word(_) => Layout::PLAIN,
+            Self::WordPiece(_) => Layout::BERT,
+        }
+    }
+}
+
 /// A dataset encoded for training: vocabulary and labels from train, every split encoded.
 pub struct Encoded {
-    /// The word tokenizer built from the training texts.
-    pub tokenizer: WordTokenizer,
+    /// The tokenizer: a word vocabulary built from the training texts, or a pretrained
+    /// encoder's WordPiece tokenizer.
+    pub tokenizer: TextTokenizer,
     /// The labels of the training set.
     pub labels: LabelSet,
     /// Training examples.
@@ -63,11 +161,12 @@ pub struct Encoded {
 ///
 /// # Errors
 ///
-/// [`DataError::UnknownLabel`] for a label the run does not know, naming file and line.
+/// [`DataError::UnknownLabel`] for a label the run does not know, naming file and line;
+/// [`DataError::Tokenizer`] if the tokenizer fails on a text.
 pub fn encode(
     examples: &[Example],
     path: &Path,
-    tokenizer: &WordTokenizer,
+    tokenizer: &TextTokenizer,
     labels: &LabelSet,
     max_len: usize,
 ) -> Result<Vec<EncodedExample>, DataError> {
@@ -75,41 +174,53 @@ pub fn encode(
         .iter()
         .map(|e| {
             Ok(EncodedExample {
-                ids: tokenizer.encode(&e.text, max_len),
+                ids: tokenizer.encode(&e.text, max_len)?,
                 label: labels.encode(e, path)?,
             })
         })
         .collect()
 }
 
-/// Reads and encodes the splits in `dir` as the recipe says.
+/// Reads and encodes the splits in `dir` as the recipe says: with `wordpiece` when given
+/// (a pretrained encoder's tokenizer), else with a word vocabulary built from the training
+/// texts (`data.lowercase`, `data.min_freq`, `data.max_vocab`).
 ///
 /// # Errors
 ///
 /// The first [`DataError`] of any file.
-pub fn load_encoded(dir: &Path, recipe: &Recipe) -> Result<Encoded, DataError> {
+pub fn load_encoded(
+    dir: &Path,
+    recipe: &Recipe,
+    wordpiece: Option<WordPieceTokenizer>,
+) -> Result<Encoded, DataError> {
     let splits = Splits::load(dir)?;
     let d = &recipe.data;
-    let config = WordTokenizerConfig {
-        lowercase: d.lowercase,
-        min_freq: d.min_freq,
-        max_vocab: d.max_vocab,
-    };
     let train = &splits.train.1;
-    let tokenizer = config.build(train.iter().map(|e| e.text.as_str()));
+    let tokenizer = match wordpiece {
+        Some(t) => TextTokenizer::WordPiece(Box::new(t)),
+        None => {
+            let config = WordTokenizerConfig {
+                lowercase: d.lowercase,
+                min_freq: d.min_freq,
+                max_vocab: d.max_vocab,
+            };
+            TextTokenizer::Word(config.build(train.iter().map(|e| e.text.as_str())))
+        }
+    };
     let labels = LabelSet::from_examples(train);
     let enc =
         |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, d.max_len);
     let train = enc(&splits.train)?;
     let dev = splits.dev.as_ref().map(enc).transpose()?;
     let test = enc(&splits.test)?;
+    let layout = tokenizer.layout();
     Ok(Encoded {
         tokenizer,
         labels,
         train,
         dev,
         test,
-        layout: Layout::PLAIN,
+        layout,
     })
 }
 

@@ -455,11 +455,13 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
     let max_len = run.recipe.data.max_len;
     let encoded: Vec<mixup_data::EncodedExample> = texts
         .iter()
-        .map(|t| mixup_data::EncodedExample {
-            ids: run.tokenizer.encode(t, max_len),
-            label: 0,
+        .map(|t| {
+            Ok(mixup_data::EncodedExample {
+                ids: run.tokenizer.encode(t, max_len)?,
+                label: 0,
+            })
         })
-        .collect();
+        .collect::<Result<_, mixup_data::DataError>>()?;
     let probs = predict_proba(
         &run.model,
         &encoded,

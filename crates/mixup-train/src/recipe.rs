@@ -103,6 +103,8 @@ pub enum ModelSection {
     Bilstm(BiLstmSection),
     /// A Transformer encoder classifier.
     Transformer(TransformerSection),
+    /// A pretrained BERT-family encoder (Hugging Face checkpoint folder) with a linear head.
+    Bert(BertSection),
 }
 
 impl ModelSection {
@@ -112,6 +114,7 @@ impl ModelSection {
             Self::Textcnn(_) => "textcnn",
             Self::Bilstm(_) => "bilstm",
             Self::Transformer(_) => "transformer",
+            Self::Bert(_) => "bert",
         }
     }
 }
@@ -177,6 +180,34 @@ impl Default for TransformerSection {
             norm: "pre".into(),
             pooling: "mean".into(),
             activation: "relu".into(),
+        }
+    }
+}
+
+/// Settings of a pretrained BERT-family encoder (`kind = "bert"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BertSection {
+    /// The checkpoint folder (`config.json`, safetensors weights, `tokenizer.json` or
+    /// `vocab.txt`): a folder name looked up like datasets (`--data-dir`, `$MIXUP_DATA_DIR`,
+    /// the cache), or a path to an existing folder.
+    pub pretrained: String,
+    /// Dropout before the output layer (the encoder keeps its checkpoint's own dropout).
+    pub dropout: f64,
+    /// Classify from the checkpoint's pooler (dense + tanh on `[CLS]`) instead of the final
+    /// `[CLS]` state.
+    pub pooler: bool,
+    /// Freeze the embeddings and the first N encoder layers (0: train everything).
+    pub freeze_layers: usize,
+}
+
+impl Default for BertSection {
+    fn default() -> Self {
+        Self {
+            pretrained: String::new(),
+            dropout: 0.1,
+            pooler: false,
+            freeze_layers: 0,
         }
     }
 }
@@ -282,7 +313,7 @@ pub struct TrainSection {
     pub epochs: usize,
     /// Training batch size.
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Peak learning rate (the rate throughout with `schedule = "constant"` and no warm-up).
     pub lr: f64,
     /// Seed of initialisation, dropout, shuffling and mixing.
     pub seed: u64,
@@ -290,6 +321,19 @@ pub struct TrainSection {
     pub eval_batch_size: usize,
     /// Adam's epsilon (PyTorch's default 1e-8; Burn's own default is 1e-5).
     pub adam_epsilon: f64,
+    /// `adam` or `adamw` (decoupled weight decay, Loshchilov and Hutter 2019).
+    pub optimizer: String,
+    /// Weight decay: decoupled with `adamw`, an L2 term in the gradient with `adam` (as
+    /// PyTorch's `Adam`). Never applied to one-dimensional parameters (biases, LayerNorm
+    /// scales and shifts).
+    pub weight_decay: f64,
+    /// Share of the total steps over which the learning rate rises linearly from 0.
+    pub warmup: f64,
+    /// `constant` (after warm-up) or `linear` (decay to 0 at the end of training).
+    pub schedule: String,
+    /// Clip the global L2 norm of all gradients to this value after the backward pass (as
+    /// PyTorch's `clip_grad_norm_`); none = no clipping.
+    pub clip_grad_norm: Option<f64>,
 }
 
 impl Default for TrainSection {
@@ -301,6 +345,11 @@ impl Default for TrainSection {
             seed: 0,
             eval_batch_size: 256,
             adam_epsilon: 1e-8,
+            optimizer: "adam".into(),
+            weight_decay: 0.0,
+            warmup: 0.0,
+            schedule: "constant".into(),
+            clip_grad_norm: None,
         }
     }
 }
@@ -408,6 +457,16 @@ impl Recipe {
                 }
                 m.dropout
             }
+            ModelSection::Bert(m) => {
+                if m.pretrained.trim().is_empty() {
+                    return Err(bad(
+                        "model.pretrained",
+                        "\"\"".into(),
+                        "name a checkpoint folder, e.g. \"all-minilm-l6-v2\"",
+                    ));
+                }
+                m.dropout
+            }
         };
         if !(0.0..1.0).contains(&dropout) {
             return Err(bad(
@@ -484,6 +543,41 @@ impl Recipe {
                 "train.lr",
                 t.lr.to_string(),
                 "must be a positive number",
+            ));
+        }
+        for (field, value, allowed) in [
+            ("train.optimizer", &t.optimizer, ["adam", "adamw"]),
+            ("train.schedule", &t.schedule, ["constant", "linear"]),
+        ] {
+            if !allowed.contains(&value.as_str()) {
+                return Err(bad(
+                    field,
+                    format!("{value:?}"),
+                    &format!("must be {:?} or {:?}", allowed[0], allowed[1]),
+                ));
+            }
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return Err(bad(
+                "train.weight_decay",
+                t.weight_decay.to_string(),
+                "must be 0 or more",
+            ));
+        }
+        if !(0.0..1.0).contains(&t.warmup) {
+            return Err(bad(
+                "train.warmup",
+                t.warmup.to_string(),
+                "is a share of the training steps: must be in [0, 1)",
+            ));
+        }
+        if let Some(c) = t.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(bad(
+                "train.clip_grad_norm",
+                c.to_string(),
+                "must be a positive number (leave it out for no clipping)",
             ));
         }
         Ok(())
@@ -645,5 +739,54 @@ mod tests {
         assert!(e.to_string().contains("rnn"), "{e}");
         let e = parse("name = 3").expect_err("type");
         assert!(e.to_string().contains("r.toml"), "{e}");
+    }
+
+    const BERT: &str = "name = \"b\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"bert\"\n";
+
+    #[test]
+    fn bert_section_and_optimiser_keys_have_defaults_and_checks() {
+        let r = parse(&format!("{BERT}pretrained = \"all-minilm-l6-v2\"\n")).expect("parses");
+        let ModelSection::Bert(m) = &r.model else {
+            panic!("bert")
+        };
+        assert_eq!(m.pretrained, "all-minilm-l6-v2");
+        assert_eq!((m.dropout, m.pooler, m.freeze_layers), (0.1, false, 0));
+        let t = &r.train;
+        assert_eq!(
+            (
+                t.optimizer.as_str(),
+                t.weight_decay,
+                t.warmup,
+                t.schedule.as_str()
+            ),
+            ("adam", 0.0, 0.0, "constant")
+        );
+        assert_eq!(t.clip_grad_norm, None);
+        assert_eq!(parse(&r.to_toml().expect("toml")).expect("reparses"), r);
+        let e = parse(BERT).expect_err("no pretrained");
+        assert!(e.to_string().contains("model.pretrained"), "{e}");
+        let e = parse(&format!("{BERT}pretrained = \"x\"\ndropout = 1.0\n")).expect_err("d");
+        assert!(e.to_string().contains("model.dropout"), "{e}");
+        let e = parse(&format!("{BERT}pretrained = \"x\"\nfreeze = 2\n")).expect_err("key");
+        assert!(e.to_string().contains("freeze"), "{e}");
+        for (train, field) in [
+            ("optimizer = \"sgd\"", "train.optimizer"),
+            ("schedule = \"cosine\"", "train.schedule"),
+            ("weight_decay = -0.1", "train.weight_decay"),
+            ("warmup = 1.0", "train.warmup"),
+            ("clip_grad_norm = 0.0", "train.clip_grad_norm"),
+        ] {
+            let e = parse(&format!("{MIN}[train]\n{train}\n")).expect_err(field);
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_minilm_test_recipe_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm-trec.toml");
+        let r = Recipe::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.model.kind_name(), "bert");
+        assert_eq!(r.train.optimizer, "adamw");
+        assert_eq!(r.train.clip_grad_norm, Some(1.0));
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! <run>/recipe.toml      the resolved recipe (method and seed as run)
-//! <run>/tokenizer.json   the word vocabulary
+//! <run>/tokenizer.json   the word vocabulary (word-level models)
+//! <run>/wordpiece/       the WordPiece tokenizer file, tokenizer.json or vocab.txt (bert)
+//! <run>/bert-config.json the encoder's config.json (bert)
 //! <run>/labels.json      the class names, by index
-//! <run>/model.bpk        the model parameters (Burn record)
+//! <run>/model.bpk        the model parameters (Burn record; for bert, all of them: encoder
+//!                        and head, so the pretrained folder is not needed to load the run)
 //! <run>/metrics.csv      one row per epoch
 //! <run>/metrics.json     the same, as JSON
 //! <run>/final.json       the final report
@@ -18,17 +21,17 @@ use burn::nn::activation::ActivationConfig;
 use burn::tensor::{Bool, Int, Tensor};
 use burn::{module::Module, store::ModuleRecord, tensor::Device};
 use mixup_core::{MixState, PointKind};
-use mixup_data::{LabelSet, WordTokenizer};
+use mixup_data::{LabelSet, WordPieceTokenizer, WordTokenizer};
 use mixup_models::{
-    BiLstmClassifier, BiLstmClassifierConfig, MixingPoints, TextCnn, TextCnnConfig,
-    TransformerClassifier, TransformerClassifierConfig,
+    BertClassifier, BertConfig, BertEncoder, BiLstmClassifier, BiLstmClassifierConfig,
+    MixingPoints, TextCnn, TextCnnConfig, TransformerClassifier, TransformerClassifierConfig,
 };
 
 use crate::{
-    data::{load_encoded, resolve_dataset},
+    data::{TextTokenizer, load_encoded, resolve_dataset, resolve_pretrained},
     fetch,
     plot::{Series, plot_training},
-    recipe::{ModelSection, Recipe},
+    recipe::{BertSection, ModelSection, Recipe},
     train::{EpochMetrics, Event, FinalMetrics, TrainSetup, train},
 };
 
@@ -41,6 +44,8 @@ pub enum ZooModel {
     BiLstm(BiLstmClassifier),
     /// A Transformer encoder classifier.
     Transformer(TransformerClassifier),
+    /// A BERT-family encoder with a linear head.
+    Bert(BertClassifier),
 }
 
 impl MixingPoints for ZooModel {
@@ -49,6 +54,7 @@ impl MixingPoints for ZooModel {
             Self::TextCnn(m) => m.points(),
             Self::BiLstm(m) => m.points(),
             Self::Transformer(m) => m.points(),
+            Self::Bert(m) => m.points(),
         }
     }
 
@@ -57,6 +63,7 @@ impl MixingPoints for ZooModel {
             Self::TextCnn(m) => m.embed(ids, mask),
             Self::BiLstm(m) => m.embed(ids, mask),
             Self::Transformer(m) => m.embed(ids, mask),
+            Self::Bert(m) => m.embed(ids, mask),
         }
     }
 
@@ -65,6 +72,7 @@ impl MixingPoints for ZooModel {
             Self::TextCnn(m) => m.advance(state, point),
             Self::BiLstm(m) => m.advance(state, point),
             Self::Transformer(m) => m.advance(state, point),
+            Self::Bert(m) => m.advance(state, point),
         }
     }
 
@@ -73,18 +81,27 @@ impl MixingPoints for ZooModel {
             Self::TextCnn(m) => m.head(pooled),
             Self::BiLstm(m) => m.head(pooled),
             Self::Transformer(m) => m.head(pooled),
+            Self::Bert(m) => m.head(pooled),
         }
     }
 }
 
-/// Builds the recipe's model for a vocabulary and label set.
+/// Builds the recipe's model, freshly initialised, for a vocabulary and label set.
+///
+/// # Errors
+///
+/// For `kind = "bert"`, which is built from a checkpoint ([`bert_classifier`]).
 pub fn build_model(
     recipe: &Recipe,
     vocab_size: usize,
     num_classes: usize,
     device: &Device,
-) -> ZooModel {
-    match &recipe.model {
+) -> anyhow::Result<ZooModel> {
+    Ok(match &recipe.model {
+        ModelSection::Bert(_) => anyhow::bail!(
+            "model.kind = \"bert\" is built from a checkpoint's encoder (bert_classifier), \
+             not from a vocabulary size"
+        ),
         ModelSection::Textcnn(m) => ZooModel::TextCnn(
             TextCnnConfig::new(vocab_size, num_classes)
                 .with_d_embed(m.d_embed)
@@ -120,7 +137,125 @@ pub fn build_model(
                 })
                 .init(device),
         ),
+    })
+}
+
+/// The classifier of a `kind = "bert"` recipe on `encoder`: a fresh head for `num_classes`
+/// classes with `model.dropout`; the pooler kept and used with `model.pooler = true` (the
+/// checkpoint must have one), dropped otherwise. With `freeze`, the embeddings and the first
+/// `model.freeze_layers` encoder layers stop requiring gradients, so no step updates them.
+///
+/// # Errors
+///
+/// `model.pooler = true` on an encoder without a pooler, or `model.freeze_layers` above the
+/// number of encoder layers.
+pub fn bert_classifier(
+    m: &BertSection,
+    encoder: BertEncoder,
+    num_classes: usize,
+    device: &Device,
+    freeze: bool,
+) -> anyhow::Result<BertClassifier> {
+    let mut encoder = match (m.pooler, encoder.pooler.is_some()) {
+        (true, false) => anyhow::bail!(
+            "model.pooler = true: the checkpoint has no pooler (no pooler.dense.* tensors); \
+             use pooler = false to classify from the final [CLS] state"
+        ),
+        (true, true) => encoder,
+        (false, _) => encoder.without_pooler(),
+    };
+    let n_layers = encoder.layers.len();
+    if m.freeze_layers > n_layers {
+        anyhow::bail!(
+            "model.freeze_layers = {}: the encoder has only {n_layers} layers",
+            m.freeze_layers
+        );
     }
+    if freeze && m.freeze_layers > 0 {
+        encoder.embeddings = encoder.embeddings.no_grad();
+        encoder.layers = encoder
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                if i < m.freeze_layers {
+                    layer.no_grad()
+                } else {
+                    layer
+                }
+            })
+            .collect();
+    }
+    Ok(BertClassifier::new(encoder, num_classes, m.dropout, device).with_pooler(m.pooler))
+}
+
+/// A `kind = "bert"` recipe's checkpoint, found and checked before any data is read.
+pub struct PreparedBert {
+    /// The checkpoint folder.
+    pub dir: PathBuf,
+    /// Its `config.json`.
+    pub config: BertConfig,
+    /// Its WordPiece tokenizer.
+    pub tokenizer: WordPieceTokenizer,
+}
+
+/// Finds the checkpoint of `m` (see [`resolve_pretrained`]), reads its config and tokenizer,
+/// and checks them against the recipe.
+///
+/// # Errors
+///
+/// A missing folder (listing where it looked), an unreadable config or tokenizer (naming the
+/// file), `model.freeze_layers` above the number of layers, `data.max_len` above the
+/// position table, a tokenizer whose padding id is not 0 or whose ids do not fit the
+/// embedding table.
+pub fn prepare_bert(
+    m: &BertSection,
+    recipe: &Recipe,
+    data_dir: Option<&Path>,
+    cache_dir: &Path,
+) -> anyhow::Result<PreparedBert> {
+    let dir = resolve_pretrained(&m.pretrained, data_dir, cache_dir)?;
+    let config_path = dir.join("config.json");
+    let config = BertConfig::from_json_file(&config_path)?;
+    if m.freeze_layers > config.num_hidden_layers {
+        anyhow::bail!(
+            "model.freeze_layers = {}: more than the {} encoder layers of {}",
+            m.freeze_layers,
+            config.num_hidden_layers,
+            config_path.display()
+        );
+    }
+    if recipe.data.max_len > config.max_position_embeddings {
+        anyhow::bail!(
+            "data.max_len = {}: more than the {} positions of {} (max_position_embeddings)",
+            recipe.data.max_len,
+            config.max_position_embeddings,
+            config_path.display()
+        );
+    }
+    let tokenizer = WordPieceTokenizer::from_dir(&dir)?;
+    if tokenizer.pad_id() != 0 {
+        anyhow::bail!(
+            "{}: the padding token has id {}; batches pad with id 0, so only tokenizers whose \
+             [PAD] is 0 are supported",
+            tokenizer.source().display(),
+            tokenizer.pad_id()
+        );
+    }
+    if tokenizer.vocab_size() > config.vocab_size {
+        anyhow::bail!(
+            "{}: {} token ids, more than the {} rows of the embedding table of {}",
+            tokenizer.source().display(),
+            tokenizer.vocab_size(),
+            config.vocab_size,
+            config_path.display()
+        );
+    }
+    Ok(PreparedBert {
+        dir,
+        config,
+        tokenizer,
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
@@ -160,15 +295,19 @@ pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
     s
 }
 
-/// Saves everything a finished run leaves behind into `dir`.
+/// Saves everything a finished run leaves behind into `dir`: for a word tokenizer its
+/// vocabulary (`tokenizer.json`); for WordPiece its file (`wordpiece/tokenizer.json` or
+/// `wordpiece/vocab.txt`), and the encoder's config (`bert-config.json`) when given.
 ///
 /// # Errors
 ///
-/// Any file that cannot be written, named.
+/// Any file that cannot be read or written, named.
+#[allow(clippy::too_many_arguments)]
 pub fn save_run(
     dir: &Path,
     recipe: &Recipe,
-    tokenizer: &WordTokenizer,
+    tokenizer: &TextTokenizer,
+    bert_config: Option<&BertConfig>,
     labels: &LabelSet,
     model: ZooModel,
     epochs: &[EpochMetrics],
@@ -178,7 +317,25 @@ pub fn save_run(
     let mut resolved = recipe.clone();
     resolved.results = None;
     write_atomic(&dir.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
-    write_atomic(&dir.join("tokenizer.json"), &serde_json::to_vec(tokenizer)?)?;
+    match tokenizer {
+        TextTokenizer::Word(t) => {
+            write_atomic(&dir.join("tokenizer.json"), &serde_json::to_vec(t)?)?;
+        }
+        TextTokenizer::WordPiece(t) => {
+            let source = t.source();
+            let name = source.file_name().ok_or_else(|| {
+                anyhow::anyhow!("{}: not a tokenizer file name", source.display())
+            })?;
+            let bytes =
+                std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+            let sub = dir.join(WORDPIECE_DIR);
+            std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+            write_atomic(&sub.join(name), &bytes)?;
+        }
+    }
+    if let Some(config) = bert_config {
+        write_atomic(&dir.join(BERT_CONFIG), &serde_json::to_vec_pretty(config)?)?;
+    }
     write_atomic(
         &dir.join("labels.json"),
         &serde_json::to_vec_pretty(labels)?,
@@ -219,6 +376,12 @@ pub fn save_run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// The run-folder subfolder holding a WordPiece tokenizer's file.
+pub const WORDPIECE_DIR: &str = "wordpiece";
+
+/// The run-folder file holding a BERT encoder's config.
+pub const BERT_CONFIG: &str = "bert-config.json";
 
 /// Everything [`train_recipe`] needs.
 pub struct RecipeRun<'a> {
@@ -267,7 +430,19 @@ pub fn train_recipe(
             cache.display()
         ));
     })?;
-    let data = load_encoded(&dir, recipe)?;
+    let bert = match &recipe.model {
+        ModelSection::Bert(m) => Some((
+            m,
+            prepare_bert(m, recipe, run.data_dir, &cache)
+                .with_context(|| run.recipe_path.display().to_string())?,
+        )),
+        _ => None,
+    };
+    let data = load_encoded(
+        &dir,
+        recipe,
+        bert.as_ref().map(|(_, b)| b.tokenizer.clone()),
+    )?;
     let out = run.out;
     // Fail now, not after the whole run, when the run folder cannot be written.
     std::fs::create_dir_all(out)
@@ -298,11 +473,23 @@ pub fn train_recipe(
         device_name: run.device_name.clone(),
         log_every: run.log_every,
     };
-    let trained = train(|d| build_model(recipe, vocab, classes, d), &setup, on_event)?;
+    let build = |d: &Device| -> anyhow::Result<ZooModel> {
+        match &bert {
+            Some((m, b)) => {
+                let (encoder, _) = BertEncoder::from_pretrained(&b.dir, d)?;
+                Ok(ZooModel::Bert(bert_classifier(
+                    m, encoder, classes, d, true,
+                )?))
+            }
+            None => build_model(recipe, vocab, classes, d),
+        }
+    };
+    let trained = train(build, &setup, on_event)?;
     save_run(
         out,
         recipe,
         &data.tokenizer,
+        bert.as_ref().map(|(_, b)| &b.config),
         &data.labels,
         trained.model,
         &trained.epochs,
@@ -317,8 +504,8 @@ pub struct LoadedRun {
     pub dir: PathBuf,
     /// Its resolved recipe.
     pub recipe: Recipe,
-    /// Its vocabulary.
-    pub tokenizer: WordTokenizer,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
     /// Its labels.
     pub labels: LabelSet,
     /// The trained model, in evaluation mode.
@@ -339,18 +526,42 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
         let p = dir.join(name);
         std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
     };
-    let tokenizer: WordTokenizer =
-        serde_json::from_slice(&read("tokenizer.json")?).with_context(|| {
-            format!(
-                "{}: malformed tokenizer",
-                dir.join("tokenizer.json").display()
-            )
-        })?;
     let labels: LabelSet = serde_json::from_slice(&read("labels.json")?)
         .with_context(|| format!("{}: malformed labels", dir.join("labels.json").display()))?;
     if labels.is_empty() {
         anyhow::bail!("{}: no labels", dir.join("labels.json").display());
     }
+    let (tokenizer, model) = match &recipe.model {
+        ModelSection::Bert(m) => {
+            let sub = dir.join(WORDPIECE_DIR);
+            if !sub.is_dir() {
+                anyhow::bail!(
+                    "{}: missing (a bert run keeps its WordPiece tokenizer there)",
+                    sub.display()
+                );
+            }
+            let tokenizer = WordPieceTokenizer::from_dir(&sub)?;
+            let config = BertConfig::from_json_file(dir.join(BERT_CONFIG))?;
+            let encoder = config.init(device);
+            let model = bert_classifier(m, encoder, labels.len(), device, false)
+                .with_context(|| dir.join(BERT_CONFIG).display().to_string())?;
+            (
+                TextTokenizer::WordPiece(Box::new(tokenizer)),
+                ZooModel::Bert(model),
+            )
+        }
+        _ => {
+            let tokenizer: WordTokenizer = serde_json::from_slice(&read("tokenizer.json")?)
+                .with_context(|| {
+                    format!(
+                        "{}: malformed tokenizer",
+                        dir.join("tokenizer.json").display()
+                    )
+                })?;
+            let model = build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)?;
+            (TextTokenizer::Word(tokenizer), model)
+        }
+    };
     let model_path = dir.join("model.bpk");
     let record = ModuleRecord::load(&model_path).map_err(|e| {
         anyhow::anyhow!(
@@ -358,7 +569,7 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
             model_path.display()
         )
     })?;
-    let model = build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)
+    let model = model
         .try_load_record(record)
         .map_err(|e| {
             anyhow::anyhow!(
@@ -377,4 +588,138 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
         labels,
         model,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Tensor;
+    use mixup_core::Layout;
+    use mixup_data::EncodedExample;
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::{
+        optim::build_optimizer,
+        step::{StepBatch, StepPlan, train_step},
+    };
+
+    fn bert_recipe(extra: &str) -> Recipe {
+        let text = format!(
+            "name = \"b\"\n[data]\ndataset = \"d\"\nmax_len = 8\n[model]\nkind = \"bert\"\n\
+             pretrained = \"tiny\"\n{extra}\n[train]\nlr = 0.05\n"
+        );
+        Recipe::parse(&text, Path::new("b.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn tiny_encoder(device: &Device) -> BertEncoder {
+        device.seed(0);
+        BertConfig {
+            max_position_embeddings: 8,
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            ..BertConfig::new(12, 8, 2, 2, 16)
+        }
+        .init(device)
+    }
+
+    fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Every parameter tensor of a model, by its path.
+    fn snapshot(model: &BertClassifier) -> Vec<(&'static str, Vec<f32>)> {
+        let e = &model.encoder;
+        vec![
+            ("embeddings.word", flat(e.embeddings.word.weight.val())),
+            ("embeddings.norm", flat(e.embeddings.norm.gamma.val())),
+            (
+                "layer0.query",
+                flat(e.layers[0].attention.query.weight.val()),
+            ),
+            ("layer0.output", flat(e.layers[0].output.weight.val())),
+            (
+                "layer1.query",
+                flat(e.layers[1].attention.query.weight.val()),
+            ),
+            ("layer1.output", flat(e.layers[1].output.weight.val())),
+            ("head", flat(model.head.weight.val())),
+        ]
+    }
+
+    #[test]
+    fn frozen_layers_stay_unchanged_by_a_step_and_the_rest_trains() {
+        let ad = Device::flex().autodiff();
+        let recipe = bert_recipe("freeze_layers = 1");
+        let ModelSection::Bert(m) = &recipe.model else {
+            panic!("bert recipe")
+        };
+        let model =
+            bert_classifier(m, tiny_encoder(&ad), 3, &ad, true).unwrap_or_else(|e| panic!("{e}"));
+        let before = snapshot(&model);
+        let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::BERT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut optim = build_optimizer(&recipe.train, &model);
+        let rows = [
+            EncodedExample {
+                ids: vec![2, 5, 6, 7, 3],
+                label: 0,
+            },
+            EncodedExample {
+                ids: vec![2, 8, 9, 3],
+                label: 1,
+            },
+            EncodedExample {
+                ids: vec![2, 10, 11, 4, 5, 3],
+                label: 2,
+            },
+        ];
+        let items: Vec<&EncodedExample> = rows.iter().collect();
+        let batch = StepBatch {
+            items: &items,
+            partner_items: None,
+            mixing: false,
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        let (model, _) = train_step(model, &mut optim, 0.05, &plan, &batch, &mut rng, &ad)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for ((name, a), (_, b)) in before.iter().zip(snapshot(&model)) {
+            let frozen = name.starts_with("embeddings") || name.starts_with("layer0");
+            if frozen {
+                assert_eq!(a, &b, "{name} is frozen but changed");
+            } else {
+                assert_ne!(a, &b, "{name} should have trained");
+            }
+        }
+    }
+
+    #[test]
+    fn bert_settings_are_checked_against_the_encoder() {
+        let ad = Device::flex().autodiff();
+        let recipe = bert_recipe("freeze_layers = 3");
+        let ModelSection::Bert(m) = &recipe.model else {
+            panic!("bert recipe")
+        };
+        let e = bert_classifier(m, tiny_encoder(&ad), 3, &ad, true).expect_err("3 of 2 layers");
+        assert!(e.to_string().contains("model.freeze_layers = 3"), "{e}");
+        let recipe = bert_recipe("pooler = true");
+        let ModelSection::Bert(m) = &recipe.model else {
+            panic!("bert recipe")
+        };
+        let e = bert_classifier(m, tiny_encoder(&ad).without_pooler(), 3, &ad, false)
+            .expect_err("no pooler");
+        assert!(e.to_string().contains("model.pooler"), "{e}");
+        // pooler = false drops the checkpoint's pooler; true keeps and uses it.
+        let with = bert_classifier(m, tiny_encoder(&ad), 3, &ad, false).expect("pooler");
+        assert!(with.use_pooler && with.encoder.pooler.is_some());
+        let recipe = bert_recipe("");
+        let ModelSection::Bert(m) = &recipe.model else {
+            panic!("bert recipe")
+        };
+        let without = bert_classifier(m, tiny_encoder(&ad), 3, &ad, false).expect("no pooler");
+        assert!(!without.use_pooler && without.encoder.pooler.is_none());
+        assert!(build_model(&recipe, 12, 3, &ad).is_err());
+    }
 }

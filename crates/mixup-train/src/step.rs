@@ -15,7 +15,10 @@ use mixup_data::{EncodedExample, TextBatch};
 use mixup_models::MixingPoints;
 use rand::{RngExt, rngs::StdRng};
 
-use crate::recipe::{LossForm, Recipe};
+use crate::{
+    optim::clip_grad_norm,
+    recipe::{LossForm, Recipe},
+};
 
 /// What a run fixes once, from its recipe and model, for every step.
 #[derive(Clone, Debug)]
@@ -38,6 +41,8 @@ pub struct StepPlan {
     pub ssmix: SsmixSettings,
     /// Longest sequence.
     pub max_len: usize,
+    /// Clip the global gradient norm to this before the update (`train.clip_grad_norm`).
+    pub clip_grad_norm: Option<f64>,
 }
 
 /// SSMix's settings for one run.
@@ -110,6 +115,7 @@ impl StepPlan {
                 share: recipe.method.span_share,
             },
             max_len: recipe.data.max_len,
+            clip_grad_norm: recipe.train.clip_grad_norm,
         })
     }
 }
@@ -137,8 +143,10 @@ fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(data, [labels.len()]), device)
 }
 
-/// Trains one step on `batch` with the autodiff `device`: returns the updated model and
-/// what the step measured. `rng` draws this step's mixing (lambdas, partners, point, spans).
+/// Trains one step on `batch` with the autodiff `device` at learning rate `lr` (the loop's
+/// schedule gives it): returns the updated model and what the step measured. With
+/// `plan.clip_grad_norm`, the gradients are clipped to that global norm before the update.
+/// `rng` draws this step's mixing (lambdas, partners, point, spans).
 ///
 /// # Errors
 ///
@@ -264,6 +272,9 @@ pub fn train_step<M: Module + MixingPoints>(
         sum.accumulate(&model, pre);
         sum.accumulate(&model, grads);
         grads = sum.grads();
+    }
+    if let Some(max_norm) = plan.clip_grad_norm {
+        grads = clip_grad_norm(&model, grads, max_norm);
     }
     let model = optim.step(lr, model, grads);
     Ok((model, StepReport { loss: logged, hits }))

@@ -1,4 +1,5 @@
-//! The training loop: Adam, mixing through [`MixingPoints`], evaluation every epoch.
+//! The training loop: Adam or AdamW with a per-step learning rate ([`crate::optim`]), mixing
+//! through [`MixingPoints`], evaluation every epoch.
 //!
 //! A custom loop rather than burn-train's `SupervisedTraining`, because mixing needs the
 //! model's hidden states (run to point k, mix, continue), which `TrainStep` hides.
@@ -7,7 +8,6 @@ use std::time::Instant;
 
 use burn::{
     module::Module,
-    optim::AdamConfig,
     tensor::{Device, Int, Tensor, activation::softmax},
 };
 use mixup_core::{MixMethod, soft_cross_entropy, soft_targets};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     data::Encoded,
+    optim::{LrSchedule, build_optimizer},
     recipe::Recipe,
     step::{StepBatch, StepPlan, train_step},
 };
@@ -222,9 +223,10 @@ pub fn predict_proba<M: MixingPoints>(
 ///
 /// # Errors
 ///
-/// If the recipe's method cannot run on this model (e.g. a Manifold point it does not have).
+/// If `build` fails, or the recipe's method cannot run on this model (e.g. a Manifold point
+/// it does not have).
 pub fn train<M>(
-    build: impl FnOnce(&Device) -> M,
+    build: impl FnOnce(&Device) -> anyhow::Result<M>,
     setup: &TrainSetup<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> anyhow::Result<Trained<M>>
@@ -244,9 +246,12 @@ where
     let ad = device.clone().autodiff();
     // Seed before initialisation: the seed picks the initial weights, then dropout.
     ad.seed(t.seed);
-    let mut model = build(&ad);
+    let mut model = build(&ad)?;
     let plan = StepPlan::new(recipe, &model.points(), num_classes, data.layout)?;
-    let mut optim = AdamConfig::new().with_epsilon(t.adam_epsilon as f32).init();
+    let mut optim = build_optimizer(t, &model);
+    let steps_per_epoch = data.train.len().div_ceil(t.batch_size.max(1));
+    let schedule = LrSchedule::new(t, steps_per_epoch * t.epochs);
+    let mut global_step = 0usize;
     let max_len = recipe.data.max_len;
     let mut epochs = Vec::with_capacity(t.epochs);
 
@@ -277,10 +282,12 @@ where
             let n = items.len();
             let mut rng =
                 StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
+            let lr = schedule.lr(global_step);
+            global_step += 1;
             let (next, report) = train_step(
                 model,
                 &mut optim,
-                t.lr,
+                lr,
                 &plan,
                 &StepBatch {
                     items: &items,

@@ -719,3 +719,334 @@ fn transformer_and_method_settings_are_checked() {
         assert!(!log.contains("panicked"), "case {i}: {log}");
     }
 }
+
+// ---- BERT-family encoders ---------------------------------------------------------------------
+
+/// The WordPiece vocabulary of the tiny checkpoint: BERT's special tokens, then the toy words.
+const TINY_VOCAB: [&str; 18] = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "apple", "river", "engine", "the", "a", "of",
+    "and", "to", "in", "is", "it", "that", "was",
+];
+
+/// Writes a tiny random BERT checkpoint in Hugging Face's layout into `dir`: `config.json`
+/// (2 layers, width 16, 2 heads, 16 positions), `model.safetensors` (with a pooler) and
+/// `vocab.txt`.
+fn tiny_bert(dir: &Path) {
+    use safetensors::{Dtype, tensor::TensorView};
+    std::fs::create_dir_all(dir).expect("checkpoint dir");
+    let (v, d, f, layers, positions) = (TINY_VOCAB.len(), 16usize, 32usize, 2usize, 16usize);
+    let config = serde_json::json!({
+        "model_type": "bert",
+        "vocab_size": v,
+        "hidden_size": d,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": f,
+        "max_position_embeddings": positions,
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "pad_token_id": 0
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config.json");
+    std::fs::write(dir.join("vocab.txt"), TINY_VOCAB.join("\n") + "\n").expect("vocab.txt");
+
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![v, d]),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![positions, d],
+        ),
+        ("embeddings.token_type_embeddings.weight".into(), vec![2, d]),
+        ("embeddings.LayerNorm.weight".into(), vec![d]),
+        ("embeddings.LayerNorm.bias".into(), vec![d]),
+    ];
+    for i in 0..layers {
+        let p = format!("encoder.layer.{i}");
+        for name in ["query", "key", "value"] {
+            shapes.push((format!("{p}.attention.self.{name}.weight"), vec![d, d]));
+            shapes.push((format!("{p}.attention.self.{name}.bias"), vec![d]));
+        }
+        for (name, shape) in [
+            ("attention.output.dense.weight", vec![d, d]),
+            ("attention.output.dense.bias", vec![d]),
+            ("attention.output.LayerNorm.weight", vec![d]),
+            ("attention.output.LayerNorm.bias", vec![d]),
+            ("intermediate.dense.weight", vec![f, d]),
+            ("intermediate.dense.bias", vec![f]),
+            ("output.dense.weight", vec![d, f]),
+            ("output.dense.bias", vec![d]),
+            ("output.LayerNorm.weight", vec![d]),
+            ("output.LayerNorm.bias", vec![d]),
+        ] {
+            shapes.push((format!("{p}.{name}"), shape));
+        }
+    }
+    shapes.push(("pooler.dense.weight".into(), vec![d, d]));
+    shapes.push(("pooler.dense.bias".into(), vec![d]));
+
+    // LayerNorm gains 1 and shifts 0, everything else small pseudo-random values.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(key, shape)| {
+            let len: usize = shape.iter().product();
+            let values: Vec<f32> = (0..len)
+                .map(|_| {
+                    if key.contains("LayerNorm.weight") {
+                        1.0
+                    } else if key.contains("LayerNorm.bias") {
+                        0.0
+                    } else {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+                    }
+                })
+                .collect();
+            let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (key, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = raw
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("tensor view"),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))
+        .expect("model.safetensors");
+}
+
+/// A toy recipe with a `kind = "bert"` model (extra model keys in `model`), the method in
+/// `method`, and BERT-style optimisation.
+fn bert_recipe(root: &Path, name: &str, model: &str, method: &str, train: &str) -> PathBuf {
+    let p = root.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n\
+             [model]\nkind = \"bert\"\n{model}\n[method]\n{method}\n\
+             [train]\nepochs = 10\nbatch_size = 16\nlr = 0.005\n{train}\n"
+        ),
+    )
+    .expect("recipe");
+    p
+}
+
+const BERT_TRAIN: &str = "optimizer = \"adamw\"\nweight_decay = 0.01\nwarmup = 0.1\n\
+                          schedule = \"linear\"\nclip_grad_norm = 1.0";
+
+#[test]
+fn bert_trains_from_a_checkpoint_and_its_runs_load_without_it() {
+    let t = tmp("bert");
+    toy_dataset(&t.0);
+    let ckpt = t.0.join("tiny-bert");
+    tiny_bert(&ckpt);
+    let by_path = format!("pretrained = {:?}", ckpt.display().to_string());
+    let cases = [
+        (
+            "bert-none",
+            "pretrained = \"tiny-bert\"".to_string(),
+            "kind = \"none\"",
+        ),
+        (
+            "bert-tmix",
+            "pretrained = \"tiny-bert\"\ndropout = 0.2".to_string(),
+            "kind = \"tmix\"\nalpha = 0.4",
+        ),
+        (
+            "bert-ssmix",
+            format!("{by_path}\npooler = true\nfreeze_layers = 1"),
+            "kind = \"ssmix\"",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (name, model, method) in &cases {
+        let out = t.0.join("runs").join(name);
+        let recipe = bert_recipe(&t.0, name, model, method, BERT_TRAIN);
+        let o = train_recipe(&t.0, &recipe, &out);
+        let log = text(&o);
+        assert!(o.status.success(), "{name}: {log}");
+        assert!(log.contains("epoch 10 done"), "{name}: {log}");
+        if *method != "kind = \"none\"" {
+            assert!(log.contains(", mixing)"), "{name}: {log}");
+        }
+        for f in [
+            "recipe.toml",
+            "labels.json",
+            "model.bpk",
+            "bert-config.json",
+            "wordpiece/vocab.txt",
+            "final.json",
+            "curves.png",
+        ] {
+            assert!(out.join(f).is_file(), "{name}: run folder lacks {f}");
+        }
+        assert!(
+            !out.join("tokenizer.json").exists(),
+            "{name}: no word vocabulary"
+        );
+        let acc = final_json(&out)["test_accuracy"]
+            .as_f64()
+            .expect("accuracy");
+        assert!(acc > 0.5, "{name}: toy BERT test accuracy {acc}: {log}");
+        runs.push((name.to_string(), out, acc));
+    }
+
+    // The runs load from their own folders: the checkpoint is no longer needed.
+    std::fs::rename(&ckpt, t.0.join("moved-away")).expect("move the checkpoint");
+    for (name, out, acc) in &runs {
+        assert_eq!(
+            eval_json(out, &t.0.join("toy/test.tsv"))["accuracy"].as_f64(),
+            Some(*acc),
+            "{name}: eval of the saved run"
+        );
+        let file = t.0.join("predict.txt");
+        std::fs::write(
+            &file,
+            "apple the apple of apple\n\nengine and engine\nriver\n",
+        )
+        .expect("predict input");
+        let o = run(bin().args(["predict", "--run"]).arg(out).arg(&file));
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(lines.len(), 3, "{name}: {lines:?}");
+        for line in &lines {
+            let label = line.split('\t').next().unwrap_or_default();
+            assert!(
+                ["FRUIT", "WATER", "MACHINE"].contains(&label),
+                "{name}: {line:?}"
+            );
+        }
+    }
+
+    // A checkpoint that does not fit its config or labels, or a broken config: errors naming
+    // the file.
+    let (_, out, _) = &runs[1];
+    let broken = t.0.join("broken");
+    std::fs::create_dir_all(broken.join("wordpiece")).expect("dir");
+    for f in [
+        "recipe.toml",
+        "bert-config.json",
+        "model.bpk",
+        "wordpiece/vocab.txt",
+    ] {
+        std::fs::copy(out.join(f), broken.join(f)).expect("copy");
+    }
+    std::fs::write(broken.join("labels.json"), r#"["A","B","C","D"]"#).expect("labels");
+    let eval_broken = || {
+        run(bin()
+            .args(["eval", "--run"])
+            .arg(&broken)
+            .arg("--data")
+            .arg(t.0.join("toy/test.tsv")))
+    };
+    let o = eval_broken();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("model.bpk") && text(&o).contains("does not match"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(broken.join("bert-config.json"), "{}").expect("config");
+    let o = eval_broken();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("bert-config.json"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+
+    // A bert run folder without its tokenizer: an error naming what is missing.
+    let (_, out, _) = &runs[0];
+    std::fs::remove_dir_all(out.join("wordpiece")).expect("remove tokenizer");
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(out)
+        .arg("--data")
+        .arg(t.0.join("toy/test.tsv")));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("wordpiece"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+}
+
+#[test]
+fn bert_recipe_errors_name_the_key() {
+    let t = tmp("bert-errors");
+    toy_dataset(&t.0);
+    tiny_bert(&t.0.join("tiny-bert"));
+    let ok = "pretrained = \"tiny-bert\"";
+    let cases = [
+        (
+            "pretrained = \"no-such-model\"",
+            "kind = \"none\"",
+            "",
+            vec!["model.pretrained", "no-such-model", "looked in"],
+        ),
+        (
+            "pretrained = \"tiny-bert\"\nfreeze_layers = 5",
+            "kind = \"none\"",
+            "",
+            vec!["model.freeze_layers = 5", "2 encoder layers"],
+        ),
+        (
+            ok,
+            "kind = \"none\"",
+            "optimizer = \"sgd\"",
+            vec!["train.optimizer", "sgd"],
+        ),
+        (
+            ok,
+            "kind = \"none\"",
+            "schedule = \"cosine\"",
+            vec!["train.schedule"],
+        ),
+    ];
+    for (i, (model, method, train, want)) in cases.into_iter().enumerate() {
+        let name = format!("bad-bert{i}");
+        let out = t.0.join(&name);
+        let o = train_recipe(&t.0, &bert_recipe(&t.0, &name, model, method, train), &out);
+        let log = text(&o);
+        assert!(!o.status.success(), "case {i} should fail: {log}");
+        for w in want {
+            assert!(log.contains(w), "case {i}: want {w:?} in: {log}");
+        }
+        assert!(!log.contains("panicked"), "case {i}: {log}");
+        assert!(!out.join("model.bpk").exists(), "case {i} wrote a run");
+    }
+    // Longer rows than the checkpoint has positions (16).
+    let long =
+        bert_recipe(&t.0, "long", ok, "kind = \"none\"", "").with_file_name("long-rows.toml");
+    std::fs::write(
+        &long,
+        format!("name = \"long\"\n[data]\ndataset = \"toy\"\nmax_len = 40\n[model]\nkind = \"bert\"\n{ok}\n"),
+    )
+    .expect("recipe");
+    let o = train_recipe(&t.0, &long, &t.0.join("long"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("data.max_len = 40"), "{}", text(&o));
+    // The missing folder's message lists the --data-dir folder it tried.
+    let o = train_recipe(
+        &t.0,
+        &bert_recipe(
+            &t.0,
+            "missing",
+            "pretrained = \"gone\"",
+            "kind = \"none\"",
+            "",
+        ),
+        &t.0.join("missing"),
+    );
+    assert!(
+        text(&o).contains(&t.0.join("gone").display().to_string()),
+        "{}",
+        text(&o)
+    );
+}
