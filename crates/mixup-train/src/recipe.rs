@@ -708,9 +708,19 @@ mod tests {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let r = Recipe::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let results = r
+                    .results
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{}: no measured [results]", path.display()));
+                let acc = results
+                    .get("test_accuracy_mean")
+                    .and_then(toml::Value::as_float)
+                    .unwrap_or_else(|| {
+                        panic!("{}: [results] has no test_accuracy_mean", path.display())
+                    });
                 assert!(
-                    r.results.is_some(),
-                    "{}: no measured [results]",
+                    (0.0..=1.0).contains(&acc) && results.contains_key("seeds"),
+                    "{}: [results] needs an accuracy in [0, 1] and its number of seeds",
                     path.display()
                 );
                 n += 1;
