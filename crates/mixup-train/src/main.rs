@@ -38,7 +38,8 @@ enum Command {
         /// The recipe (e.g. models/textcnn-trec.toml).
         #[arg(long)]
         recipe: PathBuf,
-        /// Override the recipe's method: none, input, word, sen or manifold.
+        /// Override the recipe's method: none, input, word, sen, manifold, tmix,
+        /// mixup-transformer or ssmix.
         #[arg(long)]
         method: Option<String>,
         /// Override the recipe's seed.
