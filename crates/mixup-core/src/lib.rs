@@ -57,5 +57,5 @@ pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
 pub use ssmix::{Layout, SpanMix, SpanMode, choose_span, span_len, token_saliency, window_means};
-pub use state::{MixState, zero_padding};
+pub use state::{MixState, masked_mean, zero_padding};
 pub use targets::{mix_targets, soft_targets};

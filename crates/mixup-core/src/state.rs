@@ -119,6 +119,21 @@ pub fn zero_padding(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
     )
 }
 
+/// The mean of the hidden vectors over the valid positions of each row (padding excluded;
+/// a row without valid positions gives zeros).
+///
+/// # Shapes
+///
+/// - `hidden`: `[n, L, d]`, `mask`: `[n, L]`; returns `[n, d]`.
+pub fn masked_mean(hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
+    let [n, _, d] = hidden.dims();
+    let count = mask.clone().float().sum_dim(1).clamp_min(1.0); // [n, 1]
+    zero_padding(hidden, mask)
+        .sum_dim(1)
+        .reshape([n, d])
+        .div(count)
+}
+
 /// Pads a sequence state with zero vectors (mask false) up to length `l`.
 fn pad_to(hidden: Tensor<3>, mask: Tensor<2, Bool>, l: usize) -> (Tensor<3>, Tensor<2, Bool>) {
     let [n, cur, d] = hidden.dims();

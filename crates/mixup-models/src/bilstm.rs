@@ -31,7 +31,7 @@ use burn::{
     nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig},
     tensor::{Bool, Device, Int, Tensor, activation},
 };
-use mixup_core::{MixState, PointKind, zero_padding};
+use mixup_core::{MixState, PointKind, masked_mean, zero_padding};
 
 use crate::mixing::MixingPoints;
 
@@ -202,25 +202,15 @@ impl BiLstmClassifier {
     }
 
     fn pool(&self, hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
-        let dims = hidden.dims();
-        let padding = mask
-            .clone()
-            .bool_not()
-            .reshape([dims[0], dims[1], 1])
-            .expand(dims);
         if self.mean_pooling {
-            let count = mask.float().sum_dim(1).clamp_min(1.0); // [n, 1]
-            hidden
-                .mask_fill(padding, 0.0)
-                .sum_dim(1)
-                .reshape([dims[0], dims[2]])
-                .div(count)
-        } else {
-            hidden
-                .mask_fill(padding, -1.0e9)
-                .max_dim(1)
-                .reshape([dims[0], dims[2]])
+            return masked_mean(hidden, mask);
         }
+        let dims = hidden.dims();
+        let padding = mask.bool_not().reshape([dims[0], dims[1], 1]).expand(dims);
+        hidden
+            .mask_fill(padding, -1.0e9)
+            .max_dim(1)
+            .reshape([dims[0], dims[2]])
     }
 }
 

@@ -36,7 +36,7 @@ use burn::{
     },
     tensor::{Bool, Device, Int, Tensor},
 };
-use mixup_core::{MixState, PointKind, zero_padding};
+use mixup_core::{MixState, PointKind, masked_mean, zero_padding};
 
 use crate::mixing::MixingPoints;
 
@@ -202,7 +202,7 @@ impl TransformerClassifierConfig {
 
 impl TransformerClassifier {
     fn pool(&self, hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
-        let [n, l, d] = hidden.dims();
+        let [n, _, d] = hidden.dims();
         let hidden = match &self.norm_final {
             Some(norm) => norm.forward(hidden),
             None => hidden,
@@ -210,13 +210,7 @@ impl TransformerClassifier {
         if self.cls.is_some() {
             return hidden.slice([0..n, 0..1]).reshape([n, d]);
         }
-        let count = mask.clone().float().sum_dim(1).clamp_min(1.0); // [n, 1]
-        let padding = mask.bool_not().reshape([n, l, 1]).expand([n, l, d]);
-        hidden
-            .mask_fill(padding, 0.0)
-            .sum_dim(1)
-            .reshape([n, d])
-            .div(count)
+        masked_mean(hidden, mask)
     }
 }
 
