@@ -32,8 +32,8 @@ pub use batch::{TextBatch, batch_indices};
 pub use error::DataError;
 pub use labels::LabelSet;
 pub use read::{
-    Example, Format, MAX_LINE_BYTES, TrecLabels, parse_trec_line, read_examples, read_trec,
-    read_tsv,
+    Example, Format, MAX_LINE_BYTES, TrecLabels, parse_examples, parse_trec_line, read_examples,
+    read_trec, read_tsv,
 };
 pub use splits::Splits;
 pub use vocab::{EncodedExample, PAD_ID, UNK_ID, WordTokenizer, WordTokenizerConfig};

@@ -79,28 +79,38 @@ impl Format {
 /// [`MAX_LINE_BYTES`], bytes that are not UTF-8 (TREC excepted: its one stray byte is read as
 /// Latin-1), a missing tab or column, an empty text or label, or malformed JSON.
 pub fn read_examples(path: &Path, format: &Format) -> Result<Vec<Example>, DataError> {
+    parse_examples(path, &read_bytes(path)?, format)
+}
+
+/// Parses the bytes of a data file in `format`; `path` only names the file in errors. This is
+/// [`read_examples`] without the file system (the fuzz targets call it).
+///
+/// # Errors
+///
+/// See [`read_examples`].
+pub fn parse_examples(
+    path: &Path,
+    bytes: &[u8],
+    format: &Format,
+) -> Result<Vec<Example>, DataError> {
+    // A UTF-8 byte-order mark is not part of the first line.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match format {
-        Format::Tsv => read_tsv(path),
+        Format::Tsv => parse_tsv(path, bytes),
         Format::Csv {
             text_column,
             label_column,
-        } => read_csv(path, text_column, label_column),
-        Format::Jsonl => read_jsonl(path),
-        Format::Trec(labels) => read_trec(path, *labels),
+        } => parse_csv(path, bytes, text_column, label_column),
+        Format::Jsonl => parse_jsonl(path, bytes),
+        Format::Trec(labels) => parse_trec(path, bytes, *labels),
     }
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    // A UTF-8 byte-order mark is not part of the first line.
-    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        Some(rest) => rest.to_vec(),
-        None => bytes,
-    };
-    Ok(bytes)
+    })
 }
 
 /// Splits into `(line number, line)` with `\n` or `\r\n` endings, skipping blank lines and
@@ -176,9 +186,12 @@ fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example,
 ///
 /// See [`read_examples`].
 pub fn read_tsv(path: &Path) -> Result<Vec<Example>, DataError> {
-    let bytes = read_bytes(path)?;
+    read_examples(path, &Format::Tsv)
+}
+
+fn parse_tsv(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();
-    for item in lines(path, &bytes) {
+    for item in lines(path, bytes) {
         let (n, raw) = item?;
         let line = utf8(path, n, raw)?;
         let Some((label, text)) = line.split_once('\t') else {
@@ -234,9 +247,12 @@ fn truncate(s: &str) -> String {
 ///
 /// See [`read_examples`].
 pub fn read_trec(path: &Path, labels: TrecLabels) -> Result<Vec<Example>, DataError> {
-    let bytes = read_bytes(path)?;
+    read_examples(path, &Format::Trec(labels))
+}
+
+fn parse_trec(path: &Path, bytes: &[u8], labels: TrecLabels) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();
-    for item in lines(path, &bytes) {
+    for item in lines(path, bytes) {
         let (n, raw) = item?;
         let line = match std::str::from_utf8(raw) {
             Ok(s) => s.to_string(),
@@ -254,8 +270,12 @@ pub fn read_trec(path: &Path, labels: TrecLabels) -> Result<Vec<Example>, DataEr
 }
 
 /// Reads a CSV file with a header row, taking the text and label from the named columns.
-fn read_csv(path: &Path, text_column: &str, label_column: &str) -> Result<Vec<Example>, DataError> {
-    let bytes = read_bytes(path)?;
+fn parse_csv(
+    path: &Path,
+    bytes: &[u8],
+    text_column: &str,
+    label_column: &str,
+) -> Result<Vec<Example>, DataError> {
     if let Some(pos) = bytes
         .split(|&b| b == b'\n')
         .position(|l| l.len() > MAX_LINE_BYTES)
@@ -336,10 +356,9 @@ fn read_csv(path: &Path, text_column: &str, label_column: &str) -> Result<Vec<Ex
 }
 
 /// Reads one JSON object a line: `{"text": "...", "label": "..." | 3}`.
-fn read_jsonl(path: &Path) -> Result<Vec<Example>, DataError> {
-    let bytes = read_bytes(path)?;
+fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();
-    for item in lines(path, &bytes) {
+    for item in lines(path, bytes) {
         let (n, raw) = item?;
         let line = utf8(path, n, raw)?;
         let value: serde_json::Value = serde_json::from_str(line)

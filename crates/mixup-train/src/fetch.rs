@@ -122,9 +122,9 @@ fn is_loopback(url: &str) -> bool {
         })
 }
 
-fn agent(url: &str) -> ureq::Agent {
+fn agent(url: &str, timeout: Duration) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(DOWNLOAD_TIMEOUT))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .user_agent(concat!("mixup-zoo/", env!("CARGO_PKG_VERSION")));
     if is_loopback(url) {
@@ -160,6 +160,21 @@ impl Drop for PartGuard<'_> {
 /// 2xx, or breaks off; [`FetchError::ChecksumMismatch`] when the bytes are not the pinned ones;
 /// [`FetchError::Io`] when a local file cannot be written.
 pub fn download_verified(url: &str, sha256_hex: &str, dest: &Path) -> Result<(), FetchError> {
+    download_verified_within(url, sha256_hex, dest, DOWNLOAD_TIMEOUT)
+}
+
+/// [`download_verified`] with a limit on the whole download other than 60 seconds.
+///
+/// # Errors
+///
+/// As [`download_verified`]; a download that takes longer than `timeout` (a stalled server)
+/// is a [`FetchError::Http`] and leaves nothing behind.
+pub fn download_verified_within(
+    url: &str,
+    sha256_hex: &str,
+    dest: &Path,
+    timeout: Duration,
+) -> Result<(), FetchError> {
     let http = |status: Option<u16>, message: String| FetchError::Http {
         url: url.to_string(),
         status,
@@ -168,7 +183,7 @@ pub fn download_verified(url: &str, sha256_hex: &str, dest: &Path) -> Result<(),
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
-    let mut response = agent(url)
+    let mut response = agent(url, timeout)
         .get(url)
         .call()
         .map_err(|e| http(None, e.to_string()))?;
@@ -410,7 +425,13 @@ mod tests {
             }
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("");
-        let (status, body): (&str, &[u8]) = match files.get(path) {
+        // `/truncated/<path>` announces the whole body and sends half of it before closing;
+        // `/stall/<path>` sends half and then nothing for 3 seconds.
+        let (mode, file) = match path.split_once('/').and_then(|(_, p)| p.split_once('/')) {
+            Some((m @ ("truncated" | "stall"), rest)) => (m, format!("/{rest}")),
+            _ => ("whole", path.to_string()),
+        };
+        let (status, body): (&str, &[u8]) = match files.get(&file) {
             Some(bytes) => ("200 OK", bytes),
             None => ("404 Not Found", b"not found\n"),
         };
@@ -421,7 +442,15 @@ mod tests {
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )?;
-        out.write_all(body)?;
+        match mode {
+            "truncated" => out.write_all(&body[..body.len() / 2])?,
+            "stall" => {
+                out.write_all(&body[..body.len() / 2])?;
+                out.flush()?;
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            _ => out.write_all(body)?,
+        }
         out.flush()
     }
 
@@ -599,6 +628,44 @@ mod tests {
         let sha = hex(&Sha256::digest(b"hello\n"));
         download_verified(&ok, &sha.to_ascii_uppercase(), &dest).expect("download");
         assert_eq!(std::fs::read(&dest).expect("dest"), b"hello\n");
+    }
+
+    #[test]
+    fn truncated_and_stalled_bodies_fail_cleanly_and_leave_nothing() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = hex(&Sha256::digest(&body));
+        let mut files = HashMap::new();
+        files.insert("/f.bin".to_string(), body.clone());
+        let server = Server::start(files);
+        let tmp = tmp_dir("fetch-cut");
+        let dest = tmp.0.join("f.bin");
+
+        let url = format!("{}/truncated/f.bin", server.url);
+        let err = download_verified(&url, &sha, &dest).expect_err("truncated body");
+        assert!(
+            matches!(&err, FetchError::Http { url: u, .. } if u == &url),
+            "{err:?}"
+        );
+        assert!(!dest.exists() && !with_suffix(&dest, ".part").exists());
+
+        let url = format!("{}/stall/f.bin", server.url);
+        let started = std::time::Instant::now();
+        let err = download_verified_within(&url, &sha, &dest, Duration::from_millis(700))
+            .expect_err("stalled body");
+        let took = started.elapsed();
+        assert!(
+            matches!(&err, FetchError::Http { url: u, .. } if u == &url),
+            "{err:?}"
+        );
+        assert!(
+            took < Duration::from_millis(2500),
+            "the timeout did not stop the download ({took:?})"
+        );
+        assert!(!dest.exists() && !with_suffix(&dest, ".part").exists());
+
+        // The same server still serves the whole file, which is kept.
+        download_verified(&format!("{}/f.bin", server.url), &sha, &dest).expect("whole");
+        assert_eq!(std::fs::read(&dest).expect("dest"), body);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! # mixup-train
 //!
 //! The training side of the mixup zoo: recipes ([`recipe`]), finding or fetching data
-//! ([`data`], [`fetch`]), the training loop ([`train`]) with its optimiser, learning-rate
-//! schedule and gradient clipping ([`optim`]), run folders ([`run`]), plots ([`plot`]),
+//! ([`data`], [`fetch`]), the training loop ([`train`]) with its checkpoints ([`checkpoint`]) with its optimiser, learning-rate
+//! schedule and gradient clipping ([`optim`]), step benchmarks on synthetic batches ([`bench`]), run folders ([`run`]), plots ([`plot`]),
 //! sweeps over recipes and seeds with their results table ([`sweep`]) and backend selection
 //! ([`device`], the only module that names backends). The `mixup` binary (`src/main.rs`) is a
 //! thin command-line layer over these.
 
 #![deny(missing_docs)]
 
+pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod fetch;

@@ -1,5 +1,5 @@
 //! `mixup`: train zoo recipes (one, or a sweep over recipes and seeds), evaluate and predict
-//! with finished runs, fetch data.
+//! with finished runs, time training steps (`mixup bench`), fetch data.
 
 use std::{
     io::{BufRead, IsTerminal, Write},
@@ -33,11 +33,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a recipe and write a run folder.
+    /// Train a recipe and write a run folder (or continue a killed run with --resume).
     Train {
         /// The recipe (e.g. models/textcnn-trec.toml).
-        #[arg(long)]
-        recipe: PathBuf,
+        #[arg(long, required_unless_present = "resume")]
+        recipe: Option<PathBuf>,
+        /// Continue the run in this folder from its newest complete checkpoint, with the
+        /// recipe saved there.
+        #[arg(long, conflicts_with_all = ["recipe", "method", "seed", "epochs", "out"])]
+        resume: Option<PathBuf>,
         /// Override the recipe's method: none, input, word, sen, manifold, tmix,
         /// mixup-transformer or ssmix.
         #[arg(long)]
@@ -48,6 +52,10 @@ enum Command {
         /// Override the recipe's number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
+        /// Override train.checkpoint_every: optimiser steps between checkpoints (0: at the
+        /// end of each epoch only).
+        #[arg(long)]
+        checkpoint_every: Option<usize>,
         /// Backend: flex, ndarray, wgpu, cuda, tch, tch-cuda (default: BURN_DEVICE, else the
         /// first compiled in).
         #[arg(long)]
@@ -109,6 +117,48 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Time training steps on synthetic batches: samples/s, ms per step, peak memory.
+    Bench {
+        /// Take model, method, optimiser and learning rate from this recipe (needed for bert).
+        #[arg(long, conflicts_with = "model")]
+        recipe: Option<PathBuf>,
+        /// Model with its default settings: textcnn, bilstm or transformer.
+        #[arg(long, default_value = "textcnn")]
+        model: String,
+        /// Method (default: the recipe's, else none).
+        #[arg(long)]
+        method: Option<String>,
+        /// Rows per step.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Tokens per row (every row is this long; no padding).
+        #[arg(long, default_value_t = 24)]
+        seq: usize,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Vocabulary size of word-level models.
+        #[arg(long, default_value_t = 8680)]
+        vocab: usize,
+        /// Number of classes.
+        #[arg(long, default_value_t = 6)]
+        classes: usize,
+        /// Seed of the weights, batches and mixing.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backend (as for train).
+        #[arg(long)]
+        device: Option<String>,
+        /// Folder holding pretrained checkpoints (else $MIXUP_DATA_DIR, else the cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print one JSON object instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Datasets.
     Data {
         #[command(subcommand)]
@@ -136,20 +186,26 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train {
             recipe,
+            resume,
             method,
             seed,
             epochs,
+            checkpoint_every,
             device,
             data_dir,
             out,
         } => cmd_train(
-            &recipe,
-            method,
-            seed,
-            epochs,
+            &TrainArgs {
+                recipe,
+                resume,
+                method,
+                seed,
+                epochs,
+                checkpoint_every,
+                out,
+            },
             device.as_deref(),
             data_dir.as_deref(),
-            out,
         ),
         Command::Sweep {
             recipes,
@@ -174,6 +230,37 @@ fn main() -> ExitCode {
         Command::Predict { run, file, device } => {
             cmd_predict(&run, file.as_deref(), device.as_deref())
         }
+        Command::Bench {
+            recipe,
+            model,
+            method,
+            batch,
+            seq,
+            steps,
+            warmup,
+            vocab,
+            classes,
+            seed,
+            device,
+            data_dir,
+            json,
+        } => cmd_bench(
+            recipe.as_deref(),
+            &model,
+            method.as_deref(),
+            &mixup_train::bench::BenchSpec {
+                batch,
+                seq,
+                steps,
+                warmup,
+                vocab,
+                classes,
+                seed,
+            },
+            device.as_deref(),
+            data_dir.as_deref(),
+            json,
+        ),
         Command::Data {
             command:
                 DataCommand::Fetch {
@@ -192,28 +279,114 @@ fn main() -> ExitCode {
     }
 }
 
-fn cmd_train(
-    recipe_path: &Path,
+fn cmd_bench(
+    recipe_path: Option<&Path>,
+    model: &str,
+    method: Option<&str>,
+    spec: &mixup_train::bench::BenchSpec,
+    device: Option<&str>,
+    data_dir: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use mixup_train::bench::{bench_recipe, default_recipe};
+    let mut recipe = match recipe_path {
+        Some(path) => Recipe::load(path)?,
+        None => default_recipe(model, method.unwrap_or("none"))?,
+    };
+    if let (Some(m), Some(path)) = (method, recipe_path) {
+        recipe.method.kind = m.to_string();
+        recipe.validate(path)?;
+    }
+    let (device, device_name) = select_device(device)?;
+    let r = bench_recipe(&recipe, spec, &device, &device_name, data_dir)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} {} on {}: batch {} x {} tokens, {:.0} samples/s, {:.2} ms/step (median of {}; \
+             min {:.2}, max {:.2}), {} parameters, peak host memory {}",
+            r.model,
+            r.method,
+            r.device,
+            r.batch,
+            r.seq,
+            r.samples_per_s,
+            r.ms_per_step_median,
+            r.steps,
+            r.ms_per_step_min,
+            r.ms_per_step_max,
+            r.parameters,
+            r.peak_host_memory_mib
+                .map_or_else(|| "n/a".to_string(), |m| format!("{m:.0} MiB"))
+        );
+    }
+    Ok(())
+}
+
+/// The options of `mixup train` that choose what to train.
+struct TrainArgs {
+    recipe: Option<PathBuf>,
+    resume: Option<PathBuf>,
     method: Option<String>,
     seed: Option<u64>,
     epochs: Option<usize>,
+    checkpoint_every: Option<usize>,
+    out: Option<PathBuf>,
+}
+
+fn cmd_train(
+    args: &TrainArgs,
     device: Option<&str>,
     data_dir: Option<&Path>,
-    out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut recipe = Recipe::load(recipe_path)?;
-    if let Some(m) = method {
-        recipe.method.kind = m;
-    }
-    if let Some(s) = seed {
-        recipe.train.seed = s;
-    }
-    if let Some(e) = epochs {
-        recipe.train.epochs = e;
+    let (mut recipe, recipe_path, out) = match (&args.resume, &args.recipe) {
+        (Some(dir), _) => {
+            let path = dir.join("recipe.toml");
+            if !path.is_file() {
+                anyhow::bail!(
+                    "--resume {}: no recipe.toml there; is it a run folder of `mixup train`?",
+                    dir.display()
+                );
+            }
+            if dir.join("final.json").is_file() {
+                anyhow::bail!(
+                    "--resume {}: this run is already finished (final.json is there)",
+                    dir.display()
+                );
+            }
+            if mixup_train::checkpoint::latest(dir, &mut |_| {}).is_none() {
+                anyhow::bail!(
+                    "--resume {}: no complete checkpoint in {}; start the run again with \
+                     --recipe {}",
+                    dir.display(),
+                    dir.join(mixup_train::checkpoint::DIR).display(),
+                    path.display()
+                );
+            }
+            (Recipe::load(&path)?, path, dir.clone())
+        }
+        (None, Some(path)) => {
+            let mut recipe = Recipe::load(path)?;
+            if let Some(m) = &args.method {
+                recipe.method.kind = m.clone();
+            }
+            if let Some(s) = args.seed {
+                recipe.train.seed = s;
+            }
+            if let Some(e) = args.epochs {
+                recipe.train.epochs = e;
+            }
+            let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
+            (recipe, path.clone(), out)
+        }
+        (None, None) => anyhow::bail!("give --recipe FILE, or --resume RUN_DIR"),
+    };
+    if let Some(n) = args.checkpoint_every {
+        recipe.train.checkpoint_every = n;
     }
     recipe.validate(Path::new("(recipe with command-line overrides)"))?;
+    let recipe_path = recipe_path.as_path();
     let (device, device_name) = select_device(device)?;
-    let out = out.unwrap_or_else(|| default_run_dir(&recipe));
     let tty = std::io::stdout().is_terminal();
     let mut on_event = |event: &Event| print_event(event, tty);
     let r = train_recipe(
@@ -225,6 +398,7 @@ fn cmd_train(
             data_dir,
             out: &out,
             log_every: if tty { 5 } else { 25 },
+            resume: args.resume.is_some(),
         },
         &mut |line: &str| println!("{line}"),
         &mut on_event,
@@ -283,6 +457,15 @@ fn print_event(event: &Event, tty: bool) {
                 m.samples_per_s,
                 if m.mixing { ", mixing" } else { "" }
             );
+        }
+        Event::Checkpoint { path, global_step } => {
+            if !tty {
+                let _ = writeln!(
+                    stdout,
+                    "checkpoint at step {global_step}: {}",
+                    path.display()
+                );
+            }
         }
     }
 }

@@ -334,6 +334,10 @@ pub struct TrainSection {
     /// Clip the global L2 norm of all gradients to this value after the backward pass (as
     /// PyTorch's `clip_grad_norm_`); none = no clipping.
     pub clip_grad_norm: Option<f64>,
+    /// Optimiser steps between checkpoints within an epoch (0: only at the end of each
+    /// epoch). Checkpoints let `mixup train --resume` continue a killed run exactly; they are
+    /// removed when the run finishes.
+    pub checkpoint_every: usize,
 }
 
 impl Default for TrainSection {
@@ -350,7 +354,23 @@ impl Default for TrainSection {
             warmup: 0.0,
             schedule: "constant".into(),
             clip_grad_norm: None,
+            checkpoint_every: 500,
         }
+    }
+}
+
+/// A TOML error on one line: `line L, column C: message` (the parser's own rendering spans
+/// several lines with a source excerpt).
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 
@@ -376,7 +396,7 @@ impl Recipe {
     pub fn parse(text: &str, path: &Path) -> Result<Self, RecipeError> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| RecipeError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line_toml_error(text, &e),
         })?;
         recipe.validate(path)?;
         Ok(recipe)

@@ -28,6 +28,7 @@ use mixup_models::{
 };
 
 use crate::{
+    checkpoint,
     data::{TextTokenizer, load_encoded, resolve_dataset, resolve_pretrained},
     fetch,
     plot::{Series, plot_training},
@@ -399,6 +400,8 @@ pub struct RecipeRun<'a> {
     pub out: &'a Path,
     /// Report progress every this many steps.
     pub log_every: usize,
+    /// Continue from the newest usable checkpoint in `out`, when there is one.
+    pub resume: bool,
 }
 
 /// The default run folder of a recipe: `runs/<name>-<method>-seed<seed>`.
@@ -451,6 +454,28 @@ pub fn train_recipe(
     std::fs::write(&probe, b"")
         .with_context(|| format!("cannot write into the run folder {}", out.display()))?;
     let _ = std::fs::remove_file(&probe);
+    // The resolved recipe goes in first, so that `mixup train --resume` finds it.
+    let mut resolved = recipe.clone();
+    resolved.results = None;
+    write_atomic(&out.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
+    let resume = if run.resume {
+        match checkpoint::latest(out, &mut |w| say(w)) {
+            Some((path, ck)) => {
+                say(&format!(
+                    "resuming from {} (epoch {}, batch {} of it, step {})",
+                    path.display(),
+                    ck.state.epoch,
+                    ck.state.next_step,
+                    ck.state.global_step
+                ));
+                Some(ck)
+            }
+            None => None,
+        }
+    } else {
+        checkpoint::remove_all(out);
+        None
+    };
     say(&format!(
         "training {} ({}, method {}, seed {}) on {}: {} train / {} test examples, vocab {}, {} \
          classes, data {}",
@@ -468,10 +493,14 @@ pub fn train_recipe(
     let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
     let setup = TrainSetup {
         recipe,
+        recipe_path: Some(run.recipe_path),
         data: &data,
         device: run.device.clone(),
         device_name: run.device_name.clone(),
         log_every: run.log_every,
+        checkpoint_dir: Some(out),
+        checkpoint_every: recipe.train.checkpoint_every,
+        resume,
     };
     let build = |d: &Device| -> anyhow::Result<ZooModel> {
         match &bert {
@@ -495,6 +524,7 @@ pub fn train_recipe(
         &trained.epochs,
         &trained.report,
     )?;
+    checkpoint::remove_all(out);
     Ok(trained.report)
 }
 

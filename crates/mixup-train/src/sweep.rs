@@ -201,12 +201,25 @@ pub enum RunStatus {
 
 /// Two recipes that train the same thing (descriptions and measured results aside).
 fn same_training(a: &Recipe, b: &Recipe) -> bool {
-    let strip = |r: &Recipe| Recipe {
-        description: String::new(),
-        results: None,
-        ..r.clone()
+    let strip = |r: &Recipe| {
+        let mut r = Recipe {
+            description: String::new(),
+            results: None,
+            ..r.clone()
+        };
+        // How often checkpoints are written does not change what is trained.
+        r.train.checkpoint_every = 0;
+        r
     };
     strip(a) == strip(b)
+}
+
+/// Whether `run`'s folder holds the start of this very run (its `recipe.toml` written, no
+/// `final.json` yet), so that its checkpoints may be continued.
+fn interrupted(run: &PlannedRun) -> bool {
+    !run.dir.join("final.json").exists()
+        && Recipe::load(&run.dir.join("recipe.toml"))
+            .is_ok_and(|saved| same_training(&saved, &run.recipe))
 }
 
 /// Whether `run` is finished in its folder (see the module docs).
@@ -287,6 +300,7 @@ pub fn run_sweep(
     let total = plan.len();
     for (i, run) in plan.iter().enumerate() {
         let label = format!("[{}/{total}] {} seed {}", i + 1, run.recipe.name, run.seed);
+        let resume = interrupted(run);
         match run_status(run) {
             RunStatus::Finished(_) => {
                 say(&format!("{label}: skipped (finished)"));
@@ -316,6 +330,7 @@ pub fn run_sweep(
                 data_dir: setup.data_dir,
                 out: &run.dir,
                 log_every: setup.log_every,
+                resume,
             },
             &mut |line: &str| say(&format!("  {line}")),
             on_event,

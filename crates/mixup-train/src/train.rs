@@ -4,11 +4,11 @@
 //! A custom loop rather than burn-train's `SupervisedTraining`, because mixing needs the
 //! model's hidden states (run to point k, mix, continue), which `TrainStep` hides.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use burn::{
     module::Module,
-    tensor::{Device, Int, Tensor, activation::softmax},
+    tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::{MixMethod, soft_cross_entropy, soft_targets};
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
@@ -17,6 +17,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    checkpoint::{self, Checkpoint, TrainState},
     data::Encoded,
     optim::{LrSchedule, build_optimizer},
     recipe::Recipe,
@@ -105,12 +106,21 @@ pub enum Event {
     },
     /// An epoch is done and evaluated.
     Epoch(EpochMetrics),
+    /// A checkpoint was written.
+    Checkpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Optimiser steps taken so far.
+        global_step: usize,
+    },
 }
 
 /// Everything a training run needs besides the recipe.
 pub struct TrainSetup<'a> {
     /// The recipe (method and seed already overridden as asked).
     pub recipe: &'a Recipe,
+    /// Its file, named in errors about its settings.
+    pub recipe_path: Option<&'a Path>,
     /// The encoded data.
     pub data: &'a Encoded,
     /// The (non-autodiff) device to train on.
@@ -119,6 +129,13 @@ pub struct TrainSetup<'a> {
     pub device_name: String,
     /// Report progress every this many steps (and at the end of each epoch).
     pub log_every: usize,
+    /// Write checkpoints into this run folder (every `checkpoint_every` steps and at the end
+    /// of each epoch); none when `None`.
+    pub checkpoint_dir: Option<&'a Path>,
+    /// Optimiser steps between checkpoints within an epoch (0: only at epoch ends).
+    pub checkpoint_every: usize,
+    /// Continue from this checkpoint instead of starting afresh.
+    pub resume: Option<Checkpoint>,
 }
 
 /// A trained model and its metrics.
@@ -149,6 +166,9 @@ pub fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
 const SHUFFLE: u64 = 1;
 const MIX: u64 = 2;
 const PARTNER: u64 = 3;
+/// The device RNG (dropout) is re-seeded from this stream before every step, so that a run
+/// resumed from a checkpoint draws exactly the masks the uninterrupted run draws.
+const DROPOUT: u64 = 4;
 
 /// Accuracy and mean loss of `model` on `examples`.
 pub fn evaluate<M: MixingPoints>(
@@ -247,15 +267,96 @@ where
     // Seed before initialisation: the seed picks the initial weights, then dropout.
     ad.seed(t.seed);
     let mut model = build(&ad)?;
-    let plan = StepPlan::new(recipe, &model.points(), num_classes, data.layout)?;
+    let plan =
+        StepPlan::new(recipe, &model.points(), num_classes, data.layout).map_err(
+            |e| match setup.recipe_path {
+                Some(p) => anyhow::anyhow!("{}: {e}", p.display()),
+                None => e,
+            },
+        )?;
     let mut optim = build_optimizer(t, &model);
     let steps_per_epoch = data.train.len().div_ceil(t.batch_size.max(1));
     let schedule = LrSchedule::new(t, steps_per_epoch * t.epochs);
     let mut global_step = 0usize;
     let max_len = recipe.data.max_len;
     let mut epochs = Vec::with_capacity(t.epochs);
+    let mut first_epoch = 1;
+    let mut resumed: Option<TrainState> = None;
+    let mut elapsed_before = 0.0;
+    if let Some(ck) = &setup.resume {
+        let st = &ck.state;
+        if st.recipe != recipe.name || st.seed != t.seed {
+            anyhow::bail!(
+                "the checkpoint is of recipe {:?} seed {}, not of recipe {:?} seed {}",
+                st.recipe,
+                st.seed,
+                recipe.name,
+                t.seed
+            );
+        }
+        if st.global_step > steps_per_epoch * t.epochs || st.next_step > steps_per_epoch {
+            anyhow::bail!(
+                "the checkpoint is at step {} (epoch {}, batch {}), beyond this run's {} steps \
+                 of {} per epoch: the data or batch size changed",
+                st.global_step,
+                st.epoch,
+                st.next_step,
+                steps_per_epoch * t.epochs,
+                steps_per_epoch
+            );
+        }
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+            ck.model.clone(),
+        ))
+        .map_err(|e| anyhow::anyhow!("the checkpoint's model does not load: {e:?}"))?;
+        model = model.try_load_record(record).map_err(|e| {
+            anyhow::anyhow!("the checkpoint's model does not match the recipe's model: {e:?}")
+        })?;
+        optim = optim
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim.clone()))
+            .map_err(|e| {
+                anyhow::anyhow!("the checkpoint's optimiser state does not load: {e:?}")
+            })?;
+        global_step = st.global_step;
+        epochs = st.epochs.clone();
+        first_epoch = st.epoch;
+        elapsed_before = st.elapsed_seconds;
+        resumed = Some(st.clone());
+    }
+    let save = |model: &M,
+                optim: &burn::optim::ModuleOptimizer,
+                state: TrainState,
+                on_event: &mut dyn FnMut(&Event)|
+     -> anyhow::Result<Option<std::path::PathBuf>> {
+        let Some(dir) = setup.checkpoint_dir else {
+            return Ok(None);
+        };
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("serialising the model for a checkpoint: {e:?}"))?;
+        let optim_bytes = optim
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("serialising the optimiser for a checkpoint: {e:?}"))?;
+        let global_step = state.global_step;
+        let path = checkpoint::write(
+            dir,
+            &Checkpoint {
+                state,
+                model: model_bytes.to_vec(),
+                optim: optim_bytes.to_vec(),
+            },
+        )?;
+        on_event(&Event::Checkpoint {
+            path: path.clone(),
+            global_step,
+        });
+        Ok(Some(path))
+    };
+    let mut last_checkpoint: Option<std::path::PathBuf> = None;
 
-    for epoch in 1..=t.epochs {
+    for epoch in first_epoch..=t.epochs {
         let mixing = method != MixMethod::None
             && mix_config.enabled()
             && recipe.method.off_epoch.is_none_or(|off| epoch < off);
@@ -274,7 +375,20 @@ where
         let mut loss_acc: Option<Tensor<1>> = None;
         let mut hits_acc: Option<Tensor<1, Int>> = None;
         let mut seen = 0usize;
-        for (step, idx) in batches.iter().enumerate() {
+        let mut start_step = 0;
+        let mut seconds_before = 0.0;
+        if let Some(st) = resumed.take().filter(|st| st.epoch == epoch) {
+            start_step = st.next_step;
+            seen = st.seen;
+            seconds_before = st.epoch_train_seconds;
+            loss_acc = st.loss_sum_bits.map(|bits| {
+                Tensor::<1>::from_data(TensorData::new(vec![f32::from_bits(bits)], [1]), &ad)
+            });
+            hits_acc = st
+                .hits_sum
+                .map(|h| Tensor::<1, Int>::from_data(TensorData::new(vec![h], [1]), &ad));
+        }
+        for (step, idx) in batches.iter().enumerate().skip(start_step) {
             let items: Vec<&EncodedExample> = idx.iter().map(|&i| &data.train[i]).collect();
             let partner_items: Option<Vec<&EncodedExample>> = partner_batches
                 .get(step)
@@ -284,6 +398,7 @@ where
                 StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
             let lr = schedule.lr(global_step);
             global_step += 1;
+            ad.seed(derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
             let (next, report) = train_step(
                 model,
                 &mut optim,
@@ -308,14 +423,25 @@ where
                 None => report.hits,
             });
             seen += n;
-            if (step + 1) % setup.log_every.max(1) == 0 || step + 1 == steps {
+            let checkpoint_now = setup.checkpoint_every > 0
+                && global_step.is_multiple_of(setup.checkpoint_every)
+                && step + 1 < steps;
+            if checkpoint_now || (step + 1) % setup.log_every.max(1) == 0 || step + 1 == steps {
                 let (loss, acc) = read_running(&loss_acc, &hits_acc, seen);
                 if !loss.is_finite() {
-                    // The running sum turns NaN/inf at the first bad step and stays so.
+                    // The running sum turns NaN/inf at the first bad step and stays so, so no
+                    // checkpoint is ever written after it.
+                    let last = match &last_checkpoint {
+                        Some(p) => format!(
+                            "the last good checkpoint is {} (`mixup train --resume` continues \
+                             from it)",
+                            p.display()
+                        ),
+                        None => "no checkpoint was written".to_string(),
+                    };
                     anyhow::bail!(
-                        "training diverged: the loss is {loss} by epoch {epoch} step {} (of {steps}); \
-                         stopped without writing a checkpoint. Lower train.lr (now {}) or check \
-                         the data.",
+                        "training diverged: the loss is {loss} by epoch {epoch} step {} (of \
+                         {steps}); stopped, {last}. Lower train.lr (now {}) or check the data.",
                         step + 1,
                         t.lr
                     );
@@ -326,12 +452,29 @@ where
                     steps,
                     loss,
                     acc,
-                    samples_per_s: seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
+                    samples_per_s: seen as f64
+                        / (seconds_before + epoch_start.elapsed().as_secs_f64()).max(1e-9),
                 });
+            }
+            if checkpoint_now {
+                let state = TrainState {
+                    recipe: recipe.name.clone(),
+                    seed: t.seed,
+                    epoch,
+                    next_step: step + 1,
+                    global_step,
+                    seen,
+                    loss_sum_bits: loss_acc.clone().map(|l| l.into_scalar::<f32>().to_bits()),
+                    hits_sum: hits_acc.clone().map(|h| h.into_scalar::<i64>()),
+                    epoch_train_seconds: seconds_before + epoch_start.elapsed().as_secs_f64(),
+                    epochs: epochs.clone(),
+                    elapsed_seconds: elapsed_before + started.elapsed().as_secs_f64(),
+                };
+                last_checkpoint = save(&model, &optim, state, on_event)?.or(last_checkpoint);
             }
         }
         let (train_loss, train_acc) = read_running(&loss_acc, &hits_acc, seen);
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let train_seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
 
         let eval_model = model.valid();
         let eb = t.eval_batch_size;
@@ -358,6 +501,20 @@ where
         };
         on_event(&Event::Epoch(metrics.clone()));
         epochs.push(metrics);
+        let state = TrainState {
+            recipe: recipe.name.clone(),
+            seed: t.seed,
+            epoch: epoch + 1,
+            next_step: 0,
+            global_step,
+            seen: 0,
+            loss_sum_bits: None,
+            hits_sum: None,
+            epoch_train_seconds: 0.0,
+            epochs: epochs.clone(),
+            elapsed_seconds: elapsed_before + started.elapsed().as_secs_f64(),
+        };
+        last_checkpoint = save(&model, &optim, state, on_event)?.or(last_checkpoint);
     }
 
     let model = model.valid();
@@ -379,7 +536,7 @@ where
         dev_accuracy: last.dev_acc,
         train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
         median_epoch_seconds: secs[secs.len() / 2],
-        total_seconds: started.elapsed().as_secs_f64(),
+        total_seconds: elapsed_before + started.elapsed().as_secs_f64(),
         train_size: data.train.len(),
         test_size: data.test.len(),
         vocab_size: data.tokenizer.vocab_size(),

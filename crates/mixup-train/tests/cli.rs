@@ -7,25 +7,8 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mixup"));
-    c.env_remove("BURN_DEVICE").env_remove("MIXUP_DATA_DIR");
-    c
-}
-
-struct Tmp(PathBuf);
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(name: &str) -> Tmp {
-    let d = std::env::temp_dir().join(format!("mixup-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    Tmp(d)
-}
+mod common;
+use common::{bin, tmp};
 
 /// A three-class toy dataset: each text repeats its class word among filler words.
 fn toy_dataset(root: &Path) {
@@ -1046,6 +1029,180 @@ fn bert_recipe_errors_name_the_key() {
     );
     assert!(
         text(&o).contains(&t.0.join("gone").display().to_string()),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The metrics of a finished run that must not depend on interruptions: everything in
+/// `metrics.json` and `final.json` but the timings.
+fn run_metrics(out: &Path) -> (serde_json::Value, serde_json::Value) {
+    let mut epochs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics.json"))
+            .expect("metrics.json parses");
+    for e in epochs.as_array_mut().expect("an array of epochs") {
+        let e = e.as_object_mut().expect("an epoch object");
+        e.remove("train_seconds");
+        e.remove("samples_per_s");
+    }
+    let mut fin = final_json(out);
+    let f = fin.as_object_mut().expect("final object");
+    for k in [
+        "train_samples_per_s",
+        "median_epoch_seconds",
+        "total_seconds",
+    ] {
+        f.remove(k);
+    }
+    (epochs, fin)
+}
+
+#[test]
+fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
+    use std::time::{Duration, Instant};
+    let t = tmp("resume");
+    toy_dataset(&t.0);
+    // Ten copies of the toy training set, so that a run lasts long enough to be cut.
+    let big = t.0.join("toybig");
+    std::fs::create_dir_all(&big).expect("dir");
+    let train = std::fs::read_to_string(t.0.join("toy/train.tsv")).expect("train");
+    std::fs::write(big.join("train.tsv"), train.repeat(10)).expect("train");
+    std::fs::copy(t.0.join("toy/test.tsv"), big.join("test.tsv")).expect("test");
+    // Dropout (TextCNN's 0.5) and Manifold Mixup: both the device RNG and the mixing draws
+    // must continue exactly.
+    let r = t.0.join("toy-resume.toml");
+    std::fs::write(
+        &r,
+        "name = \"toy-resume\"\n[data]\ndataset = \"toybig\"\nmax_len = 12\n[model]\n\
+         kind = \"textcnn\"\nd_embed = 32\nn_filters = 16\n[method]\nkind = \"manifold\"\n\
+         alpha = 1.0\n[train]\nepochs = 4\nbatch_size = 8\nlr = 0.003\n",
+    )
+    .expect("recipe");
+    let whole = t.0.join("whole");
+    let start = Instant::now();
+    let o = train_recipe(&t.0, &r, &whole);
+    let full = start.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !whole.join("checkpoints").exists(),
+        "checkpoints are removed once the run is finished"
+    );
+
+    // The same run, checkpointing every step, SIGKILLed three times at moments drawn from a
+    // fixed seed (10% to 35% of the uninterrupted run's wall time after each start).
+    let cut = t.0.join("cut");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut kills = 0;
+    let mut torn_writes = 0;
+    let mut progress = Vec::new();
+    for round in 0..3 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let share = 0.10 + 0.25 * ((state >> 11) as f64 / (1u64 << 53) as f64);
+        let has_checkpoint = cut
+            .join("checkpoints")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some());
+        let mut cmd = bin();
+        if round > 0 && has_checkpoint {
+            cmd.arg("train").arg("--resume").arg(&cut);
+        } else {
+            cmd.args(["train", "--recipe"])
+                .arg(&r)
+                .arg("--out")
+                .arg(&cut);
+        }
+        let mut child = cmd
+            .arg("--data-dir")
+            .arg(&t.0)
+            .args(["--checkpoint-every", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(full.mul_f64(share).max(Duration::from_millis(20)));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        assert!(
+            !cut.join("final.json").exists(),
+            "round {round}: the run finished before the kill ({share:.2} of {full:?}); \
+             the test did not interrupt it"
+        );
+        kills += 1;
+        progress.push(
+            cut.join("checkpoints")
+                .read_dir()
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| {
+                            let name = e.file_name().to_string_lossy().to_string();
+                            name.strip_prefix("step-")?
+                                .strip_suffix(".ckpt")?
+                                .parse::<usize>()
+                                .ok()
+                        })
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0),
+        );
+        if cut.join("checkpoints").read_dir().is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "tmp"))
+        }) {
+            torn_writes += 1;
+        }
+    }
+    // Damage the newest checkpoint: the resume must say so and fall back to the previous one.
+    let mut ckpts: Vec<PathBuf> = cut
+        .join("checkpoints")
+        .read_dir()
+        .expect("checkpoints after three kills")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ckpt"))
+        .collect();
+    ckpts.sort();
+    let newest = ckpts
+        .last()
+        .expect("a checkpoint survived the kills")
+        .clone();
+    let bytes = std::fs::read(&newest).expect("read");
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).expect("truncate");
+    let o = run(bin()
+        .arg("train")
+        .arg("--resume")
+        .arg(&cut)
+        .arg("--data-dir")
+        .arg(&t.0));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("skipping checkpoint") && out.contains("resuming from"),
+        "{out}"
+    );
+    eprintln!(
+        "kills survived: {kills}; newest checkpoint step after each kill: {progress:?} of {}; \
+         kills that left a half-written checkpoint: {torn_writes}; uninterrupted run {full:?}",
+        4 * 120
+    );
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress[2] > progress[0] && progress[0] > 0,
+        "the kills did not land while training progressed: {progress:?}"
+    );
+    assert_eq!(run_metrics(&cut), run_metrics(&whole));
+
+    // A finished run cannot be resumed, and a folder without checkpoints says so.
+    let o = run(bin().arg("train").arg("--resume").arg(&cut));
+    assert!(
+        !o.status.success() && text(&o).contains("already finished"),
+        "{}",
+        text(&o)
+    );
+    let o = run(bin().arg("train").arg("--resume").arg(t.0.join("nowhere")));
+    assert!(
+        !o.status.success() && text(&o).contains("no recipe.toml"),
         "{}",
         text(&o)
     );
