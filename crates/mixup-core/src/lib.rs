@@ -46,6 +46,7 @@ mod mask;
 mod method;
 mod mix;
 mod params;
+mod seqmix;
 mod ssmix;
 mod state;
 mod targets;
@@ -56,6 +57,10 @@ pub use mask::{mix_mask, union_mask};
 pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
+pub use seqmix::{
+    SeqMixVariant, SoftTagged, TaggedIds, labelled_windows, matching_windows, nearest_tokens,
+    seqmix_pair,
+};
 pub use ssmix::{Layout, SpanMix, SpanMode, choose_span, span_len, token_saliency, window_means};
 pub use state::{MixState, masked_mean, zero_padding};
 pub use targets::{mix_targets, soft_targets};

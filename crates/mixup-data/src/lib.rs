@@ -12,6 +12,10 @@
 //! - [`WordPieceTokenizer`]: BERT's WordPiece subwords (from a model's `tokenizer.json` or a
 //!   bare `vocab.txt`) with `[CLS]`/`[SEP]`, truncation that keeps `[SEP]` last, and the
 //!   sub-token → word alignment for token labelling.
+//! - Sequence labelling: [`read_conll`] (CoNLL columns, `-DOCSTART-` skipped, IOB1 converted
+//!   to BIO), [`entity_scores`] (entity-level precision, recall and F1 with `conlleval`
+//!   semantics) and [`KneserNeyLm`] (a word n-gram model with modified Kneser-Ney smoothing,
+//!   SeqMix's plausibility filter).
 //! - [`TextBatch`]: token ids padded to the longest item of the batch (capped by `max_len`),
 //!   the padding mask and the labels.
 //!
@@ -21,16 +25,22 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod conll;
+mod entities;
 mod error;
 mod labels;
+mod ngram;
 mod read;
 mod splits;
 mod vocab;
 mod wordpiece;
 
 pub use batch::{TextBatch, batch_indices};
+pub use conll::{ConllOptions, TagScheme, TaggedSentence, iob1_to_bio, parse_conll, read_conll};
+pub use entities::{Entity, EntityScores, Prf, entities, entity_scores};
 pub use error::DataError;
 pub use labels::LabelSet;
+pub use ngram::KneserNeyLm;
 pub use read::{
     Example, Format, MAX_LINE_BYTES, TrecLabels, parse_examples, parse_trec_line, read_examples,
     read_trec, read_tsv,

@@ -24,6 +24,7 @@
 mod bert;
 mod bilstm;
 mod mixing;
+mod tagger;
 #[cfg(test)]
 mod testing;
 mod textcnn;
@@ -35,5 +36,6 @@ pub use bert::{
 };
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use mixing::MixingPoints;
+pub use tagger::{SequenceTagger, SequenceTaggerConfig, TaggerEncoder, TaggerKind};
 pub use textcnn::{TextCnn, TextCnnConfig};
 pub use transformer::{EncoderLayer, TransformerClassifier, TransformerClassifierConfig};

@@ -21,7 +21,8 @@ pub enum Found {
 }
 
 /// Looks for `name` under `--data-dir`, then `$MIXUP_DATA_DIR`, then the cache folder. A
-/// folder counts when it has a train file.
+/// folder counts when it has a train file (`train.tsv`, `.csv`, `.jsonl`, or a CoNLL
+/// `train.txt`).
 pub fn find_dataset(name: &str, data_dir: Option<&Path>, cache_dir: &Path) -> Found {
     let mut tried = Vec::new();
     let env = std::env::var_os("MIXUP_DATA_DIR").map(PathBuf::from);
@@ -32,7 +33,7 @@ pub fn find_dataset(name: &str, data_dir: Option<&Path>, cache_dir: &Path) -> Fo
         .chain([cache_dir.into()])
     {
         let dir = root.join(name);
-        if ["train.tsv", "train.csv", "train.jsonl"]
+        if ["train.tsv", "train.csv", "train.jsonl", "train.txt"]
             .iter()
             .any(|f| dir.join(f).is_file())
         {

@@ -14,6 +14,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod fetch;
+pub mod ner;
+pub mod ner_al;
 pub mod optim;
 pub mod plot;
 pub mod recipe;

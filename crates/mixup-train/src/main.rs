@@ -159,6 +159,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Active sequence labelling with SeqMix: rounds of query, augment, retrain (ner recipes).
+    NerAl {
+        /// A recipe with task = "ner" (its [seqmix] section sets the augmentation).
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Output folder: al.csv, al.md, al.png.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seeds (arms are repeated for 0..N).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Labelled sentences to start from.
+        #[arg(long, default_value_t = 200)]
+        seed_size: usize,
+        /// Query rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Sentences labelled per round.
+        #[arg(long, default_value_t = 100)]
+        query: usize,
+        /// Unlabelled sentences scored per round (a random sample of the pool).
+        #[arg(long, default_value_t = 2000)]
+        candidates: usize,
+        /// Query policy: random, lc (least confidence) or nte (normalised token entropy).
+        #[arg(long, default_value = "nte")]
+        policy: String,
+        /// Augmentations compared, comma-separated: none, whole, sub, label-constrained.
+        #[arg(long, default_value = "none,whole,sub,label-constrained")]
+        augment: String,
+        /// Backend (as for train).
+        #[arg(long)]
+        device: Option<String>,
+        /// Folder holding the dataset folders (else $MIXUP_DATA_DIR, else the cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Datasets.
     Data {
         #[command(subcommand)]
@@ -261,6 +297,28 @@ fn main() -> ExitCode {
             data_dir.as_deref(),
             json,
         ),
+        Command::NerAl {
+            recipe,
+            out,
+            seeds,
+            seed_size,
+            rounds,
+            query,
+            candidates,
+            policy,
+            augment,
+            device,
+            data_dir,
+        } => cmd_ner_al(
+            &recipe,
+            &out,
+            seeds,
+            (seed_size, rounds, query, candidates),
+            &policy,
+            &augment,
+            device.as_deref(),
+            data_dir.as_deref(),
+        ),
         Command::Data {
             command:
                 DataCommand::Fetch {
@@ -277,6 +335,86 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The folder of a ner recipe's dataset (never fetched: no CoNLL download is pinned).
+fn ner_data_dir(recipe: &Recipe, data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    mixup_train::data::resolve_dataset(
+        &recipe.data.dataset,
+        data_dir,
+        &fetch::default_cache_dir(),
+        |_, _| {},
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_ner_al(
+    recipe_path: &Path,
+    out: &Path,
+    seeds: u64,
+    (seed_size, rounds, query, candidates): (usize, usize, usize, usize),
+    policy: &str,
+    augment: &str,
+    device: Option<&str>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    use mixup_train::ner_al::{
+        AlSpec, QueryPolicy, plot_rows, rows_csv, rows_markdown, run_active_learning,
+    };
+    let recipe = Recipe::load(recipe_path)?;
+    if recipe.task != "ner" {
+        anyhow::bail!(
+            "{}: task = {:?}; ner-al needs a task = \"ner\" recipe",
+            recipe_path.display(),
+            recipe.task
+        );
+    }
+    let policy = QueryPolicy::parse(policy).map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let augments = augment
+        .split(',')
+        .map(|a| match a.trim() {
+            "none" => Ok(None),
+            v => mixup_core::SeqMixVariant::parse(v)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("--augment: {e}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (device, device_name) = select_device(device)?;
+    let dir = ner_data_dir(&recipe, data_dir)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let data = mixup_train::ner::load_ner(&dir, &recipe)?;
+    let spec = AlSpec {
+        seed_size,
+        rounds,
+        query,
+        candidates,
+        policy,
+        seeds: (0..seeds).collect(),
+        augments,
+    };
+    let rows = run_active_learning(&recipe, &data, &spec, &device, &mut |l: &str| {
+        println!("{l}")
+    })?;
+    let cmd: Vec<String> = std::env::args().collect();
+    let header = format!(
+        "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \
+         {seed_size}, {rounds} rounds of {query} (from {candidates} candidates), {} seeds. \
+         Entity F1 mean ± sample std over seeds.",
+        recipe.name,
+        recipe.data.dataset,
+        cmd.join(" "),
+        spec.seeds.len()
+    );
+    mixup_train::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;
+    mixup_train::run::write_atomic(&out.join("al.md"), rows_markdown(&rows, &header).as_bytes())?;
+    plot_rows(
+        &rows,
+        &out.join("al.png"),
+        &format!("{}: entity F1 by labelled sentences", recipe.name),
+    )?;
+    println!("{}", rows_markdown(&rows, &header));
+    Ok(())
 }
 
 fn cmd_bench(
@@ -387,6 +525,38 @@ fn cmd_train(
     recipe.validate(Path::new("(recipe with command-line overrides)"))?;
     let recipe_path = recipe_path.as_path();
     let (device, device_name) = select_device(device)?;
+    if recipe.task == "ner" {
+        if args.resume.is_some() {
+            anyhow::bail!("--resume: ner runs do not write checkpoints yet; train them again");
+        }
+        let dir = ner_data_dir(&recipe, data_dir)?;
+        let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
+        let r = mixup_train::ner::train_ner_recipe(
+            &recipe,
+            &dir,
+            &device,
+            &device_name,
+            &out,
+            &mut |line: &str| println!("{line}"),
+        )?;
+        println!(
+            "done: test entity F1 {:.4} (P {:.4}, R {:.4}), {:.0} train sentences/s, {:.1} s in \
+             all; run folder {}",
+            r.test.micro.f1,
+            r.test.micro.precision,
+            r.test.micro.recall,
+            r.train_sentences_per_s,
+            r.total_seconds,
+            out.display()
+        );
+        for (kind, s) in &r.test.per_type {
+            println!(
+                "  {kind}: P {:.4} R {:.4} F1 {:.4} ({} gold)",
+                s.precision, s.recall, s.f1, s.gold
+            );
+        }
+        return Ok(());
+    }
     let tty = std::io::stdout().is_terminal();
     let mut on_event = |event: &Event| print_event(event, tty);
     let r = train_recipe(

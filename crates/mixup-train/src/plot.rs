@@ -93,6 +93,31 @@ pub fn plot_training(
     loss: &[Series],
     accuracy: &[Series],
 ) -> Result<(), PlotError> {
+    plot_two_panels(
+        path,
+        title,
+        "epoch",
+        ("Loss", "loss", loss),
+        ("Accuracy", "accuracy", accuracy),
+    )
+}
+
+/// One panel of [`plot_two_panels`]: caption, y-axis label and curves.
+pub type Panel<'a> = (&'a str, &'a str, &'a [Series]);
+
+/// Two side-by-side line charts sharing the x-axis label `x_desc`, into the PNG `path`; the
+/// left panel's legend sits top right, the right panel's bottom right. See [`plot_training`].
+///
+/// # Errors
+///
+/// As [`plot_training`].
+pub fn plot_two_panels(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    left_panel: Panel<'_>,
+    right_panel: Panel<'_>,
+) -> Result<(), PlotError> {
     let is_png = path
         .extension()
         .and_then(|e| e.to_str())
@@ -121,14 +146,24 @@ pub fn plot_training(
         return Err(draw_error(&"cannot split the picture into two panels"));
     };
     // Loss falls and accuracy rises: keep each legend in the corner the curves leave free.
-    draw_panel(left, "Loss", "loss", SeriesLabelPosition::UpperRight, loss)
-        .map_err(|e| draw_error(&e))?;
+    let (caption, y_desc, series) = left_panel;
+    draw_panel(
+        left,
+        caption,
+        x_desc,
+        y_desc,
+        SeriesLabelPosition::UpperRight,
+        series,
+    )
+    .map_err(|e| draw_error(&e))?;
+    let (caption, y_desc, series) = right_panel;
     draw_panel(
         right,
-        "Accuracy",
-        "accuracy",
+        caption,
+        x_desc,
+        y_desc,
         SeriesLabelPosition::LowerRight,
-        accuracy,
+        series,
     )
     .map_err(|e| draw_error(&e))?;
     root.present().map_err(|e| draw_error(&e))?;
@@ -181,6 +216,7 @@ fn format_epoch(x: &f64) -> String {
 fn draw_panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     caption: &str,
+    x_desc: &str,
     y_label: &str,
     legend: SeriesLabelPosition,
     series: &[Series],
@@ -197,7 +233,7 @@ fn draw_panel(
         .build_cartesian_2d(x_range, y_range)?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(x_desc)
         .y_desc(y_label)
         .x_label_formatter(&format_epoch)
         .label_style((FAMILY, 14))

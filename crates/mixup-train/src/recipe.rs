@@ -50,6 +50,10 @@ pub struct Recipe {
     /// One line on what the entry is.
     #[serde(default)]
     pub description: String,
+    /// `classify` (sentence classification, the default) or `ner` (sequence labelling on
+    /// CoNLL column files, with a BiLSTM or Transformer tagger).
+    #[serde(default = "default_task")]
+    pub task: String,
     /// Where the data comes from and how it is tokenized.
     pub data: DataSection,
     /// The model.
@@ -60,9 +64,51 @@ pub struct Recipe {
     /// Optimisation.
     #[serde(default)]
     pub train: TrainSection,
+    /// SeqMix augmentation of `ner` recipes (used by `mixup ner-al`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seqmix: Option<SeqMixSection>,
     /// Measured results (written by people after measuring; never read by training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<toml::Table>,
+}
+
+fn default_task() -> String {
+    "classify".into()
+}
+
+/// The `[seqmix]` section: how `mixup ner-al` augments each round's queried sentences.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeqMixSection {
+    /// `whole`, `sub` or `label-constrained`.
+    pub variant: String,
+    /// Lambda ~ Beta(alpha, alpha).
+    pub alpha: f64,
+    /// Window length of the sub-sequence variants.
+    pub window: usize,
+    /// Non-`O` tags a window (or, for `whole`, a sentence) must hold.
+    pub min_labelled: usize,
+    /// Sentences generated per queried sentence (the paper's augment rate).
+    pub rate: f64,
+    /// Keep generated sentences whose perplexity under a Kneser-Ney n-gram model of the
+    /// labelled sentences is below this; no filter when absent.
+    pub max_perplexity: Option<f64>,
+    /// Order of that n-gram model.
+    pub lm_order: usize,
+}
+
+impl Default for SeqMixSection {
+    fn default() -> Self {
+        Self {
+            variant: "sub".into(),
+            alpha: 8.0,
+            window: 5,
+            min_labelled: 3,
+            rate: 0.2,
+            max_perplexity: None,
+            lm_order: 3,
+        }
+    }
 }
 
 /// The `[data]` section.
@@ -79,6 +125,8 @@ pub struct DataSection {
     pub min_freq: usize,
     /// Largest vocabulary, `<pad>` and `<unk>` included.
     pub max_vocab: Option<usize>,
+    /// Tag scheme of `ner` data: `bio` or `iob1` (converted to BIO on reading).
+    pub tag_scheme: String,
 }
 
 impl Default for DataSection {
@@ -89,6 +137,7 @@ impl Default for DataSection {
             lowercase: true,
             min_freq: 1,
             max_vocab: None,
+            tag_scheme: "bio".into(),
         }
     }
 }
@@ -424,6 +473,70 @@ impl Recipe {
         if self.data.max_len == 0 {
             return Err(bad("data.max_len", "0".into(), "must be at least 1"));
         }
+        if self.task != "classify" && self.task != "ner" {
+            return Err(bad(
+                "task",
+                format!("{:?}", self.task),
+                "must be \"classify\" or \"ner\"",
+            ));
+        }
+        if self.data.tag_scheme != "bio" && self.data.tag_scheme != "iob1" {
+            return Err(bad(
+                "data.tag_scheme",
+                format!("{:?}", self.data.tag_scheme),
+                "must be \"bio\" or \"iob1\"",
+            ));
+        }
+        if self.task == "ner" {
+            if !matches!(
+                self.model,
+                ModelSection::Bilstm(_) | ModelSection::Transformer(_)
+            ) {
+                return Err(bad(
+                    "model.kind",
+                    format!("{:?}", self.model.kind_name()),
+                    "a ner recipe needs a tagger: \"bilstm\" or \"transformer\"",
+                ));
+            }
+            if self.method.kind != "none" {
+                return Err(bad(
+                    "method.kind",
+                    format!("{:?}", self.method.kind),
+                    "ner recipes train with \"none\"; SeqMix augmentation is the [seqmix] \
+                     section (mixup ner-al)",
+                ));
+            }
+        } else if self.seqmix.is_some() {
+            return Err(bad(
+                "seqmix",
+                "(section)".into(),
+                "SeqMix is for task = \"ner\" recipes",
+            ));
+        }
+        if let Some(sm) = &self.seqmix {
+            mixup_core::SeqMixVariant::parse(&sm.variant)
+                .map_err(|e| bad("seqmix.variant", format!("{:?}", sm.variant), &e))?;
+            if !(sm.alpha > 0.0 && sm.alpha.is_finite()) {
+                return Err(bad("seqmix.alpha", sm.alpha.to_string(), "must be above 0"));
+            }
+            if sm.window == 0 || sm.lm_order == 0 {
+                return Err(bad(
+                    "seqmix.window",
+                    format!("window {}, lm_order {}", sm.window, sm.lm_order),
+                    "window and lm_order must be at least 1",
+                ));
+            }
+            if !(sm.rate >= 0.0 && sm.rate.is_finite()) {
+                return Err(bad("seqmix.rate", sm.rate.to_string(), "must be 0 or more"));
+            }
+            if sm.max_perplexity.is_some_and(|p| !(p > 0.0)) {
+                return Err(bad(
+                    "seqmix.max_perplexity",
+                    format!("{:?}", sm.max_perplexity),
+                    "must be above 0",
+                ));
+            }
+        }
         let dropout = match &self.model {
             ModelSection::Textcnn(m) => {
                 if m.d_embed == 0 || m.n_filters == 0 {
@@ -732,12 +845,16 @@ mod tests {
                     .results
                     .as_ref()
                     .unwrap_or_else(|| panic!("{}: no measured [results]", path.display()));
+                // Classifiers report accuracy, taggers entity F1.
+                let key = if r.task == "ner" {
+                    "test_entity_f1_mean"
+                } else {
+                    "test_accuracy_mean"
+                };
                 let acc = results
-                    .get("test_accuracy_mean")
+                    .get(key)
                     .and_then(toml::Value::as_float)
-                    .unwrap_or_else(|| {
-                        panic!("{}: [results] has no test_accuracy_mean", path.display())
-                    });
+                    .unwrap_or_else(|| panic!("{}: [results] has no {key}", path.display()));
                 assert!(
                     (0.0..=1.0).contains(&acc) && results.contains_key("seeds"),
                     "{}: [results] needs an accuracy in [0, 1] and its number of seeds",

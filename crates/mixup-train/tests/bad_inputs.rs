@@ -180,6 +180,51 @@ fn every_bad_input_is_one_clear_error_and_none_panics() {
         &["test.tsv"],
     ));
 
+    // --- CoNLL files of a ner recipe.
+    let conll: [(&'static str, &str, &str, &[&str]); 4] = [
+        (
+            "CoNLL line without a tag",
+            "EU\tB-ORG\nrejects\n",
+            "EU\tB-ORG\n",
+            &["train.txt:2"],
+        ),
+        (
+            "CoNLL tag that is not BIO",
+            "EU\tB-ORG\ncall\tE-MISC\n",
+            "EU\tB-ORG\n",
+            &["train.txt:2", "E-MISC"],
+        ),
+        (
+            "CoNLL test tag never seen in train",
+            "EU\tB-ORG\nsays\tO\n",
+            "EU\tB-ORG\n\nParis\tB-LOC\n",
+            &["test.txt:3", "B-LOC"],
+        ),
+        (
+            "empty CoNLL file",
+            "\n\n",
+            "EU\tB-ORG\n",
+            &["train.txt", "empty"],
+        ),
+    ];
+    for (i, (name, train_text, test_text, needles)) in conll.into_iter().enumerate() {
+        let ds = format!("conll-{i}");
+        let d = root.join(&ds);
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(d.join("train.txt"), train_text).expect("train");
+        std::fs::write(d.join("test.txt"), test_text).expect("test");
+        let r = root.join(format!("{ds}.toml"));
+        std::fs::write(
+            &r,
+            format!(
+                "name = \"{ds}\"\ntask = \"ner\"\n[data]\ndataset = \"{ds}\"\n\
+                 [model]\nkind = \"bilstm\"\nd_embed = 4\nd_hidden = 4\n[train]\nepochs = 1\n"
+            ),
+        )
+        .expect("recipe");
+        cases.push(case(name, train(root, &r, &format!("out-{ds}")), needles));
+    }
+
     // --- Recipes.
     dataset(root, "good", TRAIN.as_bytes(), TEST.as_bytes());
     let recipes: [(&'static str, &str, &[&str]); 9] = [

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mixup_data::{Format, TrecLabels, parse_examples};
+use mixup_data::{ConllOptions, Format, TagScheme, TrecLabels, parse_conll, parse_examples};
 use mixup_train::recipe::Recipe;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
@@ -43,6 +43,19 @@ fn every_corpus_and_crash_input_parses_or_errors() {
             let _ = parse_examples(Path::new("replay"), &bytes, format);
             replayed += 1;
         }
+    }
+    let conll = inputs("conll");
+    assert!(!conll.is_empty(), "no corpus for the conll fuzz target");
+    for f in conll {
+        let bytes = std::fs::read(&f).expect("corpus file");
+        for scheme in [TagScheme::Bio, TagScheme::Iob1] {
+            let options = ConllOptions {
+                scheme,
+                ..ConllOptions::default()
+            };
+            let _ = parse_conll(Path::new("replay"), &bytes, &options);
+        }
+        replayed += 1;
     }
     let recipes = inputs("recipe");
     assert!(!recipes.is_empty(), "no corpus for the recipe fuzz target");

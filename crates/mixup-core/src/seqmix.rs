@@ -1,0 +1,387 @@
+//! SeqMix (Zhang, Yu and Zhang 2020): new labelled sequences for sequence labelling, made by
+//! mixing the token embeddings of two labelled sentences and projecting each mixed vector back
+//! to the nearest real token.
+//!
+//! - **Whole-sequence**: two sentences of equal length, each with at least `min_labelled`
+//!   non-`O` tags, mixed at every position.
+//! - **Sub-sequence**: a window of `window` tokens in each sentence that starts on a non-`O`
+//!   tag and holds at least `min_labelled` non-`O` tags; the first sentence's window is
+//!   replaced by the mix of the two windows.
+//! - **Label-constrained**: two windows whose tag sequences are identical; both sentences get
+//!   the mixed window, their tags unchanged (two new sentences, hard labels).
+//!
+//! At each mixed position the new token is the vocabulary row with the highest cosine
+//! similarity to `lambda * E[a] + (1 - lambda) * E[b]`, skipping the two source tokens and the
+//! excluded (special) ids, and its label is `lambda * onehot(tag_a) + (1 - lambda) *
+//! onehot(tag_b)` (hard for label-constrained). These soft labels are trained with a soft
+//! cross-entropy, so their gradient reaches the model (the released code detaches them).
+
+use burn::tensor::Tensor;
+
+/// Which SeqMix variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqMixVariant {
+    /// Whole-sequence mixup of two sentences of equal length.
+    Whole,
+    /// Sub-sequence mixup of two labelled windows.
+    Sub,
+    /// Label-constrained sub-sequence mixup: windows with identical tags.
+    LabelConstrained,
+}
+
+impl SeqMixVariant {
+    /// The name used in recipes and on the command line: `whole`, `sub`, `label-constrained`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Whole => "whole",
+            Self::Sub => "sub",
+            Self::LabelConstrained => "label-constrained",
+        }
+    }
+
+    /// Parses [`SeqMixVariant::name`].
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, with the known ones.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [Self::Whole, Self::Sub, Self::LabelConstrained]
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| format!("unknown SeqMix variant {s:?} (whole, sub, label-constrained)"))
+    }
+}
+
+/// One labelled sentence as ids and tag indices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaggedIds {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Tag index per token.
+    pub tags: Vec<usize>,
+}
+
+/// A generated sentence: ids and, per token, its label distribution as `(tag, weight)` pairs
+/// summing to 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftTagged {
+    /// Token ids (same length as the first source).
+    pub ids: Vec<u32>,
+    /// Label distribution per token.
+    pub labels: Vec<Vec<(usize, f32)>>,
+}
+
+/// Start positions of the labelled windows of `tags`: `window` tokens that start on a
+/// non-`outside` tag and hold at least `min_labelled` non-`outside` tags.
+pub fn labelled_windows(
+    tags: &[usize],
+    outside: usize,
+    window: usize,
+    min_labelled: usize,
+) -> Vec<usize> {
+    if window == 0 || tags.len() < window {
+        return Vec::new();
+    }
+    (0..=tags.len() - window)
+        .filter(|&s| {
+            tags[s] != outside
+                && tags[s..s + window]
+                    .iter()
+                    .filter(|&&t| t != outside)
+                    .count()
+                    >= min_labelled
+        })
+        .collect()
+}
+
+/// Pairs `(start_a, start_b)` of windows of length `window` whose tag sequences are equal and
+/// contain at least `min_labelled` non-`outside` tags.
+pub fn matching_windows(
+    a: &[usize],
+    b: &[usize],
+    outside: usize,
+    window: usize,
+    min_labelled: usize,
+) -> Vec<(usize, usize)> {
+    let wa = labelled_windows(a, outside, window, min_labelled);
+    let wb = labelled_windows(b, outside, window, min_labelled);
+    let mut out = Vec::new();
+    for &sa in &wa {
+        for &sb in &wb {
+            if a[sa..sa + window] == b[sb..sb + window] {
+                out.push((sa, sb));
+            }
+        }
+    }
+    out
+}
+
+/// For each row of `mixed` (`[k, d]`), the id of the row of `table` (`[V, d]`) with the highest
+/// cosine similarity, skipping the ids in `exclude[row]` and in `specials`. Returns `None` for
+/// a row when every id is excluded.
+///
+/// # Panics
+///
+/// If the widths differ or `exclude` has not one entry per row.
+pub fn nearest_tokens(
+    mixed: Tensor<2>,
+    table: Tensor<2>,
+    exclude: &[Vec<u32>],
+    specials: &[u32],
+) -> Vec<Option<u32>> {
+    let [k, d] = mixed.dims();
+    assert_eq!(
+        table.dims()[1],
+        d,
+        "mixed vectors and embedding table widths"
+    );
+    assert_eq!(exclude.len(), k, "one exclusion list per mixed vector");
+    let unit = |t: Tensor<2>| {
+        let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        t / norm
+    };
+    let sims = unit(mixed).matmul(unit(table).transpose());
+    let v = sims.dims()[1];
+    let data = sims.into_data();
+    let values: Vec<f32> = match data.try_to_vec::<f32>() {
+        Ok(values) => values,
+        Err(e) => panic!("cosine similarities could not be read back: {e:?}"),
+    };
+    (0..k)
+        .map(|row| {
+            let scores = &values[row * v..(row + 1) * v];
+            (0..v as u32)
+                .filter(|id| !exclude[row].contains(id) && !specials.contains(id))
+                .max_by(|&x, &y| scores[x as usize].total_cmp(&scores[y as usize]))
+        })
+        .collect()
+}
+
+fn one_hot(tag: usize) -> Vec<(usize, f32)> {
+    vec![(tag, 1.0)]
+}
+
+fn mixed_label(ta: usize, tb: usize, lambda: f32) -> Vec<(usize, f32)> {
+    if ta == tb {
+        vec![(ta, 1.0)]
+    } else {
+        vec![(ta, lambda), (tb, 1.0 - lambda)]
+    }
+}
+
+/// Mixes position pairs `(i in a, j in b)` of two sentences: the mixed embedding rows of
+/// `table` for each pair, projected to the nearest tokens. `None` when a projection finds no
+/// token.
+fn project_pairs(
+    a: &TaggedIds,
+    b: &TaggedIds,
+    pairs: &[(usize, usize)],
+    lambda: f32,
+    table: &Tensor<2>,
+    specials: &[u32],
+) -> Option<Vec<u32>> {
+    let device = table.device();
+    let idx = |ids: Vec<i64>| {
+        Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(ids.clone(), [ids.len()]),
+            &device,
+        )
+    };
+    let ia: Vec<i64> = pairs.iter().map(|&(i, _)| a.ids[i] as i64).collect();
+    let ib: Vec<i64> = pairs.iter().map(|&(_, j)| b.ids[j] as i64).collect();
+    let ea = table.clone().select(0, idx(ia));
+    let eb = table.clone().select(0, idx(ib));
+    let mixed = ea.mul_scalar(lambda) + eb.mul_scalar(1.0 - lambda);
+    let exclude: Vec<Vec<u32>> = pairs
+        .iter()
+        .map(|&(i, j)| vec![a.ids[i], b.ids[j]])
+        .collect();
+    nearest_tokens(mixed, table.clone(), &exclude, specials)
+        .into_iter()
+        .collect()
+}
+
+/// Generates SeqMix sentences from the pair `(a, b)` with mixing weight `lambda` (drawn by the
+/// caller from Beta(alpha, alpha)) over the embedding `table`. `outside` is the `O` tag,
+/// `specials` the ids never produced (padding, unknown). For the window variants, the first
+/// qualifying window (pair) is used, as in the paper's code. Returns no sentence when the
+/// pair does not qualify (lengths differ for `Whole`, no window, no matching tags).
+#[allow(clippy::too_many_arguments)]
+pub fn seqmix_pair(
+    a: &TaggedIds,
+    b: &TaggedIds,
+    variant: SeqMixVariant,
+    lambda: f32,
+    window: usize,
+    min_labelled: usize,
+    outside: usize,
+    table: &Tensor<2>,
+    specials: &[u32],
+) -> Vec<SoftTagged> {
+    match variant {
+        SeqMixVariant::Whole => {
+            let labelled = |t: &TaggedIds| t.tags.iter().filter(|&&x| x != outside).count();
+            if a.ids.len() != b.ids.len()
+                || labelled(a) < min_labelled
+                || labelled(b) < min_labelled
+            {
+                return Vec::new();
+            }
+            let pairs: Vec<(usize, usize)> = (0..a.ids.len()).map(|i| (i, i)).collect();
+            let Some(ids) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+                return Vec::new();
+            };
+            let labels = (0..a.ids.len())
+                .map(|i| mixed_label(a.tags[i], b.tags[i], lambda))
+                .collect();
+            vec![SoftTagged { ids, labels }]
+        }
+        SeqMixVariant::Sub => {
+            let wa = labelled_windows(&a.tags, outside, window, min_labelled);
+            let wb = labelled_windows(&b.tags, outside, window, min_labelled);
+            let (Some(&sa), Some(&sb)) = (wa.first(), wb.first()) else {
+                return Vec::new();
+            };
+            let pairs: Vec<(usize, usize)> = (0..window).map(|i| (sa + i, sb + i)).collect();
+            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+                return Vec::new();
+            };
+            let mut ids = a.ids.clone();
+            let mut labels: Vec<Vec<(usize, f32)>> = a.tags.iter().map(|&t| one_hot(t)).collect();
+            for (i, id) in mixed.into_iter().enumerate() {
+                ids[sa + i] = id;
+                labels[sa + i] = mixed_label(a.tags[sa + i], b.tags[sb + i], lambda);
+            }
+            vec![SoftTagged { ids, labels }]
+        }
+        SeqMixVariant::LabelConstrained => {
+            let Some(&(sa, sb)) =
+                matching_windows(&a.tags, &b.tags, outside, window, min_labelled).first()
+            else {
+                return Vec::new();
+            };
+            let pairs: Vec<(usize, usize)> = (0..window).map(|i| (sa + i, sb + i)).collect();
+            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+                return Vec::new();
+            };
+            let with_window = |s: &TaggedIds, start: usize| {
+                let mut ids = s.ids.clone();
+                ids[start..start + window].copy_from_slice(&mixed);
+                SoftTagged {
+                    ids,
+                    labels: s.tags.iter().map(|&t| one_hot(t)).collect(),
+                }
+            };
+            vec![with_window(a, sa), with_window(b, sb)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    /// A table where token `i` points along axis `i % 4` with a small tilt, so nearest
+    /// neighbours are predictable.
+    fn table(device: &Device) -> Tensor<2> {
+        let rows: Vec<f32> = (0..12)
+            .flat_map(|i| {
+                let mut r = [0.05f32 * i as f32; 4];
+                r[i % 4] = 1.0;
+                r
+            })
+            .collect();
+        Tensor::<1>::from_floats(rows.as_slice(), device).reshape([12, 4])
+    }
+
+    #[test]
+    fn windows_start_on_a_label_and_hold_enough_labels() {
+        // O=0.
+        let tags = [0, 1, 2, 0, 3, 0, 0, 1];
+        assert_eq!(labelled_windows(&tags, 0, 3, 2), vec![1, 2]);
+        assert_eq!(labelled_windows(&tags, 0, 3, 3), Vec::<usize>::new());
+        assert!(labelled_windows(&tags, 0, 9, 1).is_empty());
+        let b = [0, 0, 1, 2, 0];
+        assert_eq!(matching_windows(&tags, &b, 0, 3, 2), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn projected_tokens_are_vocabulary_ids_other_than_the_sources() {
+        let device = Device::flex();
+        let t = table(&device);
+        let specials = [0u32];
+        let a = TaggedIds {
+            ids: vec![1, 2, 3, 5, 6],
+            tags: vec![1, 2, 0, 1, 2],
+        };
+        let b = TaggedIds {
+            ids: vec![5, 6, 7, 9, 10],
+            tags: vec![3, 4, 0, 3, 0],
+        };
+        for variant in [SeqMixVariant::Whole, SeqMixVariant::Sub] {
+            let out = seqmix_pair(&a, &b, variant, 0.7, 2, 2, 0, &t, &specials);
+            assert_eq!(out.len(), 1, "{variant:?}");
+            let g = &out[0];
+            // A generated sentence keeps its length.
+            assert_eq!(g.ids.len(), a.ids.len());
+            assert_eq!(g.labels.len(), a.ids.len());
+            for (i, (id, labels)) in g.ids.iter().zip(&g.labels).enumerate() {
+                assert!((*id as usize) < 12 && *id != 0, "{variant:?}: id {id}");
+                // Soft labels sum to 1.
+                let total: f32 = labels.iter().map(|l| l.1).sum();
+                assert!(
+                    (total - 1.0).abs() < 1e-6,
+                    "{variant:?} pos {i}: {labels:?}"
+                );
+                if labels.len() == 2 {
+                    // A mixed position: its token is neither source token.
+                    // (Both variants pair position i with position i here: the first windows
+                    // of a and b both start at 0.)
+                    assert_ne!(*id, a.ids[i], "{variant:?} pos {i}");
+                    assert_ne!(*id, b.ids[i], "{variant:?} pos {i}");
+                    assert_eq!(labels[0], (a.tags[i], 0.7));
+                }
+            }
+        }
+        // Different lengths: no whole-sequence mix.
+        let short = TaggedIds {
+            ids: vec![5, 6],
+            tags: vec![3, 4],
+        };
+        assert!(
+            seqmix_pair(
+                &a,
+                &short,
+                SeqMixVariant::Whole,
+                0.5,
+                2,
+                1,
+                0,
+                &t,
+                &specials
+            )
+            .is_empty()
+        );
+        // Label-constrained: both sentences get the same mixed window, hard labels kept.
+        let c = TaggedIds {
+            ids: vec![7, 9, 10, 11],
+            tags: vec![0, 1, 2, 0],
+        };
+        let out = seqmix_pair(
+            &a,
+            &c,
+            SeqMixVariant::LabelConstrained,
+            0.5,
+            2,
+            2,
+            0,
+            &t,
+            &specials,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].ids[0..2], out[1].ids[1..3]);
+        assert_eq!(out[0].labels[0], vec![(1, 1.0)]);
+        assert!(out[0].ids[0] != 1 && out[0].ids[0] != 9);
+    }
+}

@@ -1,0 +1,215 @@
+//! Sequence labelling through the `mixup` binary on a toy CoNLL dataset: `mixup train` with a
+//! `task = "ner"` recipe (BiLSTM and Transformer taggers) and `mixup ner-al` with every SeqMix
+//! variant, plus the errors of bad CoNLL files.
+
+mod common;
+use common::{bin, tmp};
+use std::path::Path;
+
+/// Toy NER: names (PER) and cities (LOC) in short template sentences.
+fn toy_conll(root: &Path) {
+    let dir = root.join("toyner");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let people = [
+        "John Smith",
+        "Mary Jones",
+        "Ann Lee",
+        "Bob Stone",
+        "Eve Park",
+    ];
+    let cities = ["Paris", "New York", "Oslo", "Rome", "Lima"];
+    let make = |n: usize, offset: usize| {
+        let mut s = String::from("-DOCSTART- O\n\n");
+        for i in 0..n {
+            let p = people[(i + offset) % people.len()];
+            let c = cities[(i * 3 + offset) % cities.len()];
+            let mut tokens: Vec<(String, String)> = Vec::new();
+            for (k, w) in p.split(' ').enumerate() {
+                tokens.push((w.into(), if k == 0 { "B-PER" } else { "I-PER" }.into()));
+            }
+            for w in ["lives", "in"] {
+                tokens.push((w.into(), "O".into()));
+            }
+            for (k, w) in c.split(' ').enumerate() {
+                tokens.push((w.into(), if k == 0 { "B-LOC" } else { "I-LOC" }.into()));
+            }
+            tokens.push((".".into(), "O".into()));
+            for (w, t) in tokens {
+                s.push_str(&format!("{w}\t{t}\n"));
+            }
+            s.push('\n');
+        }
+        s
+    };
+    std::fs::write(dir.join("train.txt"), make(60, 0)).expect("train");
+    std::fs::write(dir.join("dev.txt"), make(10, 2)).expect("dev");
+    std::fs::write(dir.join("test.txt"), make(10, 1)).expect("test");
+}
+
+fn ner_recipe(root: &Path, name: &str, model: &str) -> std::path::PathBuf {
+    let p = root.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\nmax_len = 16\n\
+             lowercase = false\n[model]\n{model}\n[seqmix]\nwindow = 2\nmin_labelled = 2\n\
+             rate = 0.5\nmax_perplexity = 1000.0\n[train]\nepochs = 4\nbatch_size = 8\nlr = 0.01\n"
+        ),
+    )
+    .expect("recipe");
+    p
+}
+
+#[test]
+fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
+    let t = tmp("ner");
+    toy_conll(&t.0);
+    for (name, model) in [
+        (
+            "toy-bilstm",
+            "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
+        ),
+        (
+            "toy-transformer",
+            "kind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 1\nd_ff = 32",
+        ),
+    ] {
+        let r = ner_recipe(&t.0, name, model);
+        let out = t.0.join(format!("run-{name}"));
+        let o = bin()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .arg("--data-dir")
+            .arg(&t.0)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("runs");
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{text}");
+        assert!(text.contains("test entity F1"), "{text}");
+        let fin: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final"))
+                .expect("json");
+        let f1 = fin["test"]["micro"]["f1"].as_f64().expect("f1");
+        assert!((0.0..=1.0).contains(&f1), "{fin}");
+        assert!(
+            fin["test"]["per_type"]["PER"]["gold"].as_u64() == Some(10),
+            "{fin}"
+        );
+        for f in [
+            "model.bpk",
+            "tags.json",
+            "tokenizer.json",
+            "metrics.json",
+            "recipe.toml",
+        ] {
+            assert!(out.join(f).is_file(), "{f} missing");
+        }
+    }
+    // The toy task is easy: the BiLSTM tagger finds most entities.
+    let fin: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(t.0.join("run-toy-bilstm/final.json")).expect("final"),
+    )
+    .expect("json");
+    assert!(
+        fin["test"]["micro"]["f1"].as_f64().unwrap_or(0.0) > 0.5,
+        "{fin}"
+    );
+
+    let r = ner_recipe(
+        &t.0,
+        "toy-al",
+        "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
+    );
+    let out = t.0.join("al");
+    let o = bin()
+        .args(["ner-al", "--recipe"])
+        .arg(&r)
+        .arg("--data-dir")
+        .arg(&t.0)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--seeds",
+            "2",
+            "--seed-size",
+            "10",
+            "--rounds",
+            "2",
+            "--query",
+            "10",
+        ])
+        .args(["--candidates", "30", "--policy", "lc"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    let csv = std::fs::read_to_string(out.join("al.csv")).expect("al.csv");
+    // 4 augmentations x 2 seeds x 3 rounds, plus the header.
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 * 3, "{csv}");
+    // SeqMix sentences were generated and trained on by the sub-sequence arm.
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("sub,") && l.split(',').nth(4).is_some_and(|a| a != "0")),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(out.join("al.md")).expect("al.md");
+    assert!(
+        md.contains("| none | 2 | 30 |") && md.contains("| label-constrained |"),
+        "{md}"
+    );
+    assert!(std::fs::metadata(out.join("al.png")).expect("al.png").len() > 1000);
+}
+
+#[test]
+fn bad_conll_files_and_ner_settings_are_clear_errors() {
+    let t = tmp("ner-errors");
+    toy_conll(&t.0);
+    let r = ner_recipe(&t.0, "toy", "kind = \"bilstm\"\nd_embed = 8\nd_hidden = 8");
+    let check = |root: &Path, recipe: &Path, needles: &[&str]| {
+        let o = bin()
+            .args(["train", "--recipe"])
+            .arg(recipe)
+            .arg("--data-dir")
+            .arg(root)
+            .arg("--out")
+            .arg(root.join("out"))
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "expected {n:?} in {err}");
+        }
+    };
+    // A bad tag on line 3 of train.txt; a tag only test has.
+    let bad = t.0.join("bad");
+    std::fs::create_dir_all(bad.join("toyner")).expect("dir");
+    std::fs::write(
+        bad.join("toyner/train.txt"),
+        "John\tB-PER\nlives\tO\nin\tLOCATION\n",
+    )
+    .expect("w");
+    std::fs::write(bad.join("toyner/test.txt"), "John\tB-PER\n").expect("w");
+    check(&bad, &r, &["train.txt:3", "LOCATION"]);
+    std::fs::write(bad.join("toyner/train.txt"), "John\tB-PER\nlives\tO\n").expect("w");
+    std::fs::write(bad.join("toyner/test.txt"), "John\tB-PER\n\nParis\tB-LOC\n").expect("w");
+    check(&bad, &r, &["test.txt:3", "B-LOC"]);
+    // A ner recipe with a model that is not a tagger, or a mixing method.
+    let p = t.0.join("cnn.toml");
+    std::fs::write(
+        &p,
+        "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"textcnn\"\n",
+    )
+    .expect("w");
+    check(&t.0, &p, &["cnn.toml", "model.kind", "tagger"]);
+    let p = t.0.join("mix.toml");
+    std::fs::write(&p, "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bilstm\"\n[method]\nkind = \"word\"\n").expect("w");
+    check(&t.0, &p, &["mix.toml", "method.kind"]);
+    let p = t.0.join("seqmix-variant.toml");
+    std::fs::write(&p, "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bilstm\"\n[seqmix]\nvariant = \"half\"\n").expect("w");
+    check(&t.0, &p, &["seqmix.variant", "half"]);
+}
