@@ -7,5 +7,12 @@ use libfuzzer_sys::fuzz_target;
 use mixup_data::{Format, parse_examples};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = parse_examples(Path::new("fuzz.csv"), data, &Format::Csv { text_column: "text".into(), label_column: "label".into() });
+    let _ = parse_examples(
+        Path::new("fuzz.csv"),
+        data,
+        &Format::Csv {
+            text_column: "text".into(),
+            label_column: "label".into(),
+        },
+    );
 });

@@ -7,5 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use mixup_data::{Format, TrecLabels, parse_examples};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = parse_examples(Path::new("fuzz.trec"), data, &Format::Trec(TrecLabels::Fine));
+    let _ = parse_examples(
+        Path::new("fuzz.trec"),
+        data,
+        &Format::Trec(TrecLabels::Fine),
+    );
 });

@@ -8,6 +8,8 @@
 //! the classifiers; the last point is per token and is not a mixing point for sentence-level
 //! methods.
 //!
+//! [`SequenceTagger::on_bert`] puts the same head on a pretrained BERT-family encoder.
+//!
 //! The encoder is built as a classifier with a single output (its pooling head is never run;
 //! it is a few hundred parameters that get no gradient). The Transformer encoder is built
 //! without a `[CLS]` vector, so positions line up with tokens; with pre-LN its final
@@ -22,8 +24,8 @@ use burn::{
 use mixup_core::{MixState, PointKind};
 
 use crate::{
-    BiLstmClassifier, BiLstmClassifierConfig, MixingPoints, TransformerClassifier,
-    TransformerClassifierConfig,
+    BertClassifier, BertEncoder, BiLstmClassifier, BiLstmClassifierConfig, MixingPoints,
+    TransformerClassifier, TransformerClassifierConfig,
 };
 
 /// The encoder of a [`SequenceTagger`].
@@ -34,6 +36,8 @@ pub enum TaggerEncoder {
     BiLstm(BiLstmClassifier),
     /// Transformer encoder layers.
     Transformer(TransformerClassifier),
+    /// A pretrained BERT-family encoder (its sentence head is never run).
+    Bert(BertClassifier),
 }
 
 /// Which encoder a [`SequenceTaggerConfig`] builds.
@@ -103,10 +107,22 @@ impl SequenceTaggerConfig {
 }
 
 impl SequenceTagger {
+    /// A tagger on a pretrained BERT-family encoder: dropout and a fresh linear layer on every
+    /// sub-token state (the caller labels, e.g., the first sub-token of each word).
+    pub fn on_bert(encoder: BertEncoder, num_tags: usize, dropout: f64, device: &Device) -> Self {
+        let width = encoder.hidden_size();
+        Self {
+            encoder: TaggerEncoder::Bert(BertClassifier::new(encoder, 1, dropout, device)),
+            dropout: DropoutConfig::new(dropout).init(),
+            head: LinearConfig::new(width, num_tags).init(device),
+        }
+    }
+
     fn encoder_points(&self) -> Vec<PointKind> {
         match &self.encoder {
             TaggerEncoder::BiLstm(m) => m.points(),
             TaggerEncoder::Transformer(m) => m.points(),
+            TaggerEncoder::Bert(m) => m.points(),
         }
     }
 
@@ -123,6 +139,7 @@ impl SequenceTagger {
         match &self.encoder {
             TaggerEncoder::BiLstm(m) => m.embedding.weight.val(),
             TaggerEncoder::Transformer(m) => m.token.weight.val(),
+            TaggerEncoder::Bert(m) => m.encoder.embeddings.word.weight.val(),
         }
     }
 }
@@ -136,6 +153,7 @@ impl MixingPoints for SequenceTagger {
         match &self.encoder {
             TaggerEncoder::BiLstm(m) => m.embed(ids, mask),
             TaggerEncoder::Transformer(m) => m.embed(ids, mask),
+            TaggerEncoder::Bert(m) => m.embed(ids, mask),
         }
     }
 
@@ -145,6 +163,7 @@ impl MixingPoints for SequenceTagger {
             return match &self.encoder {
                 TaggerEncoder::BiLstm(m) => m.advance(state, point),
                 TaggerEncoder::Transformer(m) => m.advance(state, point),
+                TaggerEncoder::Bert(m) => m.advance(state, point),
             };
         }
         match state {
@@ -154,7 +173,7 @@ impl MixingPoints for SequenceTagger {
                         Some(norm) => norm.forward(hidden),
                         None => hidden,
                     },
-                    TaggerEncoder::BiLstm(_) => hidden,
+                    TaggerEncoder::BiLstm(_) | TaggerEncoder::Bert(_) => hidden,
                 };
                 let [n, l, d] = hidden.dims();
                 MixState::Pooled(hidden.reshape([n * l, d]))

@@ -534,6 +534,7 @@ fn cmd_train(
         let r = mixup_train::ner::train_ner_recipe(
             &recipe,
             &dir,
+            data_dir,
             &device,
             &device_name,
             &out,

@@ -21,8 +21,8 @@ use burn::{
 };
 use mixup_core::soft_cross_entropy;
 use mixup_data::{
-    ConllOptions, EntityScores, LabelSet, TagScheme, TaggedSentence, WordTokenizer,
-    WordTokenizerConfig, batch_indices, entity_scores, read_conll,
+    ConllOptions, EntityScores, LabelSet, TagScheme, TaggedSentence, WordPieceTokenizer,
+    WordTokenizer, WordTokenizerConfig, batch_indices, entity_scores, read_conll,
 };
 use mixup_models::{
     BiLstmClassifierConfig, MixingPoints, SequenceTagger, SequenceTaggerConfig, TaggerKind,
@@ -60,8 +60,20 @@ fn options(recipe: &Recipe) -> ConllOptions {
     }
 }
 
-/// Sentences as `(ids, tag indices)`.
-pub type EncodedSplit = Vec<(Vec<u32>, Vec<usize>)>;
+/// One sentence ready for a tagger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedSentence {
+    /// Model input ids: one per word, or WordPiece sub-tokens with `[CLS]`/`[SEP]`.
+    pub ids: Vec<u32>,
+    /// Tag index per word.
+    pub tags: Vec<usize>,
+    /// Per word, the position in `ids` whose prediction is the word's (its first sub-token);
+    /// `None` when the word was cut off by `max_len`.
+    pub first: Vec<Option<usize>>,
+}
+
+/// The encoded sentences of a split.
+pub type EncodedSplit = Vec<EncodedSentence>;
 
 impl NerData {
     /// Every split encoded with `vocab` (see [`NerVocab::encode`]): train, dev (if any), test.
@@ -119,6 +131,10 @@ pub fn load_ner(dir: &Path, recipe: &Recipe) -> anyhow::Result<NerData> {
 pub struct NerVocab {
     /// Words (from train).
     pub tokenizer: WordTokenizer,
+    /// The WordPiece tokenizer of a BERT-family tagger (then the model reads sub-tokens).
+    pub wordpiece: Option<WordPieceTokenizer>,
+    /// Longest model input (sub-tokens for WordPiece).
+    pub max_len: usize,
     /// Tags (from train, sorted).
     pub tags: LabelSet,
     /// Index of `O`.
@@ -131,7 +147,11 @@ impl NerVocab {
     /// # Errors
     ///
     /// Training data without an `O` tag.
-    pub fn build(train: &[TaggedSentence], recipe: &Recipe) -> anyhow::Result<Self> {
+    pub fn build(
+        train: &[TaggedSentence],
+        recipe: &Recipe,
+        wordpiece: Option<WordPieceTokenizer>,
+    ) -> anyhow::Result<Self> {
         let joined: Vec<String> = train.iter().map(|s| s.tokens.join(" ")).collect();
         let tokenizer = WordTokenizerConfig {
             lowercase: recipe.data.lowercase,
@@ -150,9 +170,19 @@ impl NerVocab {
             .ok_or_else(|| anyhow::anyhow!("the training data has no O tag"))?;
         Ok(Self {
             tokenizer,
+            wordpiece,
+            max_len: recipe.data.max_len,
             tags,
             outside,
         })
+    }
+
+    /// Rows of the model's embedding table.
+    pub fn vocab_size(&self) -> usize {
+        match &self.wordpiece {
+            Some(wp) => wp.vocab_size(),
+            None => self.tokenizer.vocab_size(),
+        }
     }
 
     /// One sentence as ids and tag indices (all of it, not cut).
@@ -160,16 +190,32 @@ impl NerVocab {
     /// # Errors
     ///
     /// A tag that training never had, naming `path` and the sentence's line.
-    pub fn encode(
-        &self,
-        s: &TaggedSentence,
-        path: &Path,
-    ) -> anyhow::Result<(Vec<u32>, Vec<usize>)> {
-        let ids = s
-            .tokens
-            .iter()
-            .map(|t| self.tokenizer.encode(t, 1)[0])
-            .collect();
+    pub fn encode(&self, s: &TaggedSentence, path: &Path) -> anyhow::Result<EncodedSentence> {
+        let (ids, first) = match &self.wordpiece {
+            None => (
+                s.tokens
+                    .iter()
+                    .map(|t| self.tokenizer.encode(t, 1)[0])
+                    .collect::<Vec<u32>>(),
+                (0..s.tokens.len()).map(Some).collect::<Vec<_>>(),
+            ),
+            Some(wp) => {
+                let words: Vec<&str> = s.tokens.iter().map(String::as_str).collect();
+                let (ids, word_of) = wp
+                    .encode_words(&words, self.max_len)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), s.line))?;
+                let mut first = vec![None; words.len()];
+                for (p, w) in word_of.iter().enumerate() {
+                    if let Some(w) = *w
+                        && w < first.len()
+                        && first[w].is_none()
+                    {
+                        first[w] = Some(p);
+                    }
+                }
+                (ids, first)
+            }
+        };
         let tags = s
             .tags
             .iter()
@@ -185,7 +231,7 @@ impl NerVocab {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok((ids, tags))
+        Ok(EncodedSentence { ids, tags, first })
     }
 }
 
@@ -194,16 +240,24 @@ impl NerVocab {
 pub struct NerItem {
     /// Token ids.
     pub ids: Vec<u32>,
-    /// Per token, `(tag, weight)` pairs summing to 1.
+    /// Per token, `(tag, weight)` pairs summing to 1; empty for positions the loss ignores
+    /// (`[CLS]`, `[SEP]`, sub-tokens after a word's first).
     pub labels: Vec<Vec<(usize, f32)>>,
 }
 
 impl NerItem {
-    /// A gold sentence (one-hot labels).
-    pub fn hard(ids: Vec<u32>, tags: &[usize]) -> Self {
+    /// A gold sentence: one-hot labels at each word's first sub-token, none (ignored by the
+    /// loss) at the other positions.
+    pub fn hard(s: &EncodedSentence) -> Self {
+        let mut labels = vec![Vec::new(); s.ids.len()];
+        for (w, p) in s.first.iter().enumerate() {
+            if let Some(p) = *p {
+                labels[p] = vec![(s.tags[w], 1.0)];
+            }
+        }
         Self {
-            ids,
-            labels: tags.iter().map(|&t| vec![(t, 1.0)]).collect(),
+            ids: s.ids.clone(),
+            labels,
         }
     }
 }
@@ -217,8 +271,20 @@ pub fn build_tagger(
     recipe: &Recipe,
     vocab: usize,
     num_tags: usize,
+    bert_dir: Option<&Path>,
     device: &Device,
 ) -> anyhow::Result<SequenceTagger> {
+    if let ModelSection::Bert(m) = &recipe.model {
+        let dir = bert_dir
+            .ok_or_else(|| anyhow::anyhow!("model.kind = \"bert\" needs its checkpoint folder"))?;
+        let (encoder, _) = mixup_models::BertEncoder::from_pretrained(dir, device)?;
+        return Ok(SequenceTagger::on_bert(
+            encoder.without_pooler(),
+            num_tags,
+            m.dropout,
+            device,
+        ));
+    }
     let kind = match &recipe.model {
         ModelSection::Bilstm(m) => TaggerKind::BiLstm(
             BiLstmClassifierConfig::new(vocab, 1)
@@ -340,7 +406,7 @@ impl TaggerTrainer {
             let mut keep = vec![false; n * l];
             for (r, &i) in idx.iter().enumerate() {
                 for (j, labels) in items[i].labels.iter().take(l).enumerate() {
-                    keep[r * l + j] = true;
+                    keep[r * l + j] = !labels.is_empty();
                     for &(tag, w) in labels {
                         targets[(r * l + j) * num_tags + tag] += w;
                     }
@@ -420,13 +486,13 @@ fn argmax(p: &[f32]) -> usize {
 /// Entity scores of `model` on encoded sentences `(ids, gold tags)`.
 pub fn evaluate_ner(
     model: &SequenceTagger,
-    data: &[(Vec<u32>, Vec<usize>)],
+    data: &[EncodedSentence],
     vocab: &NerVocab,
     max_len: usize,
     batch_size: usize,
     device: &Device,
 ) -> EntityScores {
-    let ids: Vec<Vec<u32>> = data.iter().map(|d| d.0.clone()).collect();
+    let ids: Vec<Vec<u32>> = data.iter().map(|d| d.ids.clone()).collect();
     let probs = predict_proba(
         model,
         &ids,
@@ -439,11 +505,23 @@ pub fn evaluate_ner(
     let name = |i: usize| vocab.tags.name(i).unwrap_or("O").to_string();
     let gold: Vec<Vec<String>> = data
         .iter()
-        .map(|d| d.1.iter().map(|&t| name(t)).collect())
+        .map(|d| d.tags.iter().map(|&t| name(t)).collect())
         .collect();
+    // Each word takes the prediction at its first sub-token; a word cut off is `O`.
     let pred: Vec<Vec<String>> = probs
         .iter()
-        .map(|s| s.iter().map(|p| name(argmax(p))).collect())
+        .zip(data)
+        .map(|(p, d)| {
+            d.first
+                .iter()
+                .map(|f| {
+                    name(
+                        f.and_then(|i| p.get(i))
+                            .map_or(vocab.outside, |q| argmax(q)),
+                    )
+                })
+                .collect()
+        })
         .collect();
     entity_scores(&gold, &pred)
 }
@@ -457,7 +535,7 @@ pub fn encode_split(
     vocab: &NerVocab,
     sentences: &[TaggedSentence],
     path: &Path,
-) -> anyhow::Result<Vec<(Vec<u32>, Vec<usize>)>> {
+) -> anyhow::Result<EncodedSplit> {
     sentences.iter().map(|s| vocab.encode(s, path)).collect()
 }
 
@@ -508,6 +586,7 @@ pub struct NerFinal {
 pub fn train_ner_recipe(
     recipe: &Recipe,
     data_dir: &Path,
+    pretrained_root: Option<&Path>,
     device: &Device,
     device_name: &str,
     out: &Path,
@@ -517,7 +596,20 @@ pub fn train_ner_recipe(
     let data = load_ner(data_dir, recipe)?;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the run folder {}", out.display()))?;
-    let vocab = NerVocab::build(&data.train, recipe)?;
+    let bert = match &recipe.model {
+        ModelSection::Bert(m) => Some(crate::run::prepare_bert(
+            m,
+            recipe,
+            pretrained_root,
+            &crate::fetch::default_cache_dir(),
+        )?),
+        _ => None,
+    };
+    let vocab = NerVocab::build(
+        &data.train,
+        recipe,
+        bert.as_ref().map(|b| b.tokenizer.clone()),
+    )?;
     let (train, dev, test) = data.encode(&vocab)?;
     say(&format!(
         "training {} ({} tagger, seed {}) on {device_name}: {} train / {} test sentences, vocab \
@@ -531,14 +623,17 @@ pub fn train_ner_recipe(
         vocab.tags.len(),
         data.dir.display()
     ));
-    let items: Vec<NerItem> = train
-        .iter()
-        .map(|(i, t)| NerItem::hard(i.clone(), t))
-        .collect();
+    let items: Vec<NerItem> = train.iter().map(NerItem::hard).collect();
     let ad = device.clone().autodiff();
     ad.seed(recipe.train.seed);
     let num_tags = vocab.tags.len();
-    let mut model = build_tagger(recipe, vocab.tokenizer.vocab_size(), num_tags, &ad)?;
+    let mut model = build_tagger(
+        recipe,
+        vocab.vocab_size(),
+        num_tags,
+        bert.as_ref().map(|b| b.dir.as_path()),
+        &ad,
+    )?;
     let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
     let mut epochs = Vec::new();
     let mut train_seconds = 0.0;

@@ -150,7 +150,13 @@ pub fn run_active_learning(
     let sm = recipe.seqmix.clone().unwrap_or_default();
     // The vocabulary of the whole training text: words only (tags of unlabelled sentences
     // are never read before they are queried).
-    let vocab = NerVocab::build(&data.train, recipe)?;
+    if matches!(recipe.model, crate::recipe::ModelSection::Bert(_)) {
+        anyhow::bail!(
+            "mixup ner-al mixes word embeddings; use a bilstm or transformer tagger (model.kind \
+             = \"bert\" works with mixup train)"
+        );
+    }
+    let vocab = NerVocab::build(&data.train, recipe, None)?;
     let (train, dev, test) = data.encode(&vocab)?;
     let num_tags = vocab.tags.len();
     let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
@@ -170,15 +176,13 @@ pub fn run_active_learning(
             let mut generated = 0usize;
             for round in 0..=spec.rounds {
                 let t0 = std::time::Instant::now();
-                let mut items: Vec<NerItem> = labelled
-                    .iter()
-                    .map(|&i| NerItem::hard(train[i].0.clone(), &train[i].1))
-                    .collect();
+                let mut items: Vec<NerItem> =
+                    labelled.iter().map(|&i| NerItem::hard(&train[i])).collect();
                 items.extend(augmented.iter().cloned());
                 let ad = device.clone().autodiff();
                 let model_seed = derive_seed(seed, 22, round as u64, 0);
                 ad.seed(model_seed);
-                let mut model = build_tagger(recipe, vocab.tokenizer.vocab_size(), num_tags, &ad)?;
+                let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, None, &ad)?;
                 let mut trainer = TaggerTrainer::new(
                     recipe,
                     &model,
@@ -217,7 +221,7 @@ pub fn run_active_learning(
                         candidates[..spec.query.min(k)].to_vec()
                     } else {
                         let ids: Vec<Vec<u32>> =
-                            candidates.iter().map(|&i| train[i].0.clone()).collect();
+                            candidates.iter().map(|&i| train[i].ids.clone()).collect();
                         let probs = predict_proba(
                             &eval,
                             &ids,
@@ -253,11 +257,15 @@ pub fn run_active_learning(
                         // labelled window (sub, label-constrained); whole pairs equal lengths.
                         let eligible = |i: &usize| match variant {
                             SeqMixVariant::Whole => {
-                                train[*i].1.iter().filter(|&&t| t != vocab.outside).count()
+                                train[*i]
+                                    .tags
+                                    .iter()
+                                    .filter(|&&t| t != vocab.outside)
+                                    .count()
                                     >= sm.min_labelled
                             }
                             _ => !labelled_windows(
-                                &train[*i].1,
+                                &train[*i].tags,
                                 vocab.outside,
                                 sm.window,
                                 sm.min_labelled,
@@ -277,7 +285,7 @@ pub fn run_active_learning(
                                 SeqMixVariant::Whole => seconds
                                     .iter()
                                     .copied()
-                                    .filter(|&b| b != a && train[b].0.len() == train[a].0.len())
+                                    .filter(|&b| b != a && train[b].ids.len() == train[a].ids.len())
                                     .collect(),
                                 _ => seconds.iter().copied().filter(|&b| b != a).collect(),
                             };
@@ -287,12 +295,12 @@ pub fn run_active_learning(
                             let b = partners[rng.random_range(0..partners.len())];
                             let lambda = beta.sample(&mut rng) as f32;
                             let ta = TaggedIds {
-                                ids: train[a].0.clone(),
-                                tags: train[a].1.clone(),
+                                ids: train[a].ids.clone(),
+                                tags: train[a].tags.clone(),
                             };
                             let tb = TaggedIds {
-                                ids: train[b].0.clone(),
-                                tags: train[b].1.clone(),
+                                ids: train[b].ids.clone(),
+                                tags: train[b].tags.clone(),
                             };
                             for g in seqmix_pair(
                                 &ta,

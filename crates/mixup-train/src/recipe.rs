@@ -488,14 +488,11 @@ impl Recipe {
             ));
         }
         if self.task == "ner" {
-            if !matches!(
-                self.model,
-                ModelSection::Bilstm(_) | ModelSection::Transformer(_)
-            ) {
+            if matches!(self.model, ModelSection::Textcnn(_)) {
                 return Err(bad(
                     "model.kind",
                     format!("{:?}", self.model.kind_name()),
-                    "a ner recipe needs a tagger: \"bilstm\" or \"transformer\"",
+                    "a ner recipe needs a tagger: \"bilstm\", \"transformer\" or \"bert\"",
                 ));
             }
             if self.method.kind != "none" {

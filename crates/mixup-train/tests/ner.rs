@@ -3,7 +3,7 @@
 //! variant, plus the errors of bad CoNLL files.
 
 mod common;
-use common::{bin, tmp};
+use common::{bin, tiny_bert, tmp};
 use std::path::Path;
 
 /// Toy NER: names (PER) and cities (LOC) in short template sentences.
@@ -60,6 +60,27 @@ fn ner_recipe(root: &Path, name: &str, model: &str) -> std::path::PathBuf {
     p
 }
 
+/// Runs `mixup train` on a ner recipe; it must succeed and print the entity F1. Returns
+/// `final.json`.
+fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
+    let o = bin()
+        .args(["train", "--recipe"])
+        .arg(recipe)
+        .arg("--data-dir")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && text.contains("test entity F1"),
+        "{text}"
+    );
+    serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final.json"))
+        .expect("final.json parses")
+}
+
 #[test]
 fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
     let t = tmp("ner");
@@ -76,22 +97,7 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
     ] {
         let r = ner_recipe(&t.0, name, model);
         let out = t.0.join(format!("run-{name}"));
-        let o = bin()
-            .args(["train", "--recipe"])
-            .arg(&r)
-            .arg("--data-dir")
-            .arg(&t.0)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .expect("runs");
-        let text =
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{text}");
-        assert!(text.contains("test entity F1"), "{text}");
-        let fin: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final"))
-                .expect("json");
+        let fin = train_ner(&t.0, &r, &out);
         let f1 = fin["test"]["micro"]["f1"].as_f64().expect("f1");
         assert!((0.0..=1.0).contains(&f1), "{fin}");
         assert!(
@@ -108,6 +114,21 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
             assert!(out.join(f).is_file(), "{f} missing");
         }
     }
+    // A BERT-family tagger (a tiny random checkpoint): WordPiece sub-tokens, each word scored
+    // at its first sub-token.
+    tiny_bert(&t.0.join("tiny-bert"));
+    let r = t.0.join("toy-bert.toml");
+    std::fs::write(
+        &r,
+        "name = \"toy-bert\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\nmax_len = 16\n\
+         [model]\nkind = \"bert\"\npretrained = \"tiny-bert\"\n[train]\nepochs = 2\n\
+         batch_size = 8\nlr = 1e-3\noptimizer = \"adamw\"\nwarmup = 0.1\nschedule = \"linear\"\n",
+    )
+    .expect("recipe");
+    let fin = train_ner(&t.0, &r, &t.0.join("run-bert"));
+    // Every gold entity is counted at word level, whatever the sub-token split.
+    assert_eq!(fin["test"]["micro"]["gold"].as_u64(), Some(20), "{fin}");
+
     // The toy task is easy: the BiLSTM tagger finds most entities.
     let fin: serde_json::Value = serde_json::from_slice(
         &std::fs::read(t.0.join("run-toy-bilstm/final.json")).expect("final"),
