@@ -118,47 +118,7 @@ enum Command {
         device: Option<String>,
     },
     /// Time training steps on synthetic batches: samples/s, ms per step, peak memory.
-    Bench {
-        /// Take model, method, optimiser and learning rate from this recipe (needed for bert).
-        #[arg(long, conflicts_with = "model")]
-        recipe: Option<PathBuf>,
-        /// Model with its default settings: textcnn, bilstm or transformer.
-        #[arg(long, default_value = "textcnn")]
-        model: String,
-        /// Method (default: the recipe's, else none).
-        #[arg(long)]
-        method: Option<String>,
-        /// Rows per step.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Tokens per row (every row is this long; no padding).
-        #[arg(long, default_value_t = 24)]
-        seq: usize,
-        /// Timed steps (the median is reported).
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Untimed steps first.
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
-        /// Vocabulary size of word-level models.
-        #[arg(long, default_value_t = 8680)]
-        vocab: usize,
-        /// Number of classes.
-        #[arg(long, default_value_t = 6)]
-        classes: usize,
-        /// Seed of the weights, batches and mixing.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Backend (as for train).
-        #[arg(long)]
-        device: Option<String>,
-        /// Folder holding pretrained checkpoints (else $MIXUP_DATA_DIR, else the cache).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Print one JSON object instead of a line of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
     /// Active sequence labelling with SeqMix: rounds of query, augment, retrain (ner recipes).
     NerAl {
         /// A recipe with task = "ner" (its [seqmix] section sets the augmentation).
@@ -185,9 +145,10 @@ enum Command {
         /// Query policy: random, lc (least confidence) or nte (normalised token entropy).
         #[arg(long, default_value = "nte")]
         policy: String,
-        /// Augmentations compared, comma-separated: none, whole, sub, label-constrained.
-        #[arg(long, default_value = "none,whole,sub,label-constrained")]
-        augment: String,
+        /// Augmentations compared, comma-separated: none, whole, sub, label-constrained
+        /// (default: none and the recipe's seqmix.variant).
+        #[arg(long)]
+        augment: Option<String>,
         /// Backend (as for train).
         #[arg(long)]
         device: Option<String>,
@@ -200,6 +161,64 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+}
+
+/// The options of `mixup bench`.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Take model, method, optimiser and learning rate from this recipe (needed for bert).
+    #[arg(long, conflicts_with = "model")]
+    recipe: Option<PathBuf>,
+    /// Model with its default settings: textcnn, bilstm or transformer.
+    #[arg(long, default_value = "textcnn")]
+    model: String,
+    /// Method (default: the recipe's, else none).
+    #[arg(long)]
+    method: Option<String>,
+    /// Rows per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Tokens per row (every row is this long; no padding).
+    #[arg(long, default_value_t = 24)]
+    seq: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Vocabulary size of word-level models.
+    #[arg(long, default_value_t = 8680)]
+    vocab: usize,
+    /// Number of classes.
+    #[arg(long, default_value_t = 6)]
+    classes: usize,
+    /// Seed of the weights, batches and mixing.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend (as for train).
+    #[arg(long)]
+    device: Option<String>,
+    /// Folder holding pretrained checkpoints (else $MIXUP_DATA_DIR, else the cache).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchArgs {
+    fn spec(&self) -> mixup_train::bench::BenchSpec {
+        mixup_train::bench::BenchSpec {
+            batch: self.batch,
+            seq: self.seq,
+            steps: self.steps,
+            warmup: self.warmup,
+            vocab: self.vocab,
+            classes: self.classes,
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -266,37 +285,7 @@ fn main() -> ExitCode {
         Command::Predict { run, file, device } => {
             cmd_predict(&run, file.as_deref(), device.as_deref())
         }
-        Command::Bench {
-            recipe,
-            model,
-            method,
-            batch,
-            seq,
-            steps,
-            warmup,
-            vocab,
-            classes,
-            seed,
-            device,
-            data_dir,
-            json,
-        } => cmd_bench(
-            recipe.as_deref(),
-            &model,
-            method.as_deref(),
-            &mixup_train::bench::BenchSpec {
-                batch,
-                seq,
-                steps,
-                warmup,
-                vocab,
-                classes,
-                seed,
-            },
-            device.as_deref(),
-            data_dir.as_deref(),
-            json,
-        ),
+        Command::Bench(args) => cmd_bench(&args),
         Command::NerAl {
             recipe,
             out,
@@ -315,7 +304,7 @@ fn main() -> ExitCode {
             seeds,
             (seed_size, rounds, query, candidates),
             &policy,
-            &augment,
+            augment.as_deref(),
             device.as_deref(),
             data_dir.as_deref(),
         ),
@@ -354,7 +343,7 @@ fn cmd_ner_al(
     seeds: u64,
     (seed_size, rounds, query, candidates): (usize, usize, usize, usize),
     policy: &str,
-    augment: &str,
+    augment: Option<&str>,
     device: Option<&str>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -370,7 +359,9 @@ fn cmd_ner_al(
         );
     }
     let policy = QueryPolicy::parse(policy).map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let default_augment = format!("none,{}", recipe.seqmix.clone().unwrap_or_default().variant);
     let augments = augment
+        .unwrap_or(&default_augment)
         .split(',')
         .map(|a| match a.trim() {
             "none" => Ok(None),
@@ -417,27 +408,26 @@ fn cmd_ner_al(
     Ok(())
 }
 
-fn cmd_bench(
-    recipe_path: Option<&Path>,
-    model: &str,
-    method: Option<&str>,
-    spec: &mixup_train::bench::BenchSpec,
-    device: Option<&str>,
-    data_dir: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn cmd_bench(args: &BenchArgs) -> anyhow::Result<()> {
     use mixup_train::bench::{bench_recipe, default_recipe};
-    let mut recipe = match recipe_path {
+    let method = args.method.as_deref();
+    let mut recipe = match &args.recipe {
         Some(path) => Recipe::load(path)?,
-        None => default_recipe(model, method.unwrap_or("none"))?,
+        None => default_recipe(&args.model, method.unwrap_or("none"))?,
     };
-    if let (Some(m), Some(path)) = (method, recipe_path) {
+    if let (Some(m), Some(path)) = (method, &args.recipe) {
         recipe.method.kind = m.to_string();
         recipe.validate(path)?;
     }
-    let (device, device_name) = select_device(device)?;
-    let r = bench_recipe(&recipe, spec, &device, &device_name, data_dir)?;
-    if json {
+    let (device, device_name) = select_device(args.device.as_deref())?;
+    let r = bench_recipe(
+        &recipe,
+        &args.spec(),
+        &device,
+        &device_name,
+        args.data_dir.as_deref(),
+    )?;
+    if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(

@@ -576,8 +576,8 @@ pub struct NerFinal {
 }
 
 /// Trains a `ner` recipe on its full training set, one evaluation per epoch, and writes the
-/// run folder (`recipe.toml`, `tokenizer.json`, `tags.json`, `model.bpk`, `metrics.json`,
-/// `final.json`).
+/// run folder (`recipe.toml`, `tokenizer.json` for word-level taggers, `tags.json`,
+/// `model.bpk`, `metrics.json`, `final.json`).
 ///
 /// # Errors
 ///
@@ -691,10 +691,14 @@ pub fn train_ner_recipe(
     let mut resolved = recipe.clone();
     resolved.results = None;
     crate::run::write_atomic(&out.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
-    crate::run::write_atomic(
-        &out.join("tokenizer.json"),
-        &serde_json::to_vec(&vocab.tokenizer)?,
-    )?;
+    // A BERT-family tagger reads WordPiece ids from its checkpoint's tokenizer; the word
+    // vocabulary belongs to word-level taggers only.
+    if vocab.wordpiece.is_none() {
+        crate::run::write_atomic(
+            &out.join("tokenizer.json"),
+            &serde_json::to_vec(&vocab.tokenizer)?,
+        )?;
+    }
     crate::run::write_atomic(
         &out.join("tags.json"),
         &serde_json::to_vec_pretty(vocab.tags.names())?,

@@ -80,7 +80,8 @@ fn default_task() -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeqMixSection {
-    /// `whole`, `sub` or `label-constrained`.
+    /// `whole`, `sub` or `label-constrained`: the variant `mixup ner-al` compares with no
+    /// augmentation when no `--augment` list is given.
     pub variant: String,
     /// Lambda ~ Beta(alpha, alpha).
     pub alpha: f64,
@@ -526,7 +527,7 @@ impl Recipe {
             if !(sm.rate >= 0.0 && sm.rate.is_finite()) {
                 return Err(bad("seqmix.rate", sm.rate.to_string(), "must be 0 or more"));
             }
-            if sm.max_perplexity.is_some_and(|p| !(p > 0.0)) {
+            if sm.max_perplexity.is_some_and(|p| p.is_nan() || p <= 0.0) {
                 return Err(bad(
                     "seqmix.max_perplexity",
                     format!("{:?}", sm.max_perplexity),

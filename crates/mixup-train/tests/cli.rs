@@ -705,8 +705,6 @@ fn transformer_and_method_settings_are_checked() {
 
 // ---- BERT-family encoders ---------------------------------------------------------------------
 
-/// The WordPiece vocabulary of the tiny checkpoint: BERT's special tokens, then the toy words.
-
 /// A toy recipe with a `kind = "bert"` model (extra model keys in `model`), the method in
 /// `method`, and BERT-style optimisation.
 fn bert_recipe(root: &Path, name: &str, model: &str, method: &str, train: &str) -> PathBuf {

@@ -163,6 +163,7 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
             "10",
         ])
         .args(["--candidates", "30", "--policy", "lc"])
+        .args(["--augment", "none,whole,sub,label-constrained"])
         .output()
         .expect("runs");
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);

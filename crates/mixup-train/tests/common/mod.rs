@@ -29,7 +29,8 @@ pub fn tmp(name: &str) -> Tmp {
     Tmp(d)
 }
 
-/// The vocabulary of [`tiny_bert`].
+/// The WordPiece vocabulary of the tiny checkpoint ([`tiny_bert`]): BERT's special tokens, then
+/// the toy words.
 #[allow(dead_code)]
 pub const TINY_VOCAB: [&str; 18] = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "apple", "river", "engine", "the", "a", "of",
