@@ -442,26 +442,32 @@ impl TaggerTrainer {
 
 /// Per-token tag probabilities `[len, tags]` of each sentence (whole sentences; positions past
 /// `max_len` get all their mass on `outside`).
+///
+/// # Errors
+///
+/// Probabilities that cannot be read back from the device.
 pub fn predict_proba(
     model: &SequenceTagger,
-    sentences: &[Vec<u32>],
+    sentences: &[&[u32]],
     max_len: usize,
     batch_size: usize,
     num_tags: usize,
     outside: usize,
     device: &Device,
-) -> Vec<Vec<Vec<f32>>> {
+) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
     let mut out = Vec::with_capacity(sentences.len());
     for chunk in sentences.chunks(batch_size.max(1)) {
-        let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let (ids, mask) = id_batch(&rows, max_len, device);
-        let [n, l] = ids.dims();
+        let (ids, mask) = id_batch(chunk, max_len, device);
+        let l = ids.dims()[1];
         let probs = softmax(model.forward(ids, mask), 1);
-        let values: Vec<f32> = probs.into_data().try_to_vec().unwrap_or_default();
+        let values: Vec<f32> = probs
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("reading tag probabilities back: {e:?}"))?;
         for (r, s) in chunk.iter().enumerate() {
             let rows = (0..s.len())
                 .map(|j| {
-                    if j < l && values.len() == n * l * num_tags {
+                    if j < l {
                         values[(r * l + j) * num_tags..(r * l + j + 1) * num_tags].to_vec()
                     } else {
                         let mut v = vec![0.0; num_tags];
@@ -473,7 +479,7 @@ pub fn predict_proba(
             out.push(rows);
         }
     }
-    out
+    Ok(out)
 }
 
 fn argmax(p: &[f32]) -> usize {
@@ -483,7 +489,11 @@ fn argmax(p: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-/// Entity scores of `model` on encoded sentences `(ids, gold tags)`.
+/// Entity scores of `model` on encoded sentences.
+///
+/// # Errors
+///
+/// See [`predict_proba`].
 pub fn evaluate_ner(
     model: &SequenceTagger,
     data: &[EncodedSentence],
@@ -491,8 +501,8 @@ pub fn evaluate_ner(
     max_len: usize,
     batch_size: usize,
     device: &Device,
-) -> EntityScores {
-    let ids: Vec<Vec<u32>> = data.iter().map(|d| d.ids.clone()).collect();
+) -> anyhow::Result<EntityScores> {
+    let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
     let probs = predict_proba(
         model,
         &ids,
@@ -501,7 +511,7 @@ pub fn evaluate_ner(
         vocab.tags.len(),
         vocab.outside,
         device,
-    );
+    )?;
     let name = |i: usize| vocab.tags.name(i).unwrap_or("O").to_string();
     let gold: Vec<Vec<String>> = data
         .iter()
@@ -523,7 +533,7 @@ pub fn evaluate_ner(
                 .collect()
         })
         .collect();
-    entity_scores(&gold, &pred)
+    Ok(entity_scores(&gold, &pred))
 }
 
 /// Encodes every sentence of a split (see [`NerVocab::encode`]).
@@ -653,8 +663,9 @@ pub fn train_ner_recipe(
         let eval = model.valid();
         let dev_scores = dev
             .as_ref()
-            .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device));
-        let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device);
+            .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
+            .transpose()?;
+        let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?;
         let e = NerEpoch {
             epoch,
             train_loss: loss,
@@ -673,10 +684,11 @@ pub fn train_ner_recipe(
         epochs.push(e);
     }
     let eval = model.valid();
-    let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device);
+    let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?;
     let dev_scores = dev
         .as_ref()
-        .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device));
+        .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
+        .transpose()?;
     let report = NerFinal {
         recipe: recipe.name.clone(),
         model: recipe.model.kind_name().into(),

@@ -197,8 +197,10 @@ pub fn run_active_learning(
                 let eval = model.valid();
                 let dev_f1 = dev
                     .as_ref()
-                    .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device).micro.f1);
-                let test_f1 = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)
+                    .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
+                    .transpose()?
+                    .map(|s| s.micro.f1);
+                let test_f1 = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?
                     .micro
                     .f1;
                 let row = AlRow {
@@ -220,8 +222,10 @@ pub fn run_active_learning(
                     let picked: Vec<usize> = if spec.policy == QueryPolicy::Random {
                         candidates[..spec.query.min(k)].to_vec()
                     } else {
-                        let ids: Vec<Vec<u32>> =
-                            candidates.iter().map(|&i| train[i].ids.clone()).collect();
+                        let ids: Vec<&[u32]> = candidates
+                            .iter()
+                            .map(|&i| train[i].ids.as_slice())
+                            .collect();
                         let probs = predict_proba(
                             &eval,
                             &ids,
@@ -230,7 +234,7 @@ pub fn run_active_learning(
                             num_tags,
                             vocab.outside,
                             device,
-                        );
+                        )?;
                         let mut scored: Vec<(f64, usize)> = probs
                             .iter()
                             .zip(&candidates)
