@@ -41,7 +41,10 @@ pub enum DeviceError {
         compiled: String,
     },
     /// No such backend.
-    #[error("unknown device {name:?} (known: flex, ndarray, wgpu, cuda, tch, tch-cuda)")]
+    #[error(
+        "unknown device {name:?} (known: flex, ndarray, wgpu, cuda, tch, tch-cuda; GPUs take an \
+         index, e.g. cuda:1; several devices are a comma-separated list)"
+    )]
     Unknown {
         /// The requested name.
         name: String,
@@ -80,11 +83,18 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
             .ok_or(DeviceError::NoBackend)?
             .to_string(),
     };
-    let Some(feature) = feature_of(&name) else {
+    let (base, index) = match name.split_once(':') {
+        Some((b, i)) => match i.parse::<usize>() {
+            Ok(i) if matches!(b, "cuda" | "tch-cuda" | "wgpu") => (b.to_string(), i),
+            _ => return Err(DeviceError::Unknown { name }),
+        },
+        None => (name.clone(), 0),
+    };
+    let Some(feature) = feature_of(&base) else {
         return Err(DeviceError::Unknown { name });
     };
     let compiled = compiled_backends();
-    if !compiled.contains(&name.as_str()) && !(feature == "tch" && compiled.contains(&"tch")) {
+    if !compiled.contains(&base.as_str()) && !(feature == "tch" && compiled.contains(&"tch")) {
         return Err(DeviceError::NotCompiled {
             name,
             feature: feature.into(),
@@ -95,25 +105,53 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
             },
         });
     }
-    let device = make(&name).ok_or_else(|| DeviceError::Unknown { name: name.clone() })?;
+    let device = make(&base, index).ok_or_else(|| DeviceError::Unknown { name: name.clone() })?;
     Ok((device, name))
 }
 
+/// Several devices for data-parallel training, from a comma-separated list such as
+/// `cuda:0,cuda:1` (each entry as [`select_device`] takes it; `None` is one default device).
+/// The first is the main device, which holds the model and the optimiser state.
+///
+/// # Errors
+///
+/// The first entry that [`select_device`] refuses, or an empty entry.
+pub fn select_devices(spec: Option<&str>) -> Result<Vec<(Device, String)>, DeviceError> {
+    let Some(spec) = spec.filter(|s| s.contains(',')) else {
+        return Ok(vec![select_device(spec)?]);
+    };
+    spec.split(',')
+        .map(|entry| {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                Err(DeviceError::Unknown {
+                    name: spec.to_string(),
+                })
+            } else {
+                select_device(Some(entry))
+            }
+        })
+        .collect()
+}
+
 #[allow(unreachable_code, deprecated)]
-fn make(name: &str) -> Option<Device> {
+fn make(name: &str, index: usize) -> Option<Device> {
+    let _ = index;
     match name {
         #[cfg(feature = "flex")]
         "flex" => Some(Device::flex()),
         #[cfg(feature = "ndarray")]
         "ndarray" => Some(Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Some(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        "wgpu" if index == 0 => Some(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Some(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index))),
         #[cfg(feature = "cuda")]
-        "cuda" => Some(Device::cuda(0)),
+        "cuda" => Some(Device::cuda(index)),
         #[cfg(feature = "tch")]
         "tch" | "tch-cpu" => Some(Device::libtorch()),
         #[cfg(feature = "tch")]
-        "tch-cuda" => Some(Device::libtorch_cuda(0)),
+        "tch-cuda" => Some(Device::libtorch_cuda(index)),
         _ => None,
     }
 }
@@ -135,6 +173,26 @@ mod tests {
                     assert!(e.to_string().contains(&format!("--features {name}")), "{e}");
                 }
             }
+        }
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn device_lists_and_indexes() {
+        let two = select_devices(Some("flex, flex")).expect("two flex replicas");
+        assert_eq!(
+            two.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
+            ["flex", "flex"]
+        );
+        assert_eq!(select_devices(Some("flex")).expect("one").len(), 1);
+        for bad in ["flex,,flex", "flex,", "flex:1", "cuda:x", "wgpu:-1"] {
+            let e = select_devices(Some(bad)).expect_err(bad);
+            assert!(matches!(e, DeviceError::Unknown { .. }), "{bad}: {e}");
+        }
+        // An index is accepted on GPU backends (refused only because it is not compiled in).
+        if !compiled_backends().contains(&"cuda") {
+            let e = select_devices(Some("flex,cuda:1")).expect_err("cuda not compiled");
+            assert!(e.to_string().contains("--features cuda"), "{e}");
         }
     }
 

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use mixup_data::{Format, read_examples};
 use mixup_train::{
     data::encode,
-    device::select_device,
+    device::{select_device, select_devices},
     fetch,
     recipe::Recipe,
     run::{RecipeRun, default_run_dir, load_run, train_recipe},
@@ -40,7 +40,7 @@ enum Command {
         recipe: Option<PathBuf>,
         /// Continue the run in this folder from its newest complete checkpoint, with the
         /// recipe saved there.
-        #[arg(long, conflicts_with_all = ["recipe", "method", "seed", "epochs", "out"])]
+        #[arg(long, conflicts_with_all = ["recipe", "method", "seed", "epochs", "batch_size", "out"])]
         resume: Option<PathBuf>,
         /// Override the recipe's method: none, input, word, sen, manifold, tmix,
         /// mixup-transformer or ssmix.
@@ -52,12 +52,16 @@ enum Command {
         /// Override the recipe's number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
+        /// Override the recipe's train.batch_size.
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// Override train.checkpoint_every: optimiser steps between checkpoints (0: at the
         /// end of each epoch only).
         #[arg(long)]
         checkpoint_every: Option<usize>,
         /// Backend: flex, ndarray, wgpu, cuda, tch, tch-cuda (default: BURN_DEVICE, else the
-        /// first compiled in).
+        /// first compiled in); GPUs take an index (cuda:1). A comma-separated list
+        /// (cuda:0,cuda:1) trains data-parallel: each batch is split across the devices.
         #[arg(long)]
         device: Option<String>,
         /// Folder holding the dataset folders (else $MIXUP_DATA_DIR, else the cache).
@@ -245,6 +249,7 @@ fn main() -> ExitCode {
             method,
             seed,
             epochs,
+            batch_size,
             checkpoint_every,
             device,
             data_dir,
@@ -256,6 +261,7 @@ fn main() -> ExitCode {
                 method,
                 seed,
                 epochs,
+                batch_size,
                 checkpoint_every,
                 out,
             },
@@ -458,6 +464,7 @@ struct TrainArgs {
     method: Option<String>,
     seed: Option<u64>,
     epochs: Option<usize>,
+    batch_size: Option<usize>,
     checkpoint_every: Option<usize>,
     out: Option<PathBuf>,
 }
@@ -504,6 +511,9 @@ fn cmd_train(
             if let Some(e) = args.epochs {
                 recipe.train.epochs = e;
             }
+            if let Some(b) = args.batch_size {
+                recipe.train.batch_size = b;
+            }
             let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
             (recipe, path.clone(), out)
         }
@@ -514,8 +524,21 @@ fn cmd_train(
     }
     recipe.validate(Path::new("(recipe with command-line overrides)"))?;
     let recipe_path = recipe_path.as_path();
-    let (device, device_name) = select_device(device)?;
+    let mut devices = select_devices(device)?;
+    let (device, device_name) = devices.remove(0);
+    let replicas: Vec<burn::tensor::Device> = devices.iter().map(|(d, _)| d.clone()).collect();
+    let device_name = if replicas.is_empty() {
+        device_name
+    } else {
+        std::iter::once(device_name)
+            .chain(devices.into_iter().map(|(_, n)| n))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if recipe.task == "ner" {
+        if !replicas.is_empty() {
+            anyhow::bail!("--device: ner runs train on one device; give one, not a list");
+        }
         if args.resume.is_some() {
             anyhow::bail!("--resume: ner runs do not write checkpoints yet; train them again");
         }
@@ -556,6 +579,7 @@ fn cmd_train(
             recipe_path,
             device,
             device_name,
+            replicas,
             data_dir,
             out: &out,
             log_every: if tty { 5 } else { 25 },

@@ -394,6 +394,8 @@ pub struct RecipeRun<'a> {
     pub device: Device,
     /// The device's name, for the report.
     pub device_name: String,
+    /// More devices for data-parallel training (see [`TrainSetup::replicas`]); usually empty.
+    pub replicas: Vec<Device>,
     /// `--data-dir`, if given.
     pub data_dir: Option<&'a Path>,
     /// The run folder to write.
@@ -497,6 +499,7 @@ pub fn train_recipe(
         data: &data,
         device: run.device.clone(),
         device_name: run.device_name.clone(),
+        replicas: run.replicas.clone(),
         log_every: run.log_every,
         checkpoint_dir: Some(out),
         checkpoint_every: recipe.train.checkpoint_every,

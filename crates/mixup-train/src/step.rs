@@ -161,6 +161,140 @@ pub fn train_step<M: Module + MixingPoints>(
     rng: &mut StdRng,
     device: &Device,
 ) -> anyhow::Result<(M, StepReport)> {
+    let (grads, report) = step_gradients(&model, plan, batch, rng, device, 1.0)?;
+    Ok((update(model, optim, lr, plan, grads), report))
+}
+
+/// Clips (with `plan.clip_grad_norm`) and applies `grads`.
+fn update<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    plan: &StepPlan,
+    mut grads: GradientsParams,
+) -> M {
+    if let Some(max_norm) = plan.clip_grad_norm {
+        grads = clip_grad_norm(&model, grads, max_norm);
+    }
+    optim.step(lr, model, grads)
+}
+
+/// One data-parallel step over several devices, through Burn's own multi-device pieces: each
+/// replica (the model forked to `devices[i]` with [`Module::fork`]) runs the forward and
+/// backward of `shards[i]` in its own thread, with its own `rngs[i]`; the gradients are moved to
+/// the first device ([`GradientsParams::to_device`]) and summed there
+/// ([`GradientsAccumulator`]), then clipped and applied once, so every replica starts the next
+/// step from the same weights. Each shard's loss is weighted by its share of the rows, so the
+/// sum is the gradient of the whole batch's mean loss (exactly so when no mixing pairs rows
+/// across shards: mixing partners are drawn within each shard).
+///
+/// `model` must live on `devices[0]`; every shard must be non-empty. With one device this is
+/// [`train_step`].
+///
+/// # Errors
+///
+/// As [`train_step`], from any replica; a panicking replica is an error too.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_replicated<M: Module + MixingPoints + Send>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    plan: &StepPlan,
+    shards: &[StepBatch<'_>],
+    rngs: &mut [StdRng],
+    devices: &[Device],
+) -> anyhow::Result<(M, StepReport)> {
+    anyhow::ensure!(
+        !devices.is_empty() && shards.len() == devices.len() && rngs.len() == devices.len(),
+        "train_step_replicated: {} shards, {} rngs and {} devices (one each per device)",
+        shards.len(),
+        rngs.len(),
+        devices.len()
+    );
+    anyhow::ensure!(
+        shards.iter().all(|s| !s.items.is_empty()),
+        "train_step_replicated: an empty shard (fewer rows than devices?)"
+    );
+    if devices.len() == 1 {
+        return train_step(
+            model,
+            optim,
+            lr,
+            plan,
+            &shards[0],
+            &mut rngs[0],
+            &devices[0],
+        );
+    }
+    let total: usize = shards.iter().map(|s| s.items.len()).sum();
+    let main = &devices[0];
+    let results: Vec<anyhow::Result<(GradientsParams, StepReport)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .iter()
+            .zip(rngs.iter_mut())
+            .zip(devices)
+            .enumerate()
+            .map(|(i, ((shard, rng), device))| {
+                let replica = if i == 0 {
+                    model.clone()
+                } else {
+                    model.clone().fork(device)
+                };
+                let weight = shard.items.len() as f32 / total as f32;
+                scope.spawn(move || step_gradients(&replica, plan, shard, rng, device, weight))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the replica on device {i} panicked")))
+            })
+            .collect()
+    });
+    let mut sum = GradientsAccumulator::new();
+    let mut loss: Option<Tensor<1>> = None;
+    let mut hits: Option<Tensor<1, Int>> = None;
+    for (result, shard) in results.into_iter().zip(shards) {
+        let (grads, report) = result?;
+        sum.accumulate(&model, grads.to_device(main, &model));
+        let weighted = report
+            .loss
+            .mul_scalar(shard.items.len() as f32 / total as f32)
+            .to_device(main);
+        let h = report.hits.to_device(main);
+        loss = Some(match loss {
+            Some(l) => l + weighted,
+            None => weighted,
+        });
+        hits = Some(match hits {
+            Some(acc) => acc + h,
+            None => h,
+        });
+    }
+    let (Some(loss), Some(hits)) = (loss, hits) else {
+        anyhow::bail!("train_step_replicated: no replica ran");
+    };
+    let model = update(model, optim, lr, plan, sum.grads());
+    Ok((model, StepReport { loss, hits }))
+}
+
+/// The gradients of one step on `batch` (not yet clipped nor applied) and its report. The
+/// differentiated loss is multiplied by `weight` (a shard's share of a replicated batch; 1
+/// otherwise); the reported loss is not.
+///
+/// # Errors
+///
+/// As [`train_step`].
+pub fn step_gradients<M: Module + MixingPoints>(
+    model: &M,
+    plan: &StepPlan,
+    batch: &StepBatch<'_>,
+    rng: &mut StdRng,
+    device: &Device,
+    weight: f32,
+) -> anyhow::Result<(GradientsParams, StepReport)> {
     let mixing = batch.mixing;
     let batch_partner = batch.partner_items;
     let items = batch.items;
@@ -180,8 +314,8 @@ pub fn train_step<M: Module + MixingPoints>(
         let mut surrogate = None;
         let (logits, partner) = if plan.method == MixMethod::Ssmix {
             let partners = params.effective_partners();
-            let pass = ssmix_saliency(&model, &batch, num_classes, smoothing)?;
-            pre_grads = Some(GradientsParams::from_grads(pass.grads, &model));
+            let pass = ssmix_saliency(model, &batch, num_classes, smoothing, weight)?;
+            pre_grads = Some(GradientsParams::from_grads(pass.grads, model));
             logged_extra = Some(pass.clean_loss);
             surrogate = Some(pass.surrogate);
             let (aug, ratios) = ssmix_rows(items, &partners, &pass.saliency, &plan.ssmix, rng);
@@ -266,18 +400,19 @@ pub fn train_step<M: Module + MixingPoints>(
         .equal(label_tensor(&dominant, ad))
         .int()
         .sum();
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let loss = if weight == 1.0 {
+        loss
+    } else {
+        loss.mul_scalar(weight)
+    };
+    let mut grads = GradientsParams::from_grads(loss.backward(), model);
     if let Some(pre) = pre_grads {
         let mut sum = GradientsAccumulator::new();
-        sum.accumulate(&model, pre);
-        sum.accumulate(&model, grads);
+        sum.accumulate(model, pre);
+        sum.accumulate(model, grads);
         grads = sum.grads();
     }
-    if let Some(max_norm) = plan.clip_grad_norm {
-        grads = clip_grad_norm(&model, grads, max_norm);
-    }
-    let model = optim.step(lr, model, grads);
-    Ok((model, StepReport { loss: logged, hits }))
+    Ok((grads, StepReport { loss: logged, hits }))
 }
 
 /// What SSMix's saliency pass leaves: the clean loss (its value, for the report), the
@@ -301,6 +436,7 @@ fn ssmix_saliency<M: MixingPoints>(
     batch: &TextBatch,
     num_classes: usize,
     smoothing: f64,
+    weight: f32,
 ) -> anyhow::Result<SaliencyPass> {
     let [n, l] = batch.ids.dims();
     let MixState::Sequence { hidden, mask } = model.embed(batch.ids.clone(), batch.mask.clone())
@@ -321,7 +457,13 @@ fn ssmix_saliency<M: MixingPoints>(
         None,
     );
     let clean_loss = clean.clone().detach();
-    let mut grads = clean.backward();
+    // The weight scales the gradient (and so the surrogate below), not the per-row normalised
+    // saliency.
+    let mut grads = if weight == 1.0 {
+        clean.backward()
+    } else {
+        clean.mul_scalar(weight).backward()
+    };
     let grad = leaf
         .grad_remove(&mut grads)
         .ok_or_else(|| anyhow::anyhow!("ssmix: no gradient reached the embedding output"))?
@@ -422,7 +564,7 @@ mod tests {
             None,
         );
         let want = GradientsParams::from_grads(reference.backward(), &model);
-        let pass = ssmix_saliency(&model, &batch, 3, 0.0).expect("saliency pass");
+        let pass = ssmix_saliency(&model, &batch, 3, 0.0, 1.0).expect("saliency pass");
         assert_eq!(pass.saliency.len(), 3);
         assert_eq!(pass.saliency[0].len(), 5);
         assert!(
@@ -456,5 +598,113 @@ mod tests {
                 "{what}: zero gradient proves nothing"
             );
         }
+    }
+
+    /// Two replicas, each with half the batch, make the update one device makes with the whole
+    /// batch (no dropout, no mixing: the sum of the weighted shard gradients is the gradient of
+    /// the batch mean). Both "devices" are the flex CPU here; on GPUs they are distinct.
+    #[test]
+    fn replicated_step_matches_the_single_device_step() {
+        use crate::optim::build_optimizer;
+        use burn::module::Module;
+        use mixup_models::TextCnnConfig;
+        let ad = Device::flex().autodiff();
+        ad.seed(3);
+        let model = TextCnnConfig::new(30, 3)
+            .with_d_embed(8)
+            .with_n_filters(4)
+            .with_dropout(0.0)
+            .init(&ad);
+        let recipe = crate::bench::default_recipe("textcnn", "none").expect("recipe");
+        let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::PLAIN).expect("plan");
+        let rows: Vec<EncodedExample> = (0..6u32)
+            .map(|i| EncodedExample {
+                ids: (0..3 + i % 4).map(|t| 2 + (i * 5 + t) % 28).collect(),
+                label: (i % 3) as usize,
+            })
+            .collect();
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        let whole = StepBatch {
+            items: &refs,
+            partner_items: None,
+            mixing: false,
+        };
+        let mut optim = build_optimizer(&recipe.train, &model);
+        let (single, r1) = train_step(
+            model.clone(),
+            &mut optim,
+            1e-2,
+            &plan,
+            &whole,
+            &mut rand::SeedableRng::seed_from_u64(0),
+            &ad,
+        )
+        .expect("single step");
+        let shards = [
+            StepBatch {
+                items: &refs[..2],
+                partner_items: None,
+                mixing: false,
+            },
+            StepBatch {
+                items: &refs[2..],
+                partner_items: None,
+                mixing: false,
+            },
+        ];
+        let mut optim = build_optimizer(&recipe.train, &model);
+        let mut rngs = [0, 1].map(rand::SeedableRng::seed_from_u64);
+        let (split, r2) = train_step_replicated(
+            model.clone(),
+            &mut optim,
+            1e-2,
+            &plan,
+            &shards,
+            &mut rngs,
+            &[ad.clone(), ad.clone()],
+        )
+        .expect("replicated step");
+        let l1: f32 = r1.loss.into_scalar();
+        let l2: f32 = r2.loss.into_scalar();
+        assert!((l1 - l2).abs() < 1e-5, "mean loss {l1} vs {l2}");
+        assert_eq!(r1.hits.into_scalar::<i64>(), r2.hits.into_scalar::<i64>());
+        let weights = |m: &mixup_models::TextCnn| -> Vec<f32> {
+            m.output
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .expect("f32")
+        };
+        let (before, a, b) = (weights(&model), weights(&single), weights(&split));
+        let moved = before
+            .iter()
+            .zip(&a)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(moved > 1e-4, "the step must change the weights ({moved})");
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            diff < 1e-5,
+            "replicated and single updates differ by {diff}"
+        );
+        let bad = train_step_replicated(
+            model,
+            &mut optim,
+            1e-2,
+            &plan,
+            &shards[..1],
+            &mut rngs,
+            &[ad.clone(), ad],
+        );
+        assert!(
+            bad.is_err(),
+            "mismatched shards and devices must be refused"
+        );
     }
 }

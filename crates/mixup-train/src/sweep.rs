@@ -327,6 +327,7 @@ pub fn run_sweep(
                 recipe_path: &run.recipe_path,
                 device: setup.device.clone(),
                 device_name: setup.device_name.clone(),
+                replicas: Vec::new(),
                 data_dir: setup.data_dir,
                 out: &run.dir,
                 log_every: setup.log_every,

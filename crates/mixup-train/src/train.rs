@@ -21,7 +21,7 @@ use crate::{
     data::Encoded,
     optim::{LrSchedule, build_optimizer},
     recipe::Recipe,
-    step::{StepBatch, StepPlan, train_step},
+    step::{StepBatch, StepPlan, train_step, train_step_replicated},
 };
 
 /// Metrics of one epoch.
@@ -127,6 +127,10 @@ pub struct TrainSetup<'a> {
     pub device: Device,
     /// The device's name, for the report.
     pub device_name: String,
+    /// More (non-autodiff) devices for data-parallel training: each batch is split into
+    /// `1 + replicas.len()` shards, one per device (see [`train_step_replicated`]). Empty:
+    /// one device.
+    pub replicas: Vec<Device>,
     /// Report progress every this many steps (and at the end of each epoch).
     pub log_every: usize,
     /// Write checkpoints into this run folder (every `checkpoint_every` steps and at the end
@@ -169,6 +173,9 @@ const PARTNER: u64 = 3;
 /// The device RNG (dropout) is re-seeded from this stream before every step, so that a run
 /// resumed from a checkpoint draws exactly the masks the uninterrupted run draws.
 const DROPOUT: u64 = 4;
+/// Replicas of a data-parallel step draw their mixing and dropout from this stream, keyed by
+/// the step's own seeds.
+const REPLICA: u64 = 5;
 
 /// Accuracy and mean loss of `model` on `examples`.
 pub fn evaluate<M: MixingPoints>(
@@ -251,7 +258,7 @@ pub fn train<M>(
     on_event: &mut dyn FnMut(&Event),
 ) -> anyhow::Result<Trained<M>>
 where
-    M: Module + MixingPoints,
+    M: Module + MixingPoints + Send,
 {
     let started = Instant::now();
     let recipe = setup.recipe;
@@ -267,6 +274,9 @@ where
     // Seed before initialisation: the seed picks the initial weights, then dropout.
     ad.seed(t.seed);
     let mut model = build(&ad)?;
+    let replica_devices: Vec<Device> = std::iter::once(ad.clone())
+        .chain(setup.replicas.iter().map(|d| d.clone().autodiff()))
+        .collect();
     let plan =
         StepPlan::new(recipe, &model.points(), num_classes, data.layout).map_err(
             |e| match setup.recipe_path {
@@ -399,19 +409,58 @@ where
             let lr = schedule.lr(global_step);
             global_step += 1;
             ad.seed(derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
-            let (next, report) = train_step(
-                model,
-                &mut optim,
-                lr,
-                &plan,
-                &StepBatch {
-                    items: &items,
-                    partner_items: partner_items.as_deref(),
-                    mixing,
-                },
-                &mut rng,
-                &ad,
-            )?;
+            let (next, report) = if replica_devices.len() == 1 {
+                train_step(
+                    model,
+                    &mut optim,
+                    lr,
+                    &plan,
+                    &StepBatch {
+                        items: &items,
+                        partner_items: partner_items.as_deref(),
+                        mixing,
+                    },
+                    &mut rng,
+                    &ad,
+                )?
+            } else {
+                // One contiguous shard per device (as even as the batch allows; a last batch
+                // with fewer rows than devices uses fewer devices), each with its own mixing
+                // and dropout draws.
+                let k = replica_devices.len().min(n);
+                let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
+                let shards: Vec<StepBatch<'_>> = bounds
+                    .windows(2)
+                    .map(|w| StepBatch {
+                        items: &items[w[0]..w[1]],
+                        partner_items: partner_items.as_deref().map(|p| &p[w[0]..w[1]]),
+                        mixing,
+                    })
+                    .collect();
+                let mut rngs: Vec<StdRng> = (0..k as u64)
+                    .map(|r| {
+                        StdRng::seed_from_u64(derive_seed(
+                            derive_seed(t.seed, MIX, epoch as u64, step as u64),
+                            REPLICA,
+                            r,
+                            0,
+                        ))
+                    })
+                    .collect();
+                for (r, d) in replica_devices.iter().enumerate().skip(1).take(k - 1) {
+                    let step_seed = derive_seed(t.seed, DROPOUT, epoch as u64, step as u64);
+                    d.seed(derive_seed(step_seed, REPLICA, r as u64, 1));
+                }
+                train_step_replicated(
+                    model,
+                    &mut optim,
+                    lr,
+                    &plan,
+                    &shards,
+                    &mut rngs,
+                    &replica_devices[..k],
+                )?
+            };
             model = next;
             let weighted = report.loss.mul_scalar(n as f32);
             loss_acc = Some(match loss_acc {

@@ -8,41 +8,7 @@ use std::{
 };
 
 mod common;
-use common::{bin, tiny_bert, tmp};
-
-/// A three-class toy dataset: each text repeats its class word among filler words.
-fn toy_dataset(root: &Path) {
-    let dir = root.join("toy");
-    std::fs::create_dir_all(&dir).expect("dataset dir");
-    let words = ["apple", "river", "engine"];
-    let filler = [
-        "the", "a", "of", "and", "to", "in", "is", "it", "that", "was",
-    ];
-    let make = |n: usize, offset: usize| -> String {
-        let mut s = String::new();
-        for i in 0..n {
-            let class = (i + offset) % 3;
-            let len = 3 + (i * 7 + offset) % 9;
-            let text: Vec<&str> = (0..len)
-                .map(|t| {
-                    if t % 2 == 0 {
-                        words[class]
-                    } else {
-                        filler[(i + t) % filler.len()]
-                    }
-                })
-                .collect();
-            s.push_str(&format!(
-                "{}\t{}\n",
-                ["FRUIT", "WATER", "MACHINE"][class],
-                text.join(" ")
-            ));
-        }
-        s
-    };
-    std::fs::write(dir.join("train.tsv"), make(96, 0)).expect("train");
-    std::fs::write(dir.join("test.tsv"), make(30, 1)).expect("test");
-}
+use common::{bin, tiny_bert, tmp, toy_dataset};
 
 fn recipe(root: &Path, method: &str) -> PathBuf {
     recipe_for(
@@ -386,6 +352,41 @@ fn user_errors_are_messages_not_panics() {
     assert!(
         !diverged.join("model.bpk").exists(),
         "a diverged run wrote a checkpoint"
+    );
+}
+
+/// `--device flex,flex` trains data-parallel (two replicas, each half of every batch, their
+/// gradients summed on the first) and learns the task like one device does; a list with a bad
+/// entry is refused before anything is trained.
+#[test]
+fn a_device_list_trains_data_parallel() {
+    let t = tmp("data-parallel");
+    toy_dataset(&t.0);
+    let out = t.0.join("dp");
+    let o = run(bin()
+        .args(["train", "--recipe"])
+        .arg(recipe(&t.0, "tmix"))
+        .arg("--data-dir")
+        .arg(&t.0)
+        .args(["--device", "flex,flex", "--out"])
+        .arg(&out));
+    assert!(o.status.success(), "{}", text(&o));
+    let report = final_json(&out);
+    assert_eq!(report["device"], "flex,flex");
+    let acc = report["test_accuracy"].as_f64().expect("accuracy");
+    assert!(acc >= 0.9, "data-parallel run learns the toy task: {acc}");
+    let o = run(bin()
+        .args(["train", "--recipe"])
+        .arg(recipe(&t.0, "none"))
+        .arg("--data-dir")
+        .arg(&t.0)
+        .args(["--device", "flex,tpu", "--out"])
+        .arg(t.0.join("bad")));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("\"tpu\""), "{}", text(&o));
+    assert!(
+        !t.0.join("bad").exists(),
+        "nothing is written for a bad device list"
     );
 }
 

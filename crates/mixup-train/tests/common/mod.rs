@@ -133,3 +133,38 @@ pub fn tiny_bert(dir: &Path) {
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))
         .expect("model.safetensors");
 }
+
+/// A three-class toy dataset: each text repeats its class word among filler words.
+#[allow(dead_code)]
+pub fn toy_dataset(root: &Path) {
+    let dir = root.join("toy");
+    std::fs::create_dir_all(&dir).expect("dataset dir");
+    let words = ["apple", "river", "engine"];
+    let filler = [
+        "the", "a", "of", "and", "to", "in", "is", "it", "that", "was",
+    ];
+    let make = |n: usize, offset: usize| -> String {
+        let mut s = String::new();
+        for i in 0..n {
+            let class = (i + offset) % 3;
+            let len = 3 + (i * 7 + offset) % 9;
+            let text: Vec<&str> = (0..len)
+                .map(|t| {
+                    if t % 2 == 0 {
+                        words[class]
+                    } else {
+                        filler[(i + t) % filler.len()]
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                "{}\t{}\n",
+                ["FRUIT", "WATER", "MACHINE"][class],
+                text.join(" ")
+            ));
+        }
+        s
+    };
+    std::fs::write(dir.join("train.tsv"), make(96, 0)).expect("train");
+    std::fs::write(dir.join("test.tsv"), make(30, 1)).expect("test");
+}
