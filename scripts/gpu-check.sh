@@ -90,7 +90,9 @@ for backend in tch-cuda cuda wgpu flex ndarray tch; do
         echo "$line" | "$python" -c '
 import json, sys
 r = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print(f"| {r[\"model\"]} | {r[\"batch\"]} | {r[\"ms_per_step_median\"]:.2f} | {r[\"samples_per_s\"]:.0f} | {r.get(\"peak_host_memory_mib\") or 0:.0f} |")
+m, b, ms, sps = r["model"], r["batch"], r["ms_per_step_median"], r["samples_per_s"]
+mib = r.get("peak_host_memory_mib") or 0
+print(f"| {m} | {b} | {ms:.2f} | {sps:.0f} | {mib:.0f} |")
 ' | tee -a "$summary"
         echo "$line" | tail -1 | "$python" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["kind"]="bench"; print(json.dumps(r))' >> "$jsonl"
       else

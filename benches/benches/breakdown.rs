@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p mixup-benches --bench breakdown`
 
+// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
+use mixup_benches as _;
+
 use burn::{
     optim::{AdamConfig, GradientsParams},
     tensor::{Device, Int, Tensor, TensorData},

@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p mixup-benches` (add `-- --steps N` for a longer run). Prints one line per
 //! configuration: steps/s and samples/s. Speed against PyTorch is measured by
-//! `benches/speed_vs_torch.sh`, which runs both on the real data in one go.
+//! `benches/compare_torch.sh`, which runs both on the real data in one go.
+
+// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
+use mixup_benches as _;
 
 use std::time::Instant;
 

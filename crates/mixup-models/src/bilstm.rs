@@ -5,8 +5,10 @@
 //!
 //! The LSTM cell is the standard one (gates i, f, g, o as in PyTorch's `nn.LSTM`; tested equal
 //! to Burn's [`burn::nn::Lstm`] with the same weights), but the layer is our own: both
-//! directions run as one batched recurrence, the input projection of every time step is one
-//! matrix product before the loop, and each step is one `[2, n, h] x [2, h, 4h]` product.
+//! directions run as one batched recurrence, each step being one `[2, n, d_in] x [2, d_in, 4h]`
+//! and one `[2, n, h] x [2, h, 4h]` product. (Projecting every step's input in one product
+//! before the loop is slower here: the backward of each per-step slice of that product writes
+//! a zeroed tensor of its full size, once per step.)
 //! Burn's `Lstm` does eight small products per step and direction and writes each step into
 //! the output with `slice_assign` (whose backward copies the whole output every step), and its
 //! `BiLstm` reverses rows over the padded length, so padding would reach valid positions.

@@ -49,6 +49,14 @@ pub enum DeviceError {
         /// The requested name.
         name: String,
     },
+    /// The backend is compiled in but its device does not work here (no GPU, no driver).
+    #[error("device {name:?} is not usable here: {reason}")]
+    Unavailable {
+        /// The requested name.
+        name: String,
+        /// What the backend said, first line.
+        reason: String,
+    },
     /// Nothing compiled in at all.
     #[error("this binary was built without any backend feature (flex, ndarray, wgpu, cuda, tch)")]
     NoBackend,
@@ -94,7 +102,7 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
         return Err(DeviceError::Unknown { name });
     };
     let compiled = compiled_backends();
-    if !compiled.contains(&base.as_str()) && !(feature == "tch" && compiled.contains(&"tch")) {
+    if !(compiled.contains(&base.as_str()) || feature == "tch" && compiled.contains(&"tch")) {
         return Err(DeviceError::NotCompiled {
             name,
             feature: feature.into(),
@@ -106,7 +114,42 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
         });
     }
     let device = make(&base, index).ok_or_else(|| DeviceError::Unknown { name: name.clone() })?;
+    if matches!(base.as_str(), "wgpu" | "cuda" | "tch-cuda") {
+        probe(&device).map_err(|reason| DeviceError::Unavailable {
+            name: name.clone(),
+            reason,
+        })?;
+    }
     Ok((device, name))
+}
+
+/// Puts one value on `device` and reads it back. GPU backends panic when there is no GPU or
+/// driver (LibTorch: "Found no NVIDIA driver ..."); the panic is caught here, silently, and
+/// its first line returned, so that a wrong `--device` is an error message, not a crash.
+fn probe(device: &Device) -> Result<(), String> {
+    use std::panic::{AssertUnwindSafe, catch_unwind, set_hook, take_hook};
+    let previous = take_hook();
+    set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        burn::tensor::Tensor::<1>::from_floats([1.0], device).into_scalar::<f32>()
+    }));
+    set_hook(previous);
+    match result {
+        Ok(1.0) => Ok(()),
+        Ok(v) => Err(format!("a test value came back as {v}")),
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("the backend panicked");
+            // LibTorch's messages carry a C++ backtrace after the first line (a real newline,
+            // or an escaped one when the error was Debug-formatted).
+            let first = text.lines().next().unwrap_or(text);
+            let first = first.split("\\n").next().unwrap_or(first);
+            Err(first.chars().take(300).collect())
+        }
+    }
 }
 
 /// Several devices for data-parallel training, from a comma-separated list such as

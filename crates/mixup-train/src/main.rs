@@ -1,6 +1,11 @@
 //! `mixup`: train zoo recipes (one, or a sweep over recipes and seeds), evaluate and predict
 //! with finished runs, time training steps (`mixup bench`), fetch data.
 
+/// Tensor backends allocate and free large buffers at every operation (see the README's Speed
+/// section for what mimalloc changes against glibc's malloc on flex).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     io::{BufRead, IsTerminal, Write},
     path::{Path, PathBuf},

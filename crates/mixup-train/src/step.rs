@@ -606,7 +606,6 @@ mod tests {
     #[test]
     fn replicated_step_matches_the_single_device_step() {
         use crate::optim::build_optimizer;
-        use burn::module::Module;
         use mixup_models::TextCnnConfig;
         let ad = Device::flex().autodiff();
         ad.seed(3);
@@ -674,7 +673,7 @@ mod tests {
                 .val()
                 .into_data()
                 .convert::<f32>()
-                .to_vec()
+                .try_to_vec()
                 .expect("f32")
         };
         let (before, a, b) = (weights(&model), weights(&single), weights(&split));

@@ -4,8 +4,10 @@
 //!
 //! Compiled only with a non-default backend feature, e.g.
 //! `cargo test -p mixup-train --features ndarray,wgpu --test backends` (wgpu runs on a GPU or
-//! on Mesa's lavapipe; set `CUBECL_AUTOTUNE_LEVEL=minimal`, as `.ci/run` does).
-#![cfg(any(feature = "ndarray", feature = "wgpu"))]
+//! on Mesa's lavapipe; set `CUBECL_AUTOTUNE_LEVEL=minimal`, as `.ci/run` does). With
+//! `--features tch` (built as the README says) it runs LibTorch on the CPU; put that
+//! PyTorch's `torch/lib` on `LD_LIBRARY_PATH`.
+#![cfg(any(feature = "ndarray", feature = "wgpu", feature = "tch"))]
 
 mod common;
 
@@ -25,6 +27,10 @@ fn backends() -> Vec<&'static str> {
     }
     if cfg!(feature = "wgpu") {
         v.push("wgpu");
+    }
+    if cfg!(feature = "tch") {
+        // LibTorch on the CPU; tch-cuda needs a GPU.
+        v.push("tch");
     }
     v
 }
