@@ -13,7 +13,7 @@ use mixup_benches as _;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use mixup_core::{
     Layout, MixParams, MixupConfig, SpanMode, choose_span, labelled_windows, matching_windows,
-    mix_rows, mix_targets, soft_cross_entropy, token_saliency,
+    mix_rows, mix_targets, saliency_span_mix, soft_cross_entropy, token_saliency,
 };
 use mixup_data::KneserNeyLm;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -127,6 +127,30 @@ fn ssmix_spans(bencher: divan::Bencher, mode: SpanMode) {
                     .len()
             })
             .sum::<usize>()
+    });
+}
+
+/// The same saliency span search and copy for the whole batch on the device
+/// (`saliency_span_mix`), ending with one value read back.
+#[divan::bench]
+fn ssmix_spans_device(bencher: divan::Bencher) {
+    let device = device();
+    let mut rng = StdRng::seed_from_u64(5);
+    let sal = Tensor::<2>::random([ROWS, LEN], Distribution::Default, &device);
+    let ids: Vec<i64> = (0..(ROWS * LEN) as i64).map(|i| 2 + i % 1000).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [ROWS, LEN]), &device);
+    let lens: Vec<usize> = (0..ROWS).map(|_| rng.random_range(8..=LEN)).collect();
+    let partners: Vec<usize> = (0..ROWS).map(|r| (r + 1) % ROWS).collect();
+    bencher.bench_local(|| {
+        let (mixed, _) = saliency_span_mix(
+            ids.clone(),
+            sal.clone(),
+            &lens,
+            &partners,
+            Layout::BERT,
+            0.1,
+        );
+        mixed.slice([0..1, 0..1]).into_scalar::<i64>()
     });
 }
 

@@ -61,6 +61,9 @@ pub use seqmix::{
     SeqMixVariant, SoftTagged, TaggedIds, labelled_windows, matching_windows, nearest_tokens,
     seqmix_pair,
 };
-pub use ssmix::{Layout, SpanMix, SpanMode, choose_span, span_len, token_saliency, window_means};
+pub use ssmix::{
+    Layout, SpanMix, SpanMode, choose_span, saliency_span_mix, span_len, token_saliency,
+    window_means,
+};
 pub use state::{MixState, masked_mean, zero_padding};
 pub use targets::{mix_targets, soft_targets};

@@ -1,5 +1,5 @@
 //! SSMix span selection (Yoon, Kim and Park 2021, "SSMix: Saliency-Based Span Mixup for Text
-//! Classification", <https://arxiv.org/abs/2106.08062>), on the host.
+//! Classification", <https://arxiv.org/abs/2106.08062>).
 //!
 //! SSMix replaces the **least salient** span of sentence A by the **most salient** span of
 //! sentence B, in token ids (the positions need not match, the length of A is unchanged), and
@@ -14,10 +14,12 @@
 //! ([`SpanMode::RandomSpan`]: the same start in both sentences) and random tokens without
 //! a span ([`SpanMode::RandomTokens`]: a random set of aligned positions).
 //!
-//! Everything works on one pair at a time, on plain slices, so that each invariant is testable
-//! on hand-made saliency vectors; the training loop calls it per row.
+//! [`choose_span`] works on one pair at a time, on plain slices, so that each invariant is
+//! testable on hand-made saliency vectors; it is the reference, and what the random ablations
+//! use. [`saliency_span_mix`] makes the saliency choice for a whole batch on the device (no
+//! read-back), and is tested to agree with [`choose_span`].
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, RngExt, seq::index};
 
 /// How the replaced positions are chosen.
@@ -206,6 +208,97 @@ pub fn token_saliency(grad: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
     norms.div(max)
 }
 
+/// SSMix in [`SpanMode::Saliency`] for a whole batch, on the device: the same choice as
+/// [`choose_span`] followed by [`SpanMix::apply`] for every row, without reading the saliency
+/// back to the host.
+///
+/// Row `i` gets the most salient window of row `partners[i]` in place of its own least
+/// salient window, both of `span_len` of row `i`'s text; window sums come from a cumulative
+/// sum, and the first minimum / maximum is taken (as [`choose_span`] does; windows whose
+/// means differ only by rounding may be ranked differently). Rows mixed with themselves, rows
+/// without text and rows whose partner's text is shorter than the span are left as they are.
+/// The label ratios depend only on lengths, so they are computed on the host and returned.
+///
+/// # Shapes
+///
+/// - `ids`: `[n, L]`, right-padded; `saliency`: `[n, L]`, aligned with `ids`;
+/// - `lens[i]`: row `i`'s valid length (specials included, at most `L`);
+/// - returns the mixed ids `[n, L]` and `n` ratios.
+///
+/// # Panics
+///
+/// If `lens` or `partners` do not have `n` entries, or a partner is out of range.
+pub fn saliency_span_mix(
+    ids: Tensor<2, Int>,
+    saliency: Tensor<2>,
+    lens: &[usize],
+    partners: &[usize],
+    layout: Layout,
+    share: f64,
+) -> (Tensor<2, Int>, Vec<f32>) {
+    let [n, l] = ids.dims();
+    assert!(
+        lens.len() == n && partners.len() == n && partners.iter().all(|&j| j < n),
+        "saliency_span_mix: {n} rows, {} lengths, {} partners (all below {n})",
+        lens.len(),
+        partners.len()
+    );
+    let device = ids.device();
+    // Host side: each row's span width (0 = unchanged), ratio, the end index of every window
+    // start in the cumulative sums, and the starts that are allowed in A and in B.
+    const OFF: f32 = 1e30;
+    let mut width = vec![0i64; n];
+    let mut ratios = vec![1.0f32; n];
+    let mut ends = Vec::with_capacity(n * l);
+    let mut penalty_a = Vec::with_capacity(n * l);
+    let mut penalty_b = Vec::with_capacity(n * l);
+    for i in 0..n {
+        let j = partners[i];
+        let (ta, tb) = (layout.text(lens[i].min(l)), layout.text(lens[j].min(l)));
+        let w = if ta.is_empty() {
+            0
+        } else {
+            span_len(ta.len(), share)
+        };
+        let on = j != i && w > 0 && tb.len() >= w;
+        if on {
+            width[i] = w as i64;
+            ratios[i] = 1.0 - w as f32 / ta.len() as f32;
+        }
+        for t in 0..l {
+            ends.push((t + w.max(1)).min(l) as i64);
+            let in_a = on && t >= ta.start && t + w <= ta.end;
+            let in_b = on && t >= tb.start && t + w <= tb.end;
+            penalty_a.push(if in_a { 0.0 } else { OFF });
+            penalty_b.push(if in_b { 0.0 } else { -OFF });
+        }
+    }
+    let grid = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [n, l]), &device);
+    let ends = Tensor::<2, Int>::from_data(TensorData::new(ends, [n, l]), &device);
+    let partner_rows = crate::mix::index_tensor(partners, &device);
+    // Sum of every window: C[t + w] - C[t], with C the cumulative sums after a leading 0.
+    let window_sums = |sal: Tensor<2>| -> Tensor<2> {
+        let c = Tensor::cat(vec![Tensor::zeros([n, 1], &device), sal.cumsum(1)], 1);
+        c.clone().gather(1, ends.clone()) - c.narrow(1, 0, l)
+    };
+    let saliency = saliency.detach();
+    let dst = (window_sums(saliency.clone()) + grid(penalty_a)).argmin(1); // [n, 1]
+    let src = (window_sums(saliency.select(0, partner_rows.clone())) + grid(penalty_b)).argmax(1);
+    let width = Tensor::<2, Int>::from_data(TensorData::new(width, [n, 1]), &device);
+    let pos = Tensor::<1, Int>::arange(0..l as i64, &device)
+        .reshape([1, l])
+        .repeat_dim(0, n);
+    let dst = dst.repeat_dim(1, l);
+    let end = dst.clone() + width.repeat_dim(1, l);
+    let in_span = pos
+        .clone()
+        .greater_equal(dst.clone())
+        .bool_and(pos.clone().lower(end));
+    let from = (pos - dst + src.repeat_dim(1, l)).clamp(0, l as i64 - 1);
+    let copied = ids.clone().select(0, partner_rows).gather(1, from);
+    (ids.mask_where(in_span, copied), ratios)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +446,72 @@ mod tests {
             .try_to_vec()
             .expect("f32");
         assert_eq!(s, vec![0.5, 1.0, 1.0, 0.0]);
+    }
+
+    /// The device version makes the host version's choice, row by row.
+    #[test]
+    fn device_span_mix_matches_the_host_choice() {
+        let device = Device::flex();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut changed = 0;
+        for case in 0..40 {
+            let n = 1 + case % 7;
+            let l = 3 + (case * 5) % 17;
+            let layout = if case % 2 == 0 {
+                Layout::BERT
+            } else {
+                Layout::PLAIN
+            };
+            let lens: Vec<usize> = (0..n).map(|_| rng.random_range(1..=l)).collect();
+            let partners: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            // Distinct saliencies (no ties), zero at padding.
+            let mut sal = vec![0.0f32; n * l];
+            let mut ids = vec![0i64; n * l];
+            for i in 0..n {
+                for t in 0..lens[i] {
+                    sal[i * l + t] = rng.random::<f32>();
+                    ids[i * l + t] = (100 * i + t + 1) as i64;
+                }
+            }
+            let share = [0.1, 0.3, 0.5][case % 3];
+            let (mixed, ratios) = saliency_span_mix(
+                Tensor::from_data(TensorData::new(ids.clone(), [n, l]), &device),
+                Tensor::from_data(TensorData::new(sal.clone(), [n, l]), &device),
+                &lens,
+                &partners,
+                layout,
+                share,
+            );
+            let mixed: Vec<i64> = mixed
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .expect("ids");
+            for i in 0..n {
+                let j = partners[i];
+                let host = if i == j {
+                    SpanMix::none()
+                } else {
+                    choose_span(
+                        SpanMode::Saliency,
+                        &sal[i * l..i * l + lens[i]],
+                        lens[i],
+                        &sal[j * l..j * l + lens[j]],
+                        lens[j],
+                        layout,
+                        share,
+                        &mut rng,
+                    )
+                };
+                let want = host.apply(&ids[i * l..(i + 1) * l], &ids[j * l..(j + 1) * l]);
+                changed += usize::from(!host.positions.is_empty());
+                assert_eq!(&mixed[i * l..(i + 1) * l], &want[..], "case {case} row {i}");
+                assert!((ratios[i] - host.ratio).abs() < 1e-6, "case {case} row {i}");
+            }
+        }
+        assert!(
+            changed >= 30,
+            "only {changed} rows were mixed: the test proves little"
+        );
     }
 }

@@ -9,7 +9,8 @@ use burn::{
 };
 use mixup_core::{
     Layout, MixMethod, MixParams, MixState, MixupConfig, PointKind, SpanMode, choose_span,
-    interpolated_cross_entropy, mix_with, soft_cross_entropy, soft_targets, token_saliency,
+    interpolated_cross_entropy, mix_with, saliency_span_mix, soft_cross_entropy, soft_targets,
+    token_saliency,
 };
 use mixup_data::{EncodedExample, TextBatch};
 use mixup_models::MixingPoints;
@@ -318,15 +319,32 @@ pub fn step_gradients<M: Module + MixingPoints>(
             pre_grads = Some(GradientsParams::from_grads(pass.grads, model));
             logged_extra = Some(pass.clean_loss);
             surrogate = Some(pass.surrogate);
-            let (aug, ratios) = ssmix_rows(items, &partners, &pass.saliency, &plan.ssmix, rng);
-            let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
-            let aug_batch = TextBatch::new(&aug_refs, max_len, &ad);
+            // Saliency spans are chosen and copied on the device (nothing read back); the
+            // random ablations need no saliency and mix the ids on the host.
+            let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
+                let l = batch.ids.dims()[1];
+                let lens: Vec<usize> = items.iter().map(|e| e.ids.len().min(l)).collect();
+                let (ids, ratios) = saliency_span_mix(
+                    batch.ids.clone(),
+                    pass.saliency,
+                    &lens,
+                    &partners,
+                    plan.ssmix.layout,
+                    plan.ssmix.share,
+                );
+                (ids, batch.mask.clone(), ratios)
+            } else {
+                let (aug, ratios) = ssmix_random_rows(items, &partners, &plan.ssmix, rng);
+                let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
+                let aug_batch = TextBatch::new(&aug_refs, max_len, ad);
+                (aug_batch.ids, aug_batch.mask, ratios)
+            };
             params = MixParams {
                 lambdas: ratios,
                 partners: partners.clone(),
             };
             (
-                model.forward(aug_batch.ids, aug_batch.mask),
+                model.forward(aug_ids, aug_mask),
                 partners.iter().map(|&j| own[j]).collect::<Vec<_>>(),
             )
         } else {
@@ -417,12 +435,13 @@ pub fn step_gradients<M: Module + MixingPoints>(
 
 /// What SSMix's saliency pass leaves: the clean loss (its value, for the report), the
 /// gradients of the clean loss for every parameter after the embedding output, the term whose
-/// gradient gives the embedding's share of it, and the per-token saliency (host, row-major).
+/// gradient gives the embedding's share of it, and the per-token saliency `[n, L]` (on the
+/// device, aligned with the ids).
 struct SaliencyPass {
     clean_loss: Tensor<1>,
     grads: burn::tensor::Gradients,
     surrogate: Tensor<1>,
-    saliency: Vec<Vec<f32>>,
+    saliency: Tensor<2>,
 }
 
 /// The clean forward and backward of SSMix: the embedding output is cut from the graph
@@ -438,7 +457,7 @@ fn ssmix_saliency<M: MixingPoints>(
     smoothing: f64,
     weight: f32,
 ) -> anyhow::Result<SaliencyPass> {
-    let [n, l] = batch.ids.dims();
+    let [_, l] = batch.ids.dims();
     let MixState::Sequence { hidden, mask } = model.embed(batch.ids.clone(), batch.mask.clone())
     else {
         anyhow::bail!("ssmix needs a model whose embedding output is a sequence");
@@ -472,14 +491,7 @@ fn ssmix_saliency<M: MixingPoints>(
     // Models may put extra positions (a [CLS] vector) in front of the ids.
     let [_, l_state, _] = grad.dims();
     let offset = l_state.saturating_sub(l);
-    let flat: Vec<f32> = token_saliency(grad, mask)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("reading saliency back: {e:?}"))?;
-    let saliency = (0..n)
-        .map(|i| flat[i * l_state + offset..(i + 1) * l_state].to_vec())
-        .collect();
+    let saliency = token_saliency(grad, mask).narrow(1, offset, l);
     Ok(SaliencyPass {
         clean_loss,
         grads,
@@ -488,12 +500,12 @@ fn ssmix_saliency<M: MixingPoints>(
     })
 }
 
-/// Each row with its partner's span copied in, and each row's label ratio (1 for rows mixed
-/// with themselves or left unmixed).
-fn ssmix_rows(
+/// The random-span and random-token ablations of SSMix on the host: each row with its
+/// partner's positions copied in, and each row's label ratio (1 for rows mixed with
+/// themselves or left unmixed).
+fn ssmix_random_rows(
     items: &[&EncodedExample],
     partners: &[usize],
-    saliency: &[Vec<f32>],
     settings: &SsmixSettings,
     rng: &mut StdRng,
 ) -> (Vec<EncodedExample>, Vec<f32>) {
@@ -507,9 +519,9 @@ fn ssmix_rows(
         } else {
             choose_span(
                 settings.mode,
-                &saliency[i],
+                &[],
                 a.ids.len(),
-                &saliency[j],
+                &[],
                 b.ids.len(),
                 settings.layout,
                 settings.share,
@@ -565,10 +577,16 @@ mod tests {
         );
         let want = GradientsParams::from_grads(reference.backward(), &model);
         let pass = ssmix_saliency(&model, &batch, 3, 0.0, 1.0).expect("saliency pass");
-        assert_eq!(pass.saliency.len(), 3);
-        assert_eq!(pass.saliency[0].len(), 5);
+        assert_eq!(pass.saliency.dims(), [3, 5]);
+        let saliency: Vec<f32> = pass
+            .saliency
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32");
         assert!(
-            pass.saliency[1][3..].iter().all(|&v| v == 0.0),
+            saliency[5 + 3..10].iter().all(|&v| v == 0.0),
             "padding has no saliency"
         );
         let mut sum = GradientsAccumulator::new();
