@@ -17,7 +17,7 @@
 # The data folder holds trec/ (train.tsv, test.tsv). Results: one JSON line per measurement
 # in OUT/results.jsonl and the tables in OUT/summary.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 bins=gpu/bin data=gpu/data out=gpu/out epochs=2 peer=cuda batches="64 256"
 models="textcnn bilstm transformer"
@@ -34,8 +34,15 @@ while [ $# -gt 0 ]; do
     *) echo "gpu-check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+# Relative paths are taken from where the script was started; the defaults from the repo.
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ "$bins" = gpu/bin ] && bins="$repo/gpu/bin" || bins="$(abs "$bins")"
+[ "$data" = gpu/data ] && data="$repo/gpu/data" || data="$(abs "$data")"
+[ "$out" = gpu/out ] && out="$repo/gpu/out" || out="$(abs "$out")"
+if [ -n "${PEER:-}" ]; then export PEER="$(abs "$PEER")"; fi
+cd "$repo"
 python="${PYTHON:-python3}"
-if [ -z "${PEER:-}" ] && [ -f gpu/peer_torch.py ]; then export PEER=gpu/peer_torch.py; fi
+if [ -z "${PEER:-}" ] && [ -f gpu/peer_torch.py ]; then export PEER="$repo/gpu/peer_torch.py"; fi
 mkdir -p "$out"
 summary="$out/summary.md"
 jsonl="$out/results.jsonl"
@@ -68,7 +75,7 @@ for backend in tch-cuda cuda wgpu flex ndarray tch; do
   fi
   [ -e "$bin" ] || continue
   found=1
-  env_prefix=()
+  env_prefix=(env)
   case "$backend" in
     tch*) env_prefix=(env "LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}") ;;
   esac
@@ -93,8 +100,8 @@ r = json.loads(sys.stdin.read().strip().splitlines()[-1])
 m, b, ms, sps = r["model"], r["batch"], r["ms_per_step_median"], r["samples_per_s"]
 mib = r.get("peak_host_memory_mib") or 0
 print(f"| {m} | {b} | {ms:.2f} | {sps:.0f} | {mib:.0f} |")
-' | tee -a "$summary"
-        echo "$line" | tail -1 | "$python" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["kind"]="bench"; print(json.dumps(r))' >> "$jsonl"
+' | tee -a "$summary" || echo "| $m | $b | unparsable output: $line | | |" | tee -a "$summary"
+        echo "$line" | tail -1 | "$python" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["kind"]="bench"; print(json.dumps(r))' >> "$jsonl" || true
       else
         echo "| $m | $b | failed: $(tail -1 "$out/bench-$backend-$m-$b.err") | | |" | tee -a "$summary"
       fi

@@ -22,7 +22,7 @@ for w in $what; do
   case "$w" in
     tch)
       LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PYTHON_SYS_EXECUTABLE="$python" \
-        PATH="$(dirname "$python"):$PATH" \
+        PATH="$(dirname "$(command -v "$python")"):$PATH" \
         cargo build --release --locked -p mixup-train --features tch
       cp target/release/mixup gpu/bin/mixup-tch-cuda
       ;;

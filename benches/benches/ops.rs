@@ -96,7 +96,7 @@ fn soft_ce(bencher: divan::Bencher) {
 }
 
 /// Per-token saliency (normalised gradient norm) of a `[64, 24, 128]` gradient, read back to
-/// the host as the training step does.
+/// the host (the training step no longer reads it back; compare `ssmix_spans_device`).
 #[divan::bench]
 fn ssmix_saliency(bencher: divan::Bencher) {
     let device = device();

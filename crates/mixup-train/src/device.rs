@@ -57,6 +57,15 @@ pub enum DeviceError {
         /// What the backend said, first line.
         reason: String,
     },
+    /// A list where one device is wanted.
+    #[error(
+        "{name:?}: this command (or BURN_DEVICE) takes one device; only `mixup train --device` \
+         takes a comma-separated list"
+    )]
+    List {
+        /// The requested names.
+        name: String,
+    },
     /// Nothing compiled in at all.
     #[error("this binary was built without any backend feature (flex, ndarray, wgpu, cuda, tch)")]
     NoBackend,
@@ -91,12 +100,15 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
             .ok_or(DeviceError::NoBackend)?
             .to_string(),
     };
+    if name.contains(',') {
+        return Err(DeviceError::List { name });
+    }
     let (base, index) = match name.split_once(':') {
         Some((b, i)) => match i.parse::<usize>() {
-            Ok(i) if matches!(b, "cuda" | "tch-cuda" | "wgpu") => (b.to_string(), i),
+            Ok(i) if matches!(b, "cuda" | "tch-cuda" | "wgpu") => (b.to_string(), Some(i)),
             _ => return Err(DeviceError::Unknown { name }),
         },
-        None => (name.clone(), 0),
+        None => (name.clone(), None),
     };
     let Some(feature) = feature_of(&base) else {
         return Err(DeviceError::Unknown { name });
@@ -128,6 +140,11 @@ pub fn select_device(name: Option<&str>) -> Result<(Device, String), DeviceError
 /// its first line returned, so that a wrong `--device` is an error message, not a crash.
 fn probe(device: &Device) -> Result<(), String> {
     use std::panic::{AssertUnwindSafe, catch_unwind, set_hook, take_hook};
+    // The panic hook is process-wide: one probe at a time swaps it.
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = HOOK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let previous = take_hook();
     set_hook(Box::new(|_| {}));
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -178,7 +195,7 @@ pub fn select_devices(spec: Option<&str>) -> Result<Vec<(Device, String)>, Devic
 }
 
 #[allow(unreachable_code, deprecated)]
-fn make(name: &str, index: usize) -> Option<Device> {
+fn make(name: &str, index: Option<usize>) -> Option<Device> {
     let _ = index;
     match name {
         #[cfg(feature = "flex")]
@@ -186,15 +203,16 @@ fn make(name: &str, index: usize) -> Option<Device> {
         #[cfg(feature = "ndarray")]
         "ndarray" => Some(Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        "wgpu" if index == 0 => Some(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Some(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index))),
+        "wgpu" => Some(Device::wgpu(match index {
+            None => burn::tensor::DeviceKind::DefaultDevice,
+            Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+        })),
         #[cfg(feature = "cuda")]
-        "cuda" => Some(Device::cuda(index)),
+        "cuda" => Some(Device::cuda(index.unwrap_or(0))),
         #[cfg(feature = "tch")]
         "tch" | "tch-cpu" => Some(Device::libtorch()),
         #[cfg(feature = "tch")]
-        "tch-cuda" => Some(Device::libtorch_cuda(index)),
+        "tch-cuda" => Some(Device::libtorch_cuda(index.unwrap_or(0))),
         _ => None,
     }
 }
@@ -232,6 +250,8 @@ mod tests {
             let e = select_devices(Some(bad)).expect_err(bad);
             assert!(matches!(e, DeviceError::Unknown { .. }), "{bad}: {e}");
         }
+        let e = select_device(Some("flex,flex")).expect_err("one device wanted");
+        assert!(matches!(e, DeviceError::List { .. }), "{e}");
         // An index is accepted on GPU backends (refused only because it is not compiled in).
         if !compiled_backends().contains(&"cuda") {
             let e = select_devices(Some("flex,cuda:1")).expect_err("cuda not compiled");

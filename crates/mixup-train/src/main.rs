@@ -1,8 +1,8 @@
 //! `mixup`: train zoo recipes (one, or a sweep over recipes and seeds), evaluate and predict
 //! with finished runs, time training steps (`mixup bench`), fetch data.
 
-/// Tensor backends allocate and free large buffers at every operation (see the README's Speed
-/// section for what mimalloc changes against glibc's malloc on flex).
+/// Tensor backends allocate and free large buffers at every operation (see the README's
+/// Performance section for what mimalloc changes against glibc's malloc on flex).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -151,7 +151,7 @@ fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
 ///
 /// # Errors
 ///
-/// SSMix on a model without a sequence embedding, or saliency that cannot be read back.
+/// SSMix on a model without a sequence embedding (or without a gradient at it).
 #[allow(clippy::too_many_arguments)]
 pub fn train_step<M: Module + MixingPoints>(
     model: M,
@@ -182,7 +182,8 @@ fn update<M: Module>(
 
 /// One data-parallel step over several devices, through Burn's own multi-device pieces: each
 /// replica (the model forked to `devices[i]` with [`Module::fork`]) runs the forward and
-/// backward of `shards[i]` in its own thread, with its own `rngs[i]`; the gradients are moved to
+/// backward of `shards[i]` in its own thread, with its own `rngs[i]` for mixing (dropout
+/// draws from Burn's process-wide RNG, in thread order); the gradients are moved to
 /// the first device ([`GradientsParams::to_device`]) and summed there
 /// ([`GradientsAccumulator`]), then clipped and applied once, so every replica starts the next
 /// step from the same weights. Each shard's loss is weighted by its share of the rows, so the
@@ -392,7 +393,14 @@ pub fn step_gradients<M: Module + MixingPoints>(
             None => loss.clone().detach(),
         };
         if let Some(extra) = surrogate {
-            loss = loss + extra;
+            // The surrogate comes from the saliency pass's gradient, which already carries
+            // `weight`; the whole loss is multiplied by `weight` below, so undo it here.
+            loss = loss
+                + if weight == 1.0 {
+                    extra
+                } else {
+                    extra.div_scalar(weight)
+                };
         }
         let dominant: Vec<usize> = (0..n)
             .map(|i| {
@@ -605,11 +613,7 @@ mod tests {
             ("output", model.output.weight.id),
         ] {
             let (a, b) = (read(&want, id), read(&got, id));
-            let diff = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
+            let diff = max_diff(&a, &b);
             assert!(diff < 1e-6, "{what}: gradients differ by {diff}");
             assert!(
                 a.iter().any(|&v| v != 0.0),
@@ -624,22 +628,10 @@ mod tests {
     #[test]
     fn replicated_step_matches_the_single_device_step() {
         use crate::optim::build_optimizer;
-        use mixup_models::TextCnnConfig;
-        let ad = Device::flex().autodiff();
-        ad.seed(3);
-        let model = TextCnnConfig::new(30, 3)
-            .with_d_embed(8)
-            .with_n_filters(4)
-            .with_dropout(0.0)
-            .init(&ad);
+        let (ad, model) = tiny_cnn(3);
         let recipe = crate::bench::default_recipe("textcnn", "none").expect("recipe");
         let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::PLAIN).expect("plan");
-        let rows: Vec<EncodedExample> = (0..6u32)
-            .map(|i| EncodedExample {
-                ids: (0..3 + i % 4).map(|t| 2 + (i * 5 + t) % 28).collect(),
-                label: (i % 3) as usize,
-            })
-            .collect();
+        let rows = toy_rows(5);
         let refs: Vec<&EncodedExample> = rows.iter().collect();
         let whole = StepBatch {
             items: &refs,
@@ -695,21 +687,34 @@ mod tests {
                 .expect("f32")
         };
         let (before, a, b) = (weights(&model), weights(&single), weights(&split));
-        let moved = before
-            .iter()
-            .zip(&a)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let moved = max_diff(&before, &a);
         assert!(moved > 1e-4, "the step must change the weights ({moved})");
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let diff = max_diff(&a, &b);
         assert!(
             diff < 1e-5,
             "replicated and single updates differ by {diff}"
         );
+        // The update above is Adam's, which hides a uniform scale error; the summed gradients
+        // themselves must be the whole batch's.
+        let full = step_gradients(&model, &plan, &whole, &mut seeded(0), &ad, 1.0)
+            .expect("full")
+            .0;
+        let mut sum = GradientsAccumulator::new();
+        for shard in &shards {
+            let w = shard.items.len() as f32 / refs.len() as f32;
+            let g = step_gradients(&model, &plan, shard, &mut seeded(0), &ad, w).expect("shard");
+            sum.accumulate(&model, g.0);
+        }
+        let summed = sum.grads();
+        for id in [model.embedding.weight.id, model.output.weight.id] {
+            let (a, b) = (grad_of(&full, id), grad_of(&summed, id));
+            assert!(a.iter().any(|&v| v != 0.0), "zero gradient proves nothing");
+            let diff = max_diff(&a, &b);
+            assert!(
+                diff < 1e-6,
+                "shard gradients sum to the batch's: off by {diff}"
+            );
+        }
         let bad = train_step_replicated(
             model,
             &mut optim,
@@ -723,5 +728,78 @@ mod tests {
             bad.is_err(),
             "mismatched shards and devices must be refused"
         );
+    }
+
+    /// A small TextCNN without dropout (vocabulary 30, 3 classes) on an autodiff flex device
+    /// seeded with `seed`.
+    fn tiny_cnn(seed: u64) -> (Device, mixup_models::TextCnn) {
+        let ad = Device::flex().autodiff();
+        ad.seed(seed);
+        let model = mixup_models::TextCnnConfig::new(30, 3)
+            .with_d_embed(8)
+            .with_n_filters(4)
+            .with_dropout(0.0)
+            .init(&ad);
+        (ad, model)
+    }
+
+    /// Six rows of 3 to 6 ids below 30, labels 0, 1, 2 in turn; `stride` varies the ids.
+    fn toy_rows(stride: u32) -> Vec<EncodedExample> {
+        (0..6u32)
+            .map(|i| EncodedExample {
+                ids: (0..3 + i % 4).map(|t| 2 + (i * stride + t) % 28).collect(),
+                label: (i % 3) as usize,
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn seeded(seed: u64) -> StdRng {
+        rand::SeedableRng::seed_from_u64(seed)
+    }
+
+    fn grad_of(g: &GradientsParams, id: burn::module::ParamId) -> Vec<f32> {
+        let t: Tensor<2> = g.get(id).expect("gradient");
+        t.into_data().convert::<f32>().try_to_vec().expect("f32")
+    }
+
+    /// A shard's weight scales every part of its gradient, SSMix's saliency-pass share and
+    /// surrogate included (the same draws, the same step, weight 0.25 against 1).
+    #[test]
+    fn the_shard_weight_scales_the_whole_gradient() {
+        let (ad, model) = tiny_cnn(5);
+        let rows = toy_rows(7);
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        for method in ["none", "word", "ssmix"] {
+            let recipe = crate::bench::default_recipe("textcnn", method).expect("recipe");
+            let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::PLAIN).expect("plan");
+            let batch = StepBatch {
+                items: &refs,
+                partner_items: None,
+                mixing: method != "none",
+            };
+            let one = step_gradients(&model, &plan, &batch, &mut seeded(9), &ad, 1.0)
+                .expect("weight 1")
+                .0;
+            let quarter = step_gradients(&model, &plan, &batch, &mut seeded(9), &ad, 0.25)
+                .expect("weight 0.25")
+                .0;
+            for id in [model.embedding.weight.id, model.output.weight.id] {
+                let (a, b) = (grad_of(&one, id), grad_of(&quarter, id));
+                assert!(a.iter().any(|&v| v != 0.0), "{method}: zero gradient");
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (0.25 * x - y).abs())
+                    .fold(0.0, f32::max);
+                assert!(diff < 1e-6, "{method}: weighted gradient off by {diff}");
+            }
+        }
     }
 }

@@ -173,8 +173,10 @@ const PARTNER: u64 = 3;
 /// The device RNG (dropout) is re-seeded from this stream before every step, so that a run
 /// resumed from a checkpoint draws exactly the masks the uninterrupted run draws.
 const DROPOUT: u64 = 4;
-/// Replicas of a data-parallel step draw their mixing and dropout from this stream, keyed by
-/// the step's own seeds.
+/// Replicas of a data-parallel step draw their mixing from this stream, keyed by the step's
+/// own seed. (Their dropout masks come from Burn's one process-wide RNG, seeded once per step
+/// above, in whatever order the replica threads draw: data-parallel runs with dropout are not
+/// repeatable draw for draw.)
 const REPLICA: u64 = 5;
 
 /// Accuracy and mean loss of `model` on `examples`.
@@ -426,7 +428,7 @@ where
             } else {
                 // One contiguous shard per device (as even as the batch allows; a last batch
                 // with fewer rows than devices uses fewer devices), each with its own mixing
-                // and dropout draws.
+                // draws.
                 let k = replica_devices.len().min(n);
                 let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
                 let shards: Vec<StepBatch<'_>> = bounds
@@ -447,10 +449,6 @@ where
                         ))
                     })
                     .collect();
-                for (r, d) in replica_devices.iter().enumerate().skip(1).take(k - 1) {
-                    let step_seed = derive_seed(t.seed, DROPOUT, epoch as u64, step as u64);
-                    d.seed(derive_seed(step_seed, REPLICA, r as u64, 1));
-                }
                 train_step_replicated(
                     model,
                     &mut optim,
