@@ -180,8 +180,8 @@ pub fn bench_model<M: Module + MixingPoints>(
     let parameters = model.num_params();
     let mut optim = build_optimizer(&recipe.train, &model);
     // Word-level models keep ids 0 and 1 for padding and <unk>; BERT vocabularies keep their
-    // first 1000 ids for special and unused tokens (toy vocabularies of under 1000 words only
-    // the padding id).
+    // first 1000 ids for special and unused tokens (a toy vocabulary of at most 2000 ids
+    // keeps only the padding id out).
     let first_id: u32 = match layout {
         Layout::PLAIN => 2,
         _ if vocab > 2000 => 1000,

@@ -395,12 +395,7 @@ pub fn step_gradients<M: Module + MixingPoints>(
         if let Some(extra) = surrogate {
             // The surrogate comes from the saliency pass's gradient, which already carries
             // `weight`; the whole loss is multiplied by `weight` below, so undo it here.
-            loss = loss
-                + if weight == 1.0 {
-                    extra
-                } else {
-                    extra.div_scalar(weight)
-                };
+            loss = loss + extra.div_scalar(weight);
         }
         let dominant: Vec<usize> = (0..n)
             .map(|i| {
@@ -426,12 +421,7 @@ pub fn step_gradients<M: Module + MixingPoints>(
         .equal(label_tensor(&dominant, ad))
         .int()
         .sum();
-    let loss = if weight == 1.0 {
-        loss
-    } else {
-        loss.mul_scalar(weight)
-    };
-    let mut grads = GradientsParams::from_grads(loss.backward(), model);
+    let mut grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
     if let Some(pre) = pre_grads {
         let mut sum = GradientsAccumulator::new();
         sum.accumulate(model, pre);
@@ -486,11 +476,7 @@ fn ssmix_saliency<M: MixingPoints>(
     let clean_loss = clean.clone().detach();
     // The weight scales the gradient (and so the surrogate below), not the per-row normalised
     // saliency.
-    let mut grads = if weight == 1.0 {
-        clean.backward()
-    } else {
-        clean.mul_scalar(weight).backward()
-    };
+    let mut grads = clean.mul_scalar(weight).backward();
     let grad = leaf
         .grad_remove(&mut grads)
         .ok_or_else(|| anyhow::anyhow!("ssmix: no gradient reached the embedding output"))?

@@ -15,24 +15,17 @@ use burn::tensor::Device;
 use common::{bin, tiny_bert, tmp, toy_dataset};
 use mixup_train::{
     bench::{BenchSpec, bench_recipe, default_recipe},
-    device::select_device,
+    device::{compiled_backends, select_device},
     recipe::Recipe,
 };
 
-/// The non-default backends compiled into this test binary.
+/// The backends compiled into this test binary that run here besides flex (`tch` is
+/// LibTorch on the CPU; `tch-cuda` and `cuda` need a GPU).
 fn backends() -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if cfg!(feature = "ndarray") {
-        v.push("ndarray");
-    }
-    if cfg!(feature = "wgpu") {
-        v.push("wgpu");
-    }
-    if cfg!(feature = "tch") {
-        // LibTorch on the CPU; tch-cuda needs a GPU.
-        v.push("tch");
-    }
-    v
+    compiled_backends()
+        .into_iter()
+        .filter(|b| !matches!(*b, "flex" | "tch-cuda" | "cuda"))
+        .collect()
 }
 
 fn device(name: &str) -> Device {

@@ -363,25 +363,22 @@ fn a_device_list_trains_data_parallel() {
     let t = tmp("data-parallel");
     toy_dataset(&t.0);
     let out = t.0.join("dp");
-    let o = run(bin()
-        .args(["train", "--recipe"])
-        .arg(recipe(&t.0, "tmix"))
-        .arg("--data-dir")
-        .arg(&t.0)
-        .args(["--device", "flex,flex", "--out"])
-        .arg(&out));
+    let on = |method: &str, devices: &str, out: &Path| {
+        run(bin()
+            .args(["train", "--recipe"])
+            .arg(recipe(&t.0, method))
+            .arg("--data-dir")
+            .arg(&t.0)
+            .args(["--device", devices, "--out"])
+            .arg(out))
+    };
+    let o = on("tmix", "flex,flex", &out);
     assert!(o.status.success(), "{}", text(&o));
     let report = final_json(&out);
     assert_eq!(report["device"], "flex,flex");
     let acc = report["test_accuracy"].as_f64().expect("accuracy");
     assert!(acc >= 0.9, "data-parallel run learns the toy task: {acc}");
-    let o = run(bin()
-        .args(["train", "--recipe"])
-        .arg(recipe(&t.0, "none"))
-        .arg("--data-dir")
-        .arg(&t.0)
-        .args(["--device", "flex,tpu", "--out"])
-        .arg(t.0.join("bad")));
+    let o = on("none", "flex,tpu", &t.0.join("bad"));
     assert!(!o.status.success());
     assert!(text(&o).contains("\"tpu\""), "{}", text(&o));
     assert!(
