@@ -4,9 +4,6 @@
 //!
 //! `cargo bench -p mixup-benches --bench breakdown`
 
-// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
-use mixup_benches as _;
-
 use burn::{
     optim::{AdamConfig, GradientsParams},
     tensor::{Device, Int, Tensor, TensorData},
@@ -17,6 +14,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 /// Runs the timed steps and prints the three means.
 fn main() {
+    mixup_benches::setup();
     let device = Device::flex().autodiff();
     device.seed(0);
     let mut model = TextCnnConfig::new(8680, 6).init(&device);

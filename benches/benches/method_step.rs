@@ -6,14 +6,12 @@
 //! prints, per model and method, the median milliseconds per step and the ratio to the
 //! model's plain (`none`) step. SSMix's goal is <= 1.5x a plain step.
 
-// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
-use mixup_benches as _;
-
 use burn::tensor::Device;
 use mixup_core::MixMethod;
 use mixup_train::bench::{BenchSpec, bench_recipe, default_recipe};
 
 fn main() {
+    mixup_benches::setup();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()

@@ -7,9 +7,6 @@
 //! Tensor benches read one value back at the end of each iteration so that the lazy parts of
 //! the backend cannot skip the work being timed.
 
-// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
-use mixup_benches as _;
-
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use mixup_core::{
     Layout, MixParams, MixupConfig, SpanMode, choose_span, labelled_windows, matching_windows,
@@ -24,6 +21,7 @@ const WIDTH: usize = 128;
 const CLASSES: usize = 6;
 
 fn main() {
+    mixup_benches::setup();
     divan::main();
 }
 

@@ -5,9 +5,6 @@
 //! configuration: steps/s and samples/s. Speed against PyTorch is measured by
 //! `benches/compare_torch.sh`, which runs both on the real data in one go.
 
-// Links mixup-benches for its global allocator (mimalloc, as the `mixup` binary).
-use mixup_benches as _;
-
 use std::time::Instant;
 
 use burn::{
@@ -87,6 +84,7 @@ fn run(name: &str, point: Option<usize>, steps: usize) {
 }
 
 fn main() {
+    mixup_benches::setup();
     let args: Vec<String> = std::env::args().collect();
     let steps = args
         .iter()

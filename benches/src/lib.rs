@@ -1,6 +1,12 @@
 //! Benchmarks of the mixup zoo live in `benches/`. This library only sets the allocator their
-//! binaries use: mimalloc, as the `mixup` binary does, so that `cargo bench` and `mixup bench`
-//! time the same thing (with glibc's malloc, flex steps took 4-25% longer; README, Performance).
+//! binaries use: mimalloc with purging off ([`mixup_alloc`]), as the `mixup` binary does, so
+//! that `cargo bench` and `mixup bench` time the same thing (README, Performance). Every bench
+//! `main` calls [`setup`] first.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: mixup_alloc::MiMalloc = mixup_alloc::ALLOCATOR;
+
+/// Sets the allocator up as the `mixup` binary does ([`mixup_alloc::keep_freed_pages`]).
+pub fn setup() {
+    mixup_alloc::keep_freed_pages();
+}

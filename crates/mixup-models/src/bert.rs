@@ -553,7 +553,7 @@ impl BertEmbeddings {
             .reshape([1, l, d])
             .expand([n, l, d]);
         let hidden = self.word.forward(ids) + positions + self.token_type.forward(types);
-        self.dropout.forward(self.norm.forward(hidden))
+        mixup_kernels::dropout(&self.dropout, self.norm.forward(hidden))
     }
 }
 
@@ -592,9 +592,8 @@ impl BertSelfAttention {
         let v = heads(self.value.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()); // [n, h, L, L]
         let pad = padding.reshape([n, 1, 1, l]).expand([n, h, l, l]);
-        let weights = self
-            .dropout
-            .forward(softmax(scores.mask_fill(pad, MASK_FILL), 3));
+        let weights =
+            mixup_kernels::dropout(&self.dropout, softmax(scores.mask_fill(pad, MASK_FILL), 3));
         let context = weights.matmul(v).swap_dims(1, 2).reshape([n, l, d]);
         self.output.forward(context)
     }
@@ -624,14 +623,13 @@ impl BertLayer {
     ///
     /// - `x`: `[n, L, d]`, `padding`: `[n, L]`; returns `[n, L, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
-        let a = self
-            .dropout
-            .forward(self.attention.forward(x.clone(), padding));
+        let a = mixup_kernels::dropout(&self.dropout, self.attention.forward(x.clone(), padding));
         let x = self.attention_norm.forward(x + a);
         let f = self
             .output
             .forward(gelu(self.intermediate.forward(x.clone())));
-        self.output_norm.forward(x + self.dropout.forward(f))
+        self.output_norm
+            .forward(x + mixup_kernels::dropout(&self.dropout, f))
     }
 }
 
@@ -906,7 +904,8 @@ impl MixingPoints for BertClassifier {
     }
 
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.head.forward(self.dropout.forward(pooled))
+        self.head
+            .forward(mixup_kernels::dropout(&self.dropout, pooled))
     }
 }
 
@@ -949,7 +948,8 @@ impl BertTokenClassifier {
         token_types: Option<Tensor<2, Int>>,
     ) -> Tensor<3> {
         let hidden = self.encoder.forward(ids, mask, token_types);
-        self.head.forward(self.dropout.forward(hidden))
+        self.head
+            .forward(mixup_kernels::dropout(&self.dropout, hidden))
     }
 }
 

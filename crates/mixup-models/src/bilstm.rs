@@ -90,6 +90,34 @@ impl BiLayer {
     /// Runs both directions over `x` (`[2, n, L, d_in]`: index 0 in reading order, index 1
     /// already reversed), from zero states; returns the hidden states `[2, n, L, d_hidden]`.
     pub fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        if mixup_kernels::has_fused_lstm(&x.device()) {
+            return self.run_fused(x);
+        }
+        self.run_plain(x)
+    }
+
+    /// [`Self::run`] through the fused recurrence of `mixup-kernels`: the input projections
+    /// of every step in one product, then one op for the whole recurrence (one autodiff node,
+    /// with a hand-written backward).
+    #[cfg(feature = "flex")]
+    fn run_fused(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, n, l, d_in] = x.dims();
+        let g4 = self.recurrent.dims()[2];
+        let zx = x
+            .reshape([2, n * l, d_in])
+            .matmul(self.input.val())
+            .add(self.bias.val())
+            .reshape([2, n, l, g4]);
+        mixup_kernels::lstm::lstm_recurrence(zx, self.recurrent.val())
+    }
+
+    #[cfg(not(feature = "flex"))]
+    fn run_fused(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run_plain(x)
+    }
+
+    /// [`Self::run`] in plain Burn ops (every backend; the reference of the fused path).
+    pub fn run_plain(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, n, l, d_in] = x.dims();
         let d = self.recurrent.dims()[1];
         let device = x.device();
@@ -247,7 +275,8 @@ impl MixingPoints for BiLstmClassifier {
     }
 
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.output.forward(self.dropout.forward(pooled))
+        self.output
+            .forward(mixup_kernels::dropout(&self.dropout, pooled))
     }
 }
 
@@ -324,6 +353,52 @@ mod tests {
             .reshape([n, l, d]);
         let diff: f32 = (got - want).abs().max().into_scalar();
         assert!(diff < 1e-5, "fused LSTM differs from Burn's by {diff}");
+    }
+
+    /// The fused path (flex) equals the plain-Burn layer, forward and gradients.
+    #[test]
+    fn fused_layer_equals_plain_layer_with_gradients() {
+        let device = Device::flex().autodiff();
+        assert!(mixup_kernels::has_fused_lstm(&device));
+        device.seed(9);
+        let layer = BiLayer::init(6, 5, &device);
+        let x = Tensor::<4>::random(
+            [2, 3, 7, 6],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let weights = Tensor::<4>::random(
+            [2, 3, 7, 5],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let fused = layer.run(x.clone());
+        let plain = layer.run_plain(x.clone());
+        let max = |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
+        assert!(max(fused.clone(), plain.clone()) < 1e-5);
+        let gf = (fused * weights.clone()).sum().backward();
+        let gp = (plain * weights).sum().backward();
+        let grad_diff = |p: &Param<Tensor<3>>| -> f32 {
+            let (a, b) = (p.val().grad(&gf), p.val().grad(&gp));
+            (a.expect("grad") - b.expect("grad"))
+                .abs()
+                .max()
+                .into_scalar()
+        };
+        for (name, p) in [
+            ("input", &layer.input),
+            ("recurrent", &layer.recurrent),
+            ("bias", &layer.bias),
+        ] {
+            let d = grad_diff(p);
+            assert!(d < 1e-5, "{name} gradients differ by {d}");
+        }
+        let dx: f32 = (x.grad(&gf).expect("grad") - x.grad(&gp).expect("grad"))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(dx < 1e-5, "input gradients differ by {dx}");
     }
 
     #[test]

@@ -183,7 +183,8 @@ impl MixingPoints for SequenceTagger {
     }
 
     fn head(&self, tokens: Tensor<2>) -> Tensor<2> {
-        self.head.forward(self.dropout.forward(tokens))
+        self.head
+            .forward(mixup_kernels::dropout(&self.dropout, tokens))
     }
 }
 

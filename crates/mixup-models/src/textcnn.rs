@@ -207,7 +207,8 @@ impl MixingPoints for TextCnn {
     }
 
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.output.forward(self.dropout.forward(pooled))
+        self.output
+            .forward(mixup_kernels::dropout(&self.dropout, pooled))
     }
 }
 

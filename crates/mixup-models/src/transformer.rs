@@ -104,15 +104,15 @@ impl EncoderLayer {
     pub fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
         let attend = |h: Tensor<3>| {
             let input = MhaInput::self_attn(h).mask_pad(padding.clone());
-            self.dropout.forward(self.attention.forward(input).context)
+            mixup_kernels::dropout(&self.dropout, self.attention.forward(input).context)
         };
         if self.pre_norm {
             let x = x.clone() + attend(self.norm_attention.forward(x));
             let h = self.ffn.forward(self.norm_ffn.forward(x.clone()));
-            x + self.dropout.forward(h)
+            x + mixup_kernels::dropout(&self.dropout, h)
         } else {
             let x = self.norm_attention.forward(x.clone() + attend(x));
-            let h = self.dropout.forward(self.ffn.forward(x.clone()));
+            let h = mixup_kernels::dropout(&self.dropout, self.ffn.forward(x.clone()));
             self.norm_ffn.forward(x + h)
         }
     }
@@ -257,7 +257,7 @@ impl MixingPoints for TransformerClassifier {
         if let Some(norm) = &self.norm_embedding {
             hidden = norm.forward(hidden);
         }
-        let hidden = zero_padding(self.dropout.forward(hidden), mask.clone());
+        let hidden = zero_padding(mixup_kernels::dropout(&self.dropout, hidden), mask.clone());
         MixState::Sequence { hidden, mask }
     }
 
@@ -279,7 +279,8 @@ impl MixingPoints for TransformerClassifier {
     }
 
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.output.forward(self.dropout.forward(pooled))
+        self.output
+            .forward(mixup_kernels::dropout(&self.dropout, pooled))
     }
 }
 

@@ -255,7 +255,7 @@ pub fn bench_recipe(
     data_dir: Option<&Path>,
 ) -> anyhow::Result<BenchReport> {
     let ad = device.clone().autodiff();
-    ad.seed(spec.seed);
+    crate::train::seed_device(&ad, spec.seed);
     match &recipe.model {
         ModelSection::Bert(m) => {
             let prepared = prepare_bert(m, recipe, data_dir, &fetch::default_cache_dir())?;

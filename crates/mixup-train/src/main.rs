@@ -1,10 +1,10 @@
 //! `mixup`: train zoo recipes (one, or a sweep over recipes and seeds), evaluate and predict
 //! with finished runs, time training steps (`mixup bench`), fetch data.
 
-/// Tensor backends allocate and free large buffers at every operation (see the README's
-/// Performance section for what mimalloc changes against glibc's malloc on flex).
+/// Tensor backends allocate and free large buffers at every operation: mimalloc, with purging
+/// turned off at the start of `main` (`mixup_alloc`; README, Performance).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: mixup_alloc::MiMalloc = mixup_alloc::ALLOCATOR;
 
 use std::{
     io::{BufRead, IsTerminal, Write},
@@ -246,6 +246,7 @@ enum DataCommand {
 }
 
 fn main() -> ExitCode {
+    mixup_alloc::keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train {

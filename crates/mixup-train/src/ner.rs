@@ -398,7 +398,10 @@ impl TaggerTrainer {
             .iter()
             .enumerate()
         {
-            device.seed(derive_seed(self.seed, 12, epoch as u64, step as u64));
+            crate::train::seed_device(
+                &device,
+                derive_seed(self.seed, 12, epoch as u64, step as u64),
+            );
             let rows: Vec<&[u32]> = idx.iter().map(|&i| items[i].ids.as_slice()).collect();
             let (ids, mask) = id_batch(&rows, max_len, device);
             let [n, l] = ids.dims();
@@ -635,7 +638,7 @@ pub fn train_ner_recipe(
     ));
     let items: Vec<NerItem> = train.iter().map(NerItem::hard).collect();
     let ad = device.clone().autodiff();
-    ad.seed(recipe.train.seed);
+    crate::train::seed_device(&ad, recipe.train.seed);
     let num_tags = vocab.tags.len();
     let mut model = build_tagger(
         recipe,

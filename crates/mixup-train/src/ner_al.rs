@@ -181,7 +181,7 @@ pub fn run_active_learning(
                 items.extend(augmented.iter().cloned());
                 let ad = device.clone().autodiff();
                 let model_seed = derive_seed(seed, 22, round as u64, 0);
-                ad.seed(model_seed);
+                crate::train::seed_device(&ad, model_seed);
                 let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, None, &ad)?;
                 let mut trainer = TaggerTrainer::new(
                     recipe,

@@ -152,6 +152,13 @@ pub struct Trained<M> {
     pub report: FinalMetrics,
 }
 
+/// Seeds everything random in a training step: Burn's RNG on `device` (weights, GPU dropout)
+/// and the host dropout-mask stream of `mixup-kernels` (CPU backends).
+pub fn seed_device(device: &burn::tensor::Device, seed: u64) {
+    device.seed(seed);
+    mixup_kernels::seed_dropout(seed);
+}
+
 /// Derives an independent RNG seed for a `(seed, stream, a, b)` tuple (splitmix64), so that
 /// shuffling and mixing draws do not depend on each other or on thread timing.
 pub fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
@@ -274,7 +281,7 @@ where
     let device = setup.device.clone();
     let ad = device.clone().autodiff();
     // Seed before initialisation: the seed picks the initial weights, then dropout.
-    ad.seed(t.seed);
+    crate::train::seed_device(&ad, t.seed);
     let mut model = build(&ad)?;
     let replica_devices: Vec<Device> = std::iter::once(ad.clone())
         .chain(setup.replicas.iter().map(|d| d.clone().autodiff()))
@@ -410,7 +417,7 @@ where
                 StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
             let lr = schedule.lr(global_step);
             global_step += 1;
-            ad.seed(derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
+            crate::train::seed_device(&ad, derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
             let (next, report) = if replica_devices.len() == 1 {
                 train_step(
                     model,

@@ -1,0 +1,19 @@
+//! Fused kernels of the mixup zoo, added to Burn through its backend extensions
+//! (`#[backend_extension]`), never by forking Burn.
+//!
+//! One file per op, each with a reference test against the plain Burn ops it replaces:
+//! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once,
+//!   with a hand-written backward (Flex).
+//! - [`dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
+//!   CPU backends (one multiply in the graph); other backends keep Burn's device RNG.
+//!
+//! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a
+//! device has the fused path, and the model falls back to plain Burn ops where it has not.
+
+pub mod device;
+pub mod dropout;
+#[cfg(feature = "flex")]
+pub mod lstm;
+
+pub use device::{has_fused_lstm, is_host_device};
+pub use dropout::{dropout, seed_dropout};
