@@ -14,6 +14,7 @@ pub mod device;
 pub mod dropout;
 #[cfg(feature = "flex")]
 pub mod lstm;
+pub mod math;
 
 pub use device::{has_fused_lstm, is_host_device};
 pub use dropout::{dropout, seed_dropout};

@@ -29,6 +29,9 @@ use burn::{
     },
     tensor::{DType, Tensor, TensorData},
 };
+use rayon::prelude::*;
+
+use crate::math;
 
 /// The extension trait: a backend that can run the fused recurrence.
 #[backend_extension(Flex, Autodiff)]
@@ -65,10 +68,6 @@ pub fn lstm_recurrence(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
     ))
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.is_contiguous() && t.layout().start_offset() == 0 {
         t.clone()
@@ -103,7 +102,36 @@ pub struct Saved {
     w: FlexTensor,
 }
 
-/// Forward on Flex tensors; keeps what the backward needs when `save`.
+/// Rows of a step handed to one rayon task at least (a row's step is ~4h elements).
+const MIN_ROWS_PER_TASK: usize = 16;
+
+/// One row's step of the forward: `gates` holds `z_t` (input projection plus recurrent part)
+/// on entry and the gate activations on return; `c` is updated to `c_t`; `h` and `cell`
+/// receive `h_t` and `c_t`.
+fn forward_row(gates: &mut [f32], c: &mut [f32], h: &mut [f32], cell: &mut [f32]) {
+    let d = c.len();
+    let (ifg, o) = gates.split_at_mut(3 * d);
+    let (i_f, g) = ifg.split_at_mut(2 * d);
+    for v in i_f.iter_mut() {
+        *v = math::sigmoid(*v);
+    }
+    for v in g.iter_mut() {
+        *v = math::tanh(*v);
+    }
+    for v in o.iter_mut() {
+        *v = math::sigmoid(*v);
+    }
+    let (i, f) = i_f.split_at(d);
+    for j in 0..d {
+        c[j] = f[j] * c[j] + i[j] * g[j];
+    }
+    for j in 0..d {
+        h[j] = o[j] * math::tanh(c[j]);
+    }
+    cell.copy_from_slice(c);
+}
+
+/// Forward on Flex tensors: the hidden states, and what the backward needs when `save`.
 fn forward(zx: &FlexTensor, w: &FlexTensor, save: bool) -> (FlexTensor, Option<Saved>) {
     let zx = contiguous(zx);
     let w = contiguous(w);
@@ -112,18 +140,11 @@ fn forward(zx: &FlexTensor, w: &FlexTensor, save: bool) -> (FlexTensor, Option<S
     let h = g4 / 4;
     let rows = 2 * n;
     let zxs = slice(&zx);
+    // Row-major per sequence: row r's step t is at (r * l + t) * width.
     let mut hidden = vec![0f32; rows * l * h];
-    let mut gates = if save {
-        vec![0f32; rows * l * g4]
-    } else {
-        Vec::new()
-    };
-    let mut cells = if save {
-        vec![0f32; rows * l * h]
-    } else {
-        Vec::new()
-    };
-    let mut c_prev = vec![0f32; rows * h];
+    let mut gates = vec![0f32; rows * l * g4];
+    let mut cells = vec![0f32; rows * l * h];
+    let mut c_state = vec![0f32; rows * h];
     let mut h_prev: Option<FlexTensor> = None;
     for t in 0..l {
         let rec = h_prev
@@ -131,38 +152,27 @@ fn forward(zx: &FlexTensor, w: &FlexTensor, save: bool) -> (FlexTensor, Option<S
             .map(|hp| contiguous(&Flex::float_matmul(hp, w.clone())));
         let recs = rec.as_ref().map(slice);
         let mut h_next = vec![0f32; rows * h];
+        gates
+            .par_chunks_mut(l * g4)
+            .zip(cells.par_chunks_mut(l * h))
+            .zip(c_state.par_chunks_mut(h))
+            .zip(h_next.par_chunks_mut(h))
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(r, (((gs, cs), c), hn))| {
+                let at = r * l + t;
+                let z = &mut gs[t * g4..(t + 1) * g4];
+                z.copy_from_slice(&zxs[at * g4..(at + 1) * g4]);
+                if let Some(rec) = recs {
+                    for (zk, qk) in z.iter_mut().zip(&rec[r * g4..(r + 1) * g4]) {
+                        *zk += qk;
+                    }
+                }
+                forward_row(z, c, hn, &mut cs[t * h..(t + 1) * h]);
+            });
         for r in 0..rows {
             let at = r * l + t;
-            let z = &zxs[at * g4..(at + 1) * g4];
-            let c_row = &mut c_prev[r * h..(r + 1) * h];
-            let h_row = &mut h_next[r * h..(r + 1) * h];
-            for j in 0..h {
-                let mut zs = [z[j], z[h + j], z[2 * h + j], z[3 * h + j]];
-                if let Some(rec) = recs {
-                    let q = &rec[r * g4..(r + 1) * g4];
-                    zs[0] += q[j];
-                    zs[1] += q[h + j];
-                    zs[2] += q[2 * h + j];
-                    zs[3] += q[3 * h + j];
-                }
-                let i = sigmoid(zs[0]);
-                let f = sigmoid(zs[1]);
-                let g = zs[2].tanh();
-                let o = sigmoid(zs[3]);
-                let c = f * c_row[j] + i * g;
-                let hv = o * c.tanh();
-                c_row[j] = c;
-                h_row[j] = hv;
-                if save {
-                    let gs = &mut gates[at * g4..(at + 1) * g4];
-                    gs[j] = i;
-                    gs[h + j] = f;
-                    gs[2 * h + j] = g;
-                    gs[3 * h + j] = o;
-                    cells[at * h + j] = c;
-                }
-            }
-            hidden[at * h..(at + 1) * h].copy_from_slice(h_row);
+            hidden[at * h..(at + 1) * h].copy_from_slice(&h_next[r * h..(r + 1) * h]);
         }
         h_prev = Some(tensor(h_next, [2, n, h]));
     }
@@ -174,6 +184,46 @@ fn forward(zx: &FlexTensor, w: &FlexTensor, save: bool) -> (FlexTensor, Option<S
         w,
     });
     (hidden, saved)
+}
+
+/// One row's step of the backward. `dh` holds the gradient reaching `h_t` (from the output
+/// and from step t + 1) and is used as scratch; `dc` carries the cell gradient from step t + 1
+/// on entry and to step t - 1 on return; `dz` receives the gradient of `z_t`.
+fn backward_row(
+    gs: &[f32],
+    c: &[f32],
+    c_prev: Option<&[f32]>,
+    dh: &mut [f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    let d = c.len();
+    let (i, rest) = gs.split_at(d);
+    let (f, rest) = rest.split_at(d);
+    let (g, o) = rest.split_at(d);
+    let (dz_i, rest) = dz.split_at_mut(d);
+    let (dz_f, rest) = rest.split_at_mut(d);
+    let (dz_g, dz_o) = rest.split_at_mut(d);
+    for j in 0..d {
+        let tc = math::tanh(c[j]);
+        dz_o[j] = dh[j] * tc * o[j] * (1.0 - o[j]);
+        // dh becomes the cell gradient of this step.
+        dh[j] = dh[j] * o[j] * (1.0 - tc * tc) + dc[j];
+    }
+    let dct = &*dh;
+    for j in 0..d {
+        dz_i[j] = dct[j] * g[j] * i[j] * (1.0 - i[j]);
+        dz_g[j] = dct[j] * i[j] * (1.0 - g[j] * g[j]);
+        dc[j] = dct[j] * f[j];
+    }
+    match c_prev {
+        Some(cp) => {
+            for j in 0..d {
+                dz_f[j] = dct[j] * cp[j] * f[j] * (1.0 - f[j]);
+            }
+        }
+        None => dz_f.fill(0.0),
+    }
 }
 
 /// Backward on Flex tensors: the gradients of `zx` and `w` given that of the output.
@@ -193,26 +243,23 @@ fn backward(saved: &Saved, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let mut dc_next = vec![0f32; rows * h];
     for t in (0..l).rev() {
         let mut dz_t = vec![0f32; rows * g4];
+        dz_t.par_chunks_mut(g4)
+            .zip(dh_next.par_chunks_mut(h))
+            .zip(dc_next.par_chunks_mut(h))
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(r, ((dz, dh), dc))| {
+                let at = r * l + t;
+                for (a, b) in dh.iter_mut().zip(&dh_out[at * h..(at + 1) * h]) {
+                    *a += b;
+                }
+                let c_prev = (t > 0).then(|| &cells[(at - 1) * h..at * h]);
+                let gs = &gates[at * g4..(at + 1) * g4];
+                backward_row(gs, &cells[at * h..(at + 1) * h], c_prev, dh, dc, dz);
+            });
         for r in 0..rows {
             let at = r * l + t;
-            let gs = &gates[at * g4..(at + 1) * g4];
-            let dz = &mut dz_t[r * g4..(r + 1) * g4];
-            for j in 0..h {
-                let k = r * h + j;
-                let dh = dh_out[at * h + j] + dh_next[k];
-                let (i, f, g, o) = (gs[j], gs[h + j], gs[2 * h + j], gs[3 * h + j]);
-                let c = cells[at * h + j];
-                let c_prev = if t > 0 { cells[(at - 1) * h + j] } else { 0.0 };
-                let tc = c.tanh();
-                let d_o = dh * tc;
-                let dc = dh * o * (1.0 - tc * tc) + dc_next[k];
-                dc_next[k] = dc * f;
-                dz[j] = dc * g * i * (1.0 - i);
-                dz[h + j] = dc * c_prev * f * (1.0 - f);
-                dz[2 * h + j] = dc * i * (1.0 - g * g);
-                dz[3 * h + j] = d_o * o * (1.0 - o);
-            }
-            dz_all[at * g4..(at + 1) * g4].copy_from_slice(dz);
+            dz_all[at * g4..(at + 1) * g4].copy_from_slice(&dz_t[r * g4..(r + 1) * g4]);
         }
         if t > 0 {
             let dh = Flex::float_matmul(tensor(dz_t, [2, n, g4]), w_t.clone());
@@ -222,10 +269,9 @@ fn backward(saved: &Saved, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     // dW = sum over steps of h_{t-1}^T dz_t: one product over every (row, step) pair.
     let mut h_shift = vec![0f32; rows * l * h];
     for r in 0..rows {
-        for t in 1..l {
-            let (to, from) = ((r * l + t) * h, (r * l + t - 1) * h);
-            h_shift[to..to + h].copy_from_slice(&hidden[from..from + h]);
-        }
+        let (to, from) = ((r * l + 1) * h, r * l * h);
+        let len = (l - 1) * h;
+        h_shift[to..to + len].copy_from_slice(&hidden[from..from + len]);
     }
     let h_shift_t = Flex::float_swap_dims(tensor(h_shift, [2, n * l, h]), 1, 2);
     let dz_all = tensor(dz_all, [2, n * l, g4]);

@@ -2,7 +2,10 @@
 //! encoder layers (pre- or post-LayerNorm) → `[CLS]` or masked-mean pooling → dropout →
 //! linear. The encoder of Vaswani et al. (2017), "Attention Is All You Need",
 //! <https://arxiv.org/abs/1706.03762>; pre-LN placement as in Xiong et al. (2020),
-//! <https://arxiv.org/abs/2002.04745>. Attention is Burn's [`MultiHeadAttention`].
+//! <https://arxiv.org/abs/2002.04745>. Attention and the feed-forward block are Burn's
+//! [`MultiHeadAttention`] and [`PositionWiseFeedForward`] modules (their weights and records),
+//! run by [`self_attention`] and [`feed_forward`] so that their dropouts go through
+//! `mixup_kernels::dropout` (cheap host masks on CPU backends) like every other dropout here.
 //!
 //! Mixing points ([`MixingPoints`]), for `n_layers` layers:
 //!
@@ -31,10 +34,13 @@ use burn::{
         Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm,
         LayerNormConfig, Linear, LinearConfig,
         activation::ActivationConfig,
-        attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig},
+        attention::{MultiHeadAttention, MultiHeadAttentionConfig},
         transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig},
     },
-    tensor::{Bool, Device, Int, Tensor},
+    tensor::{
+        Bool, Device, Int, Tensor,
+        activation::{quiet_softmax, softmax},
+    },
 };
 use mixup_core::{MixState, PointKind, masked_mean, zero_padding};
 
@@ -103,19 +109,65 @@ impl EncoderLayer {
     /// - `x`: `[n, L, d]`, `padding`: `[n, L]`; returns `[n, L, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
         let attend = |h: Tensor<3>| {
-            let input = MhaInput::self_attn(h).mask_pad(padding.clone());
-            mixup_kernels::dropout(&self.dropout, self.attention.forward(input).context)
+            mixup_kernels::dropout(
+                &self.dropout,
+                self_attention(&self.attention, h, padding.clone()),
+            )
         };
         if self.pre_norm {
             let x = x.clone() + attend(self.norm_attention.forward(x));
-            let h = self.ffn.forward(self.norm_ffn.forward(x.clone()));
+            let h = feed_forward(&self.ffn, self.norm_ffn.forward(x.clone()));
             x + mixup_kernels::dropout(&self.dropout, h)
         } else {
             let x = self.norm_attention.forward(x.clone() + attend(x));
-            let h = mixup_kernels::dropout(&self.dropout, self.ffn.forward(x.clone()));
+            let h = mixup_kernels::dropout(&self.dropout, feed_forward(&self.ffn, x.clone()));
             self.norm_ffn.forward(x + h)
         }
     }
+}
+
+/// `mha.forward(MhaInput::self_attn(x).mask_pad(padding)).context` with the same operations
+/// in the same order (scores scaled by `1/sqrt(d_k)`, padded keys filled with `min_float`,
+/// softmax, dropout on the weights), the dropout through `mixup_kernels::dropout`.
+///
+/// # Shapes
+///
+/// - `x`: `[n, L, d_model]`, `padding`: `[n, L]` (true at padded positions); returns `[n, L, d_model]`
+pub fn self_attention(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    padding: Tensor<2, Bool>,
+) -> Tensor<3> {
+    let [n, l, d] = x.dims();
+    let heads = |linear: &Linear, x: Tensor<3>| {
+        linear
+            .forward(x)
+            .reshape([n, l, mha.n_heads, mha.d_k])
+            .swap_dims(1, 2)
+    };
+    let query = heads(&mha.query, x.clone());
+    let key = heads(&mha.key, x.clone());
+    let value = heads(&mha.value, x);
+    let scores = query
+        .matmul(key.transpose())
+        .div_scalar((mha.d_k as f32).sqrt())
+        .mask_fill(padding.reshape([n, 1, 1, l]), mha.min_float);
+    let weights = if mha.quiet_softmax {
+        quiet_softmax(scores, 3)
+    } else {
+        softmax(scores, 3)
+    };
+    let weights = mixup_kernels::dropout(&mha.dropout, weights);
+    let context = weights.matmul(value).swap_dims(1, 2).reshape([n, l, d]);
+    mha.output.forward(context)
+}
+
+/// `ffn.forward(x)` (inner linear, activation, dropout, outer linear), the dropout through
+/// `mixup_kernels::dropout`.
+pub fn feed_forward(ffn: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
+    let h = ffn.activation.forward(ffn.linear_inner.forward(x));
+    ffn.linear_outer
+        .forward(mixup_kernels::dropout(&ffn.dropout, h))
 }
 
 /// A Transformer encoder classifier. Create it with [`TransformerClassifierConfig::init`].
@@ -301,6 +353,40 @@ mod tests {
             .with_cls_pooling(cls)
             .with_dropout(0.0)
             .init(device)
+    }
+
+    /// Our attention and feed-forward runs compute what Burn's modules compute (dropout off).
+    #[test]
+    fn attention_and_ffn_equal_burns_modules() {
+        use burn::nn::attention::MhaInput;
+        let device = Device::flex().autodiff();
+        let m = model(&device, true, false);
+        let layer = &m.layers[0];
+        let x = Tensor::<3>::random(
+            [3, 5, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let padding = Tensor::<2, Bool>::from_data(
+            [
+                [false; 5],
+                [false, false, false, true, true],
+                [false, true, true, true, true],
+            ],
+            &device,
+        );
+        let ours = self_attention(&layer.attention, x.clone(), padding.clone());
+        let burns = layer
+            .attention
+            .forward(MhaInput::self_attn(x.clone()).mask_pad(padding))
+            .context;
+        let d: f32 = (ours - burns).abs().max().into_scalar();
+        assert!(d < 1e-6, "attention differs by {d}");
+        let d: f32 = (feed_forward(&layer.ffn, x.clone()) - layer.ffn.forward(x))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(d < 1e-6, "feed-forward differs by {d}");
     }
 
     #[test]
