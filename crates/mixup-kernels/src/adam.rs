@@ -1,10 +1,10 @@
-//! Adam as one pass over parameter, gradient and both moments (CPU backends).
+//! Adam as one pass over parameter, gradient and both moments (Flex).
 //!
 //! Burn's [`Adam`] updates a parameter with about ten tensor operations, each a full pass
 //! over memory. [`FusedAdam`] implements Burn's public [`Optimizer`] trait with the same state
 //! type ([`AdamState`]), so it slots into [`ModuleOptimizer`] (groups, learning-rate schedules,
-//! records and therefore checkpoints and resume) exactly where Burn's Adam does. On host
-//! devices ([`is_host_device`]) with `f32` tensors it runs one loop that performs Burn's
+//! records and therefore checkpoints and resume) exactly where Burn's Adam does. On the
+//! devices of [`is_host_device`] (Flex) with `f32` tensors it runs one loop that performs Burn's
 //! arithmetic in Burn's order (L2 decay `p * penalty + g`, moments `m b1 + g (1 - b1)` and
 //! `v b2 + g^2 (1 - b2)`, update `m c / (sqrt v + eps sqrt(1 - b2^t))`, `p - u lr`); elsewhere,
 //! or with AMSGrad, it calls Burn's Adam.

@@ -11,19 +11,15 @@ fn base(device: &Device) -> &burn::backend::DispatchDevice {
     }
 }
 
-/// Whether tensors on `device` live in host memory (flex, ndarray, LibTorch on the CPU): there,
-/// drawing a dropout mask on the host and uploading it costs a copy at most.
+/// Whether the host-side kernels ([`crate::dropout()`]'s masks, [`crate::FusedAdam`]'s update)
+/// run on `device`: today the Flex backend only, the one where they were measured to pay. Other
+/// CPU backends (ndarray, LibTorch on the CPU) would run them too, but were not measured, and
+/// GPUs keep their device RNG and Burn's Adam.
 #[allow(unreachable_patterns, unused_variables)]
 pub fn is_host_device(device: &Device) -> bool {
     match base(device) {
         #[cfg(feature = "flex")]
         burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        #[cfg(feature = "tch")]
-        burn::backend::DispatchDevice::LibTorch(d) => {
-            matches!(d, burn::backend::libtorch::LibTorchDevice::Cpu)
-        }
         _ => false,
     }
 }

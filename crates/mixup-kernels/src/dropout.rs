@@ -1,12 +1,12 @@
-//! Dropout with a cheap mask on CPU backends.
+//! Dropout with a cheap mask on the Flex backend.
 //!
 //! Burn's [`Dropout`] draws every mask element through the backend's ChaCha generator and a
-//! Bernoulli sampler, then multiplies twice (by the mask, then by `1 / keep`). On host-memory
-//! backends ([`is_host_device`]) [`dropout`] instead fills the mask with `0` or `1 / keep`
+//! Bernoulli sampler, then multiplies twice (by the mask, then by `1 / keep`). On the devices of
+//! [`is_host_device`] (Flex) [`dropout`] instead fills the mask with `0` or `1 / keep`
 //! from a SplitMix64 stream (one 32-bit draw per element compared with `keep * 2^32`) and
 //! multiplies once. The semantics are Burn's: identity unless the module is in training mode
 //! on an autodiff device with a positive probability; each element is kept with probability
-//! `keep = 1 - prob` and scaled by `1 / keep`. Other backends (GPUs) keep Burn's device RNG.
+//! `keep = 1 - prob` and scaled by `1 / keep`. Other backends keep Burn's dropout.
 //!
 //! The stream is process-wide: [`seed_dropout`] restarts it (the training loops call it at
 //! every step with the step's derived seed, next to `device.seed`), so a run's masks are a
@@ -63,7 +63,7 @@ pub fn mask_values(len: usize, keep: f64, seed: u64) -> Vec<f32> {
     out
 }
 
-/// `module.forward(input)` with the same semantics, cheaper on CPU backends (see the module
+/// `module.forward(input)` with the same semantics, cheaper on Flex (see the module
 /// documentation).
 pub fn dropout<const D: usize>(module: &Dropout, input: Tensor<D>) -> Tensor<D> {
     let device = input.device();

@@ -4,10 +4,10 @@
 //! One file per op, each with a reference test against the plain Burn ops it replaces:
 //! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once,
 //!   with a hand-written backward (Flex).
-//! - [`adam`]: Adam as one pass over parameter, gradient and moments on CPU backends, through
+//! - [`adam`]: Adam as one pass over parameter, gradient and moments on Flex, through
 //!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
 //! - [`dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
-//!   CPU backends (one multiply in the graph); other backends keep Burn's device RNG.
+//!   Flex (one multiply in the graph); other backends keep Burn's dropout.
 //!
 //! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a
 //! device has the fused path, and the model falls back to plain Burn ops where it has not.

@@ -5,10 +5,12 @@
 //!
 //! The LSTM cell is the standard one (gates i, f, g, o as in PyTorch's `nn.LSTM`; tested equal
 //! to Burn's [`burn::nn::Lstm`] with the same weights), but the layer is our own: both
-//! directions run as one batched recurrence, each step being one `[2, n, d_in] x [2, d_in, 4h]`
-//! and one `[2, n, h] x [2, h, 4h]` product. (Projecting every step's input in one product
-//! before the loop is slower here: the backward of each per-step slice of that product writes
-//! a zeroed tensor of its full size, once per step.)
+//! directions run as one batched recurrence. On Flex ([`mixup_kernels::has_fused_lstm`]) the
+//! input projections of every step are one product and the recurrence is one fused op with a
+//! hand-written backward (`mixup_kernels::lstm`); elsewhere [`BiLayer::run_plain`] runs it in
+//! Burn ops, each step one `[2, n, d_in] x [2, d_in, 4h]` and one `[2, n, h] x [2, h, 4h]`
+//! product. (In Burn ops, projecting every step's input before the loop is slower: the backward
+//! of each per-step slice of that product writes a zeroed tensor of its full size, per step.)
 //! Burn's `Lstm` does eight small products per step and direction and writes each step into
 //! the output with `slice_assign` (whose backward copies the whole output every step), and its
 //! `BiLstm` reverses rows over the padded length, so padding would reach valid positions.

@@ -152,8 +152,8 @@ pub struct Trained<M> {
     pub report: FinalMetrics,
 }
 
-/// Seeds everything random in a training step: Burn's RNG on `device` (weights, GPU dropout)
-/// and the host dropout-mask stream of `mixup-kernels` (CPU backends).
+/// Seeds everything random in a training step: Burn's RNG on `device` (weights, dropout on other backends)
+/// and the host dropout-mask stream of `mixup-kernels` (Flex).
 pub fn seed_device(device: &burn::tensor::Device, seed: u64) {
     device.seed(seed);
     mixup_kernels::seed_dropout(seed);
