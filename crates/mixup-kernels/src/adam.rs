@@ -7,12 +7,13 @@
 //! devices of [`is_host_device`] (Flex) with `f32` tensors it runs one loop that performs Burn's
 //! arithmetic in Burn's order (L2 decay `p * penalty + g`, moments `m b1 + g (1 - b1)` and
 //! `v b2 + g^2 (1 - b2)`, update `m c / (sqrt v + eps sqrt(1 - b2^t))`, `p - u lr`); elsewhere,
-//! or with AMSGrad, it calls Burn's Adam.
+//! or with AMSGrad, it calls Burn's Adam. [`FusedAdamW`] does the same for Burn's [`AdamW`]
+//! (decoupled decay, [`AdamWState`]).
 
 use burn::{
     optim::{
-        Adam, AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer,
-        Optimizer, decay::WeightDecayConfig,
+        Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState,
+        LearningRate, ModuleOptimizer, Optimizer, decay::WeightDecayConfig,
     },
     tensor::{DType, Device, Tensor, TensorData},
 };
@@ -53,71 +54,56 @@ impl FusedAdam {
     pub fn init(self) -> ModuleOptimizer {
         ModuleOptimizer::from(self)
     }
+}
 
-    fn host_step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<AdamState<D>>,
-    ) -> (Tensor<D>, AdamState<D>) {
-        let device = tensor.device();
-        let shape = tensor.shape();
-        let values = |t: Tensor<D>| -> Vec<f32> {
-            t.into_data()
-                .try_into_vec::<f32>()
-                .expect("FusedAdam: f32 tensors (checked by the caller)")
-        };
-        let mut p = values(tensor);
-        let g = values(grad);
-        let (time, mut m, mut v) = match state {
-            Some(s) => (
-                s.momentum.time + 1,
-                values(s.momentum.moment_1),
-                values(s.momentum.moment_2),
-            ),
-            None => (1, Vec::new(), Vec::new()),
-        };
-        let first = m.is_empty();
-        if first {
-            m = vec![0.0; p.len()];
-            v = vec![0.0; p.len()];
-        }
-        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
-        let (f1, f2) = (1.0 - b1, 1.0 - b2);
-        let t = time as i32;
-        let bc2 = (1.0 - b2.powi(t)).sqrt();
-        let cf = bc2 / (1.0 - b1.powi(t));
-        let denom_eps = eps * bc2;
-        let lr = lr as f32;
-        let c = Constants {
-            b1,
-            b2,
-            f1,
-            f2,
-            cf,
-            denom_eps,
-            lr,
-            penalty: self.weight_decay.unwrap_or(0.0),
-        };
-        // Four branch-free loops (first step or not, decay or not), so each vectorises.
-        let update = match (first, self.weight_decay.is_some()) {
-            (true, true) => update_chunk::<true, true>,
-            (true, false) => update_chunk::<true, false>,
-            (false, true) => update_chunk::<false, true>,
-            (false, false) => update_chunk::<false, false>,
-        };
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| update(p, g, m, v, &c));
-        let tensor = |values: Vec<f32>| {
-            Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device)
-        };
-        let state = AdamState::new(AdaptiveMomentumState::new(time, tensor(m), tensor(v)));
-        (tensor(p), state)
-    }
+/// Whether the fused host update applies: Flex, `f32` everywhere, no AMSGrad state.
+fn fusable<const D: usize>(
+    tensor: &Tensor<D>,
+    grad: &Tensor<D>,
+    momentum: Option<&AdaptiveMomentumState<D>>,
+) -> bool {
+    is_host_device(&tensor.device())
+        && tensor.dtype() == DType::F32
+        && grad.dtype() == DType::F32
+        && momentum.is_none_or(|m| {
+            m.max_moment_2.is_none()
+                && m.moment_1.dtype() == DType::F32
+                && m.moment_2.dtype() == DType::F32
+        })
+}
+
+/// Moves parameter, gradient and moments to host vectors, runs `update(first, time, p, g, m, v)`
+/// over chunks of them on rayon's pool, and builds the new parameter and state.
+fn host_update<const D: usize>(
+    tensor: Tensor<D>,
+    grad: Tensor<D>,
+    momentum: Option<AdaptiveMomentumState<D>>,
+    update: impl Fn(bool, usize, &mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+) -> (Tensor<D>, AdaptiveMomentumState<D>) {
+    #[cfg(test)]
+    tests::HOST_STEPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let device = tensor.device();
+    let shape = tensor.shape();
+    let values = |t: Tensor<D>| -> Vec<f32> {
+        t.into_data()
+            .try_into_vec::<f32>()
+            .expect("fused Adam: f32 tensors (checked by `fusable`)")
+    };
+    let mut p = values(tensor);
+    let g = values(grad);
+    let (time, first, mut m, mut v) = match momentum {
+        Some(s) => (s.time + 1, false, values(s.moment_1), values(s.moment_2)),
+        None => (1, true, vec![0.0; p.len()], vec![0.0; p.len()]),
+    };
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| update(first, time, p, g, m, v));
+    let tensor =
+        |values: Vec<f32>| Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device);
+    let state = AdaptiveMomentumState::new(time, tensor(m), tensor(v));
+    (tensor(p), state)
 }
 
 /// The scalars of one update.
@@ -130,6 +116,7 @@ struct Constants {
     denom_eps: f32,
     lr: f32,
     penalty: f32,
+    eps: f32,
 }
 
 /// One chunk of the update, in Burn's order of operations.
@@ -165,27 +152,150 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let amsgrad = state
-            .as_ref()
-            .is_some_and(|s| s.momentum.max_moment_2.is_some());
-        let host = is_host_device(&tensor.device())
-            && tensor.dtype() == DType::F32
-            && grad.dtype() == DType::F32
-            && state.as_ref().is_none_or(|s| {
-                s.momentum.moment_1.dtype() == DType::F32
-                    && s.momentum.moment_2.dtype() == DType::F32
-            });
-        if !host || amsgrad {
+        if !fusable(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
             return self.burn.step(lr, tensor, grad, state);
         }
-        #[cfg(test)]
-        tests::HOST_STEPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (tensor, state) = self.host_step(lr, tensor, grad, state);
-        (tensor, Some(state))
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        let penalty = self.weight_decay;
+        let (tensor, momentum) = host_update(
+            tensor,
+            grad,
+            state.map(|s| s.momentum),
+            |first, time, p, g, m, v| {
+                let t = time as i32;
+                let bc2 = (1.0 - b2.powi(t)).sqrt();
+                let c = Constants {
+                    b1,
+                    b2,
+                    f1: 1.0 - b1,
+                    f2: 1.0 - b2,
+                    cf: bc2 / (1.0 - b1.powi(t)),
+                    denom_eps: self.epsilon * bc2,
+                    lr: lr as f32,
+                    penalty: penalty.unwrap_or(0.0),
+                    eps: self.epsilon,
+                };
+                // Four branch-free loops (first step or not, decay or not): each vectorises.
+                match (first, penalty.is_some()) {
+                    (true, true) => update_chunk::<true, true>(p, g, m, v, &c),
+                    (true, false) => update_chunk::<true, false>(p, g, m, v, &c),
+                    (false, true) => update_chunk::<false, true>(p, g, m, v, &c),
+                    (false, false) => update_chunk::<false, false>(p, g, m, v, &c),
+                }
+            },
+        );
+        (tensor, Some(AdamState::new(momentum)))
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         <Adam as Optimizer>::to_device(state, device)
+    }
+}
+
+/// AdamW (decoupled weight decay) with a fused host update: Burn's [`AdamW`] arithmetic in
+/// Burn's order (moments as Adam's, `u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`,
+/// `p (1 - lr wd) - u lr`) and Burn's [`AdamWState`]; elsewhere Burn's AdamW.
+#[derive(Clone)]
+pub struct FusedAdamW {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    burn: AdamW,
+}
+
+impl FusedAdamW {
+    /// AdamW with Burn's default betas (0.9, 0.999), this `epsilon` and decoupled decay.
+    pub fn new(epsilon: f32, weight_decay: f32) -> Self {
+        let burn = AdamWConfig::new()
+            .with_epsilon(epsilon)
+            .with_weight_decay(weight_decay)
+            .build();
+        Self {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon,
+            weight_decay,
+            burn,
+        }
+    }
+
+    /// This optimiser for every parameter of a module.
+    pub fn init(self) -> ModuleOptimizer {
+        ModuleOptimizer::from(self)
+    }
+}
+
+/// One chunk of the AdamW update, in Burn's order of operations.
+#[inline(always)]
+fn update_chunk_w<const FIRST: bool, const DECAY: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: &Constants,
+) {
+    // Here `cf` is 1 - b1^t, `denom_eps` is 1 - b2^t and `penalty` is 1 - lr wd.
+    for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = *g;
+        if FIRST {
+            *m = g * c.f1;
+            *v = g * g * c.f2;
+        } else {
+            *m = *m * c.b1 + g * c.f1;
+            *v = *v * c.b2 + g * g * c.f2;
+        }
+        let update = (*m / c.cf) / ((*v / c.denom_eps).sqrt() + c.eps);
+        let decayed = if DECAY { *p * c.penalty } else { *p };
+        *p = decayed - update * c.lr;
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        if !fusable(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
+            return self.burn.step(lr, tensor, grad, state);
+        }
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        let decay_rate = lr * self.weight_decay as f64;
+        let (tensor, momentum) = host_update(
+            tensor,
+            grad,
+            state.map(|s| s.momentum),
+            |first, time, p, g, m, v| {
+                let t = time as i32;
+                let c = Constants {
+                    b1,
+                    b2,
+                    f1: 1.0 - b1,
+                    f2: 1.0 - b2,
+                    cf: 1.0 - b1.powi(t),
+                    denom_eps: 1.0 - b2.powi(t),
+                    lr: lr as f32,
+                    penalty: (1.0 - decay_rate) as f32,
+                    eps: self.epsilon,
+                };
+                match (first, decay_rate != 0.0) {
+                    (true, true) => update_chunk_w::<true, true>(p, g, m, v, &c),
+                    (true, false) => update_chunk_w::<true, false>(p, g, m, v, &c),
+                    (false, true) => update_chunk_w::<false, true>(p, g, m, v, &c),
+                    (false, false) => update_chunk_w::<false, false>(p, g, m, v, &c),
+                }
+            },
+        );
+        (tensor, Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        <AdamW as Optimizer>::to_device(state, device)
     }
 }
 
@@ -249,6 +359,22 @@ mod tests {
             assert!(after - before >= 200, "the fused update did not run");
             let d = max_diff(&train(burn, 100), &fused);
             assert!(d < 1e-6, "decay {decay:?}: parameters differ by {d}");
+        }
+    }
+
+    #[test]
+    fn adamw_equals_burns_over_100_steps() {
+        for decay in [0.0, 0.01] {
+            let burn = AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(decay)
+                .init();
+            let before = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
+            let fused = train(FusedAdamW::new(1e-8, decay).init(), 100);
+            let after = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(after - before >= 200, "the fused update did not run");
+            let d = max_diff(&train(burn, 100), &fused);
+            assert!(d < 1e-6, "decay {decay}: parameters differ by {d}");
         }
     }
 

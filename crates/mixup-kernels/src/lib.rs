@@ -4,7 +4,7 @@
 //! One file per op, each with a reference test against the plain Burn ops it replaces:
 //! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once,
 //!   with a hand-written backward (Flex).
-//! - [`adam`]: Adam as one pass over parameter, gradient and moments on Flex, through
+//! - [`adam`]: Adam and AdamW as one pass over parameter, gradient and moments on Flex, through
 //!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
 //! - [`dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
 //!   Flex (one multiply in the graph); other backends keep Burn's dropout.
@@ -19,6 +19,6 @@ pub mod dropout;
 pub mod lstm;
 pub mod math;
 
-pub use adam::FusedAdam;
+pub use adam::{FusedAdam, FusedAdamW};
 pub use device::{has_fused_lstm, is_host_device};
 pub use dropout::{dropout, seed_dropout};

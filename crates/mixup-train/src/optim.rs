@@ -7,10 +7,10 @@
 
 use burn::{
     module::{Module, ModuleVisitor, Param, ParamGroup, ParamId},
-    optim::{AdamWConfig, GradientsParams, ModuleOptimizer},
+    optim::{GradientsParams, ModuleOptimizer},
     tensor::Tensor,
 };
-use mixup_kernels::FusedAdam;
+use mixup_kernels::{FusedAdam, FusedAdamW};
 
 use crate::recipe::TrainSection;
 
@@ -87,10 +87,8 @@ pub fn build_optimizer<M: Module>(train: &TrainSection, model: &M) -> ModuleOpti
     let decay = train.weight_decay as f32;
     let adamw = train.optimizer == "adamw";
     let mut optim = if adamw {
-        AdamWConfig::new()
-            .with_epsilon(eps)
-            .with_weight_decay(decay)
-            .init()
+        // Burn's AdamW, fused on Flex (mixup_kernels::FusedAdamW: same arithmetic and state).
+        FusedAdamW::new(eps, decay).init()
     } else if decay > 0.0 {
         // Burn's Adam with L2 decay, fused on CPU backends (mixup_kernels::FusedAdam: same
         // arithmetic, same state and records).
@@ -103,14 +101,7 @@ pub fn build_optimizer<M: Module>(train: &TrainSection, model: &M) -> ModuleOpti
     if decay > 0.0 && !skip.is_empty() {
         let group = ParamGroup::from_ids(skip);
         optim = if adamw {
-            optim.with_group(
-                group,
-                AdamWConfig::new()
-                    .with_epsilon(eps)
-                    .with_weight_decay(0.0)
-                    .build(),
-                None,
-            )
+            optim.with_group(group, FusedAdamW::new(eps, 0.0), None)
         } else {
             optim.with_group(group, FusedAdam::new(eps, None), None)
         };
