@@ -303,7 +303,7 @@ impl Optimizer for FusedAdamW {
 mod tests {
     use super::*;
     use burn::{
-        module::{Module, Param},
+        module::Param,
         nn::{Linear, LinearConfig},
         optim::GradientsParams,
     };

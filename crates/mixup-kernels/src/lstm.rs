@@ -268,7 +268,7 @@ fn backward(saved: &Saved, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     }
     // dW = sum over steps of h_{t-1}^T dz_t: one product over every (row, step) pair.
     let mut h_shift = vec![0f32; rows * l * h];
-    for r in 0..rows {
+    for r in (0..rows).filter(|_| l > 0) {
         let (to, from) = ((r * l + 1) * h, r * l * h);
         let len = (l - 1) * h;
         h_shift[to..to + len].copy_from_slice(&hidden[from..from + len]);
