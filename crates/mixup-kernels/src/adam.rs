@@ -116,7 +116,10 @@ struct Constants {
     denom_eps: f32,
     lr: f32,
     penalty: f32,
+    /// AdamW only: `eps`, `1 - b1^t` and `1 - b2^t` (Adam folds them into `cf`, `denom_eps`).
     eps: f32,
+    bias_1: f32,
+    bias_2: f32,
 }
 
 /// One chunk of the update, in Burn's order of operations.
@@ -174,6 +177,8 @@ impl Optimizer for FusedAdam {
                     lr: lr as f32,
                     penalty: penalty.unwrap_or(0.0),
                     eps: self.epsilon,
+                    bias_1: 1.0,
+                    bias_2: 1.0,
                 };
                 // Four branch-free loops (first step or not, decay or not): each vectorises.
                 match (first, penalty.is_some()) {
@@ -235,7 +240,7 @@ fn update_chunk_w<const FIRST: bool, const DECAY: bool>(
     v: &mut [f32],
     c: &Constants,
 ) {
-    // Here `cf` is 1 - b1^t, `denom_eps` is 1 - b2^t and `penalty` is 1 - lr wd.
+    // Here `penalty` is 1 - lr wd.
     for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         let g = *g;
         if FIRST {
@@ -245,7 +250,7 @@ fn update_chunk_w<const FIRST: bool, const DECAY: bool>(
             *m = *m * c.b1 + g * c.f1;
             *v = *v * c.b2 + g * g * c.f2;
         }
-        let update = (*m / c.cf) / ((*v / c.denom_eps).sqrt() + c.eps);
+        let update = (*m / c.bias_1) / ((*v / c.bias_2).sqrt() + c.eps);
         let decayed = if DECAY { *p * c.penalty } else { *p };
         *p = decayed - update * c.lr;
     }
@@ -277,11 +282,13 @@ impl Optimizer for FusedAdamW {
                     b2,
                     f1: 1.0 - b1,
                     f2: 1.0 - b2,
-                    cf: 1.0 - b1.powi(t),
-                    denom_eps: 1.0 - b2.powi(t),
+                    cf: 1.0,
+                    denom_eps: 0.0,
                     lr: lr as f32,
                     penalty: (1.0 - decay_rate) as f32,
                     eps: self.epsilon,
+                    bias_1: 1.0 - b1.powi(t),
+                    bias_2: 1.0 - b2.powi(t),
                 };
                 match (first, decay_rate != 0.0) {
                     (true, true) => update_chunk_w::<true, true>(p, g, m, v, &c),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::{
     nn::Dropout,
-    tensor::{Distribution, Tensor, TensorData},
+    tensor::{Tensor, TensorData},
 };
 
 use crate::device::is_host_device;
@@ -81,13 +81,6 @@ pub fn dropout<const D: usize>(module: &Dropout, input: Tensor<D>) -> Tensor<D> 
     let values = mask_values(shape.num_elements(), keep, next_seed());
     let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
     input * mask
-}
-
-/// Burn's own dropout, for comparison in tests and benches.
-pub fn burn_dropout<const D: usize>(prob: f64, input: Tensor<D>) -> Tensor<D> {
-    let keep = 1.0 - prob;
-    let random = input.random_like(Distribution::Bernoulli(keep));
-    input * random * (1.0 / keep)
 }
 
 #[cfg(test)]
