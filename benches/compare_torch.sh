@@ -43,7 +43,7 @@ done
 data="${MIXUP_DATA_DIR:-../shared/data}"
 python="${PYTHON:-python3}"
 peer_py="${PEER:-../shared/tools/peer_torch.py}"
-[ -x "$bin" ] || { echo "compare_torch.sh: $bin not found; build it first (cargo build --release -p mixup-train)" >&2; exit 1; }
+[ -x "$bin" ] || { echo "compare_torch.sh: $bin not found; build it first (cargo build --release -p mixup-cli)" >&2; exit 1; }
 [ -f "$data/trec/train.tsv" ] || { echo "compare_torch.sh: no $data/trec/train.tsv (set MIXUP_DATA_DIR or run \`mixup data fetch trec\`)" >&2; exit 1; }
 [ -f "$peer_py" ] || { echo "compare_torch.sh: no peer script at $peer_py (set PEER)" >&2; exit 1; }
 tmp="$(mktemp -d)"

@@ -23,11 +23,11 @@ for w in $what; do
     tch)
       LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PYTHON_SYS_EXECUTABLE="$python" \
         PATH="$(dirname "$(command -v "$python")"):$PATH" \
-        cargo build --release --locked -p mixup-train --features tch
+        cargo build --release --locked -p mixup-cli --features tch
       cp target/release/mixup gpu/bin/mixup-tch-cuda
       ;;
     wgpu)
-      cargo build --release --locked -p mixup-train --features wgpu
+      cargo build --release --locked -p mixup-cli --features wgpu
       xz -T2 -6 -c target/release/mixup > gpu/bin/mixup-wgpu.xz
       ;;
     *) echo "gpu-pack.sh: unknown build $w (tch, wgpu)" >&2; exit 2 ;;

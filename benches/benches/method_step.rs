@@ -1,5 +1,5 @@
 //! The cost of each method per training step, for each model: `mixup bench`'s measurement
-//! (`mixup_train::bench`, the real `train_step` of `mixup train`) for every method, on
+//! (`mixup_cli::bench`, the real `train_step` of `mixup train`) for every method, on
 //! TREC-shaped synthetic batches (64 rows of 24 tokens, vocabulary 8680, 6 classes), on `flex`.
 //!
 //! `cargo bench -p mixup-benches --bench method_step [-- --steps N --seq L --models textcnn,bilstm,transformer]`
@@ -7,8 +7,8 @@
 //! model's plain (`none`) step. SSMix's goal is <= 1.5x a plain step.
 
 use burn::tensor::Device;
+use mixup_cli::bench::{BenchSpec, bench_recipe, default_recipe};
 use mixup_core::MixMethod;
-use mixup_train::bench::{BenchSpec, bench_recipe, default_recipe};
 
 fn main() {
     mixup_benches::setup();

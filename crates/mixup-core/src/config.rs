@@ -3,7 +3,10 @@
 use std::fmt;
 
 /// How many lambdas one batch draws (timm's `mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, burn::serde::Serialize, burn::serde::Deserialize,
+)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
 pub enum LambdaMode {
     /// One lambda for the whole batch (Zhang et al. 2018, Manifold Mixup, TMix).
     #[default]
@@ -15,7 +18,10 @@ pub enum LambdaMode {
 }
 
 /// How each row finds the partner it is mixed with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, burn::serde::Serialize, burn::serde::Deserialize,
+)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
 pub enum Pairing {
     /// A random permutation of the batch (mixup-cifar10, Manifold Mixup). Odd sizes are fine.
     #[default]

@@ -14,7 +14,10 @@ pub enum PointKind {
 }
 
 /// A mixup-family method, by where it mixes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, burn::serde::Serialize, burn::serde::Deserialize,
+)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
 pub enum MixMethod {
     /// No mixing: plain empirical risk minimisation.
     #[default]

@@ -19,7 +19,8 @@
 use burn::tensor::Tensor;
 
 /// Which SeqMix variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, burn::serde::Serialize, burn::serde::Deserialize)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
 pub enum SeqMixVariant {
     /// Whole-sequence mixup of two sentences of equal length.
     Whole,

@@ -23,7 +23,10 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, RngExt, seq::index};
 
 /// How the replaced positions are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, burn::serde::Serialize, burn::serde::Deserialize,
+)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
 pub enum SpanMode {
     /// SSMix: least salient window of A, most salient window of B.
     #[default]

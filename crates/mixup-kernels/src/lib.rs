@@ -6,7 +6,7 @@
 //!   with a hand-written backward (Flex).
 //! - [`adam`]: Adam and AdamW as one pass over parameter, gradient and moments on Flex, through
 //!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
-//! - [`dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
+//! - [`mod@dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
 //!   Flex (one multiply in the graph); other backends keep Burn's dropout.
 //!
 //! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a

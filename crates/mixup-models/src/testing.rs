@@ -163,14 +163,54 @@ pub(crate) fn check_mixing_points<M: Module + MixingPoints>(
         );
     }
 
-    // Record round-trip.
+    // Record round-trip, into a model whose weights differ (every `build` seeds itself, so a
+    // fresh build would equal the original before loading and prove nothing).
     let m = build(&device).valid();
     let (ids, mask) = toy_batch(&device);
     let before = m.forward(ids.clone(), mask.clone());
     let bytes = m.into_record().into_bytes().expect("bytes");
-    device.seed(12345);
-    let loaded = build(&device)
+    let other = perturbed(build(&device)).valid();
+    let differs = other.forward(ids.clone(), mask.clone());
+    assert!(
+        max_abs_diff(&differs, &before) > 1e-3,
+        "record round-trip: the perturbed model must differ before loading"
+    );
+    let loaded = other
         .load_record(burn::store::ModuleRecord::from_bytes(bytes).expect("record"))
         .valid();
     close(loaded.forward(ids, mask), before, "record round-trip");
+}
+
+/// `model` with 0.5 added to every float parameter (ids kept, so a record still loads).
+pub(crate) fn perturbed<M: Module>(model: M) -> M {
+    struct Shift;
+    impl burn::module::ModuleMapper for Shift {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            param.map(|t| t.add_scalar(0.5))
+        }
+    }
+    model.map(&mut Shift)
+}
+
+/// The largest absolute difference of two tensors' values.
+fn max_abs_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {
+    let a: Vec<f32> = a
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("a");
+    let b: Vec<f32> = b
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("b");
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -1,4 +1,4 @@
-//! Training-step benchmarks on synthetic batches: the real [`train_step`] of `mixup train`
+//! Training-step benchmarks on synthetic batches: the real [`train_step`] of the training loop
 //! (same model, optimiser, clipping and method), timed step by step, for `mixup bench` and
 //! the benchmarks in `benches/`.
 //!
@@ -8,20 +8,20 @@
 //! uniformly from the classes. A step's time runs from the start of [`train_step`] to the
 //! moment its loss has been read back to the host, which waits for asynchronous backends.
 
-use std::{path::Path, time::Instant};
+use std::time::Instant;
 
 use burn::{module::Module, tensor::Device};
-use mixup_core::{Layout, MixMethod};
+use mixup_core::{Layout, MixMethod, Pairing};
 use mixup_data::EncodedExample;
-use mixup_models::{BertEncoder, MixingPoints};
+use mixup_models::MixingPoints;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::{
-    fetch,
+    TrainError,
+    config::{OptimConfig, StepConfig},
+    error::Result,
     optim::build_optimizer,
-    recipe::{ModelSection, Recipe},
-    run::{ZooModel, bert_classifier, build_model, prepare_bert},
     step::{StepBatch, StepPlan, train_step},
 };
 
@@ -89,32 +89,15 @@ pub struct BenchReport {
     pub peak_host_memory_mib: Option<f64>,
 }
 
-/// A recipe with the defaults of `model` (`textcnn`, `bilstm` or `transformer`) and `method`,
-/// as `mixup bench --model` uses: alpha 16 for TMix (its paper's setting), split-halves pairs
-/// for SSMix, alpha 1 otherwise.
-///
-/// # Errors
-///
-/// An unknown model kind or method, named.
-pub fn default_recipe(model: &str, method: &str) -> anyhow::Result<Recipe> {
-    if model == "bert" {
-        anyhow::bail!(
-            "model bert needs a checkpoint: pass a recipe with --recipe (e.g. \
-             models/minilm-trec-none.toml)"
-        );
+/// The step settings `mixup bench --model` uses for `method`: alpha 16 for TMix (its paper's
+/// setting), split-halves pairs for SSMix, the defaults (alpha 1) otherwise.
+pub fn default_step_config(method: MixMethod) -> StepConfig {
+    let config = StepConfig::new().with_method(method);
+    match method {
+        MixMethod::Tmix => config.with_alpha(16.0),
+        MixMethod::Ssmix => config.with_pairing(Pairing::SplitHalves),
+        _ => config,
     }
-    let kind: MixMethod = method.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let extra = match kind {
-        MixMethod::None => "",
-        MixMethod::Tmix => "alpha = 16.0\n",
-        MixMethod::Ssmix => "pairing = \"split-halves\"\n",
-        _ => "alpha = 1.0\n",
-    };
-    let text = format!(
-        "name = \"bench-{model}-{method}\"\n[data]\ndataset = \"synthetic\"\n\
-         [model]\nkind = \"{model}\"\n[method]\nkind = \"{method}\"\n{extra}"
-    );
-    Ok(Recipe::parse(&text, Path::new("(mixup bench defaults)"))?)
 }
 
 /// Peak resident memory of this process in MiB, from `/proc/self/status` (`VmHWM`).
@@ -142,43 +125,61 @@ fn synthetic_rows(
         .collect()
 }
 
+/// What a benchmark runs: the model's kind (reported), its step and optimiser settings, and
+/// its rows' layout and vocabulary.
+pub struct BenchTarget<'a> {
+    /// Model kind, for the report (`textcnn`, `bilstm`, `transformer`, `bert`).
+    pub kind: &'a str,
+    /// The step (method, mixing, loss, clipping).
+    pub step: &'a StepConfig,
+    /// The optimiser (its `lr` is the rate of every step).
+    pub optim: &'a OptimConfig,
+    /// Where the special tokens of a row are.
+    pub layout: Layout,
+    /// Vocabulary size the ids are drawn below.
+    pub vocab: usize,
+}
+
 /// Times `spec.steps` training steps of `model` (built on the autodiff `device`) with the
-/// recipe's method, optimiser, learning rate and clipping.
+/// target's method, optimiser, learning rate and clipping. The model must accept rows of
+/// `spec.seq` tokens (a Transformer's position table, a BERT checkpoint's positions).
 ///
 /// # Errors
 ///
-/// A method the model cannot run, a step that fails, or a bad spec (zero rows, steps or
-/// tokens).
-#[allow(clippy::too_many_arguments)]
+/// [`TrainError::Config`] for a bad spec (zero rows, steps or tokens; a vocabulary too small);
+/// a method the model cannot run, or a step that fails.
 pub fn bench_model<M: Module + MixingPoints>(
     mut model: M,
-    recipe: &Recipe,
-    layout: Layout,
-    vocab: usize,
+    target: &BenchTarget<'_>,
     spec: &BenchSpec,
     device: &Device,
     device_name: &str,
-) -> anyhow::Result<BenchReport> {
-    if spec.batch == 0 || spec.steps == 0 || spec.seq == 0 {
-        anyhow::bail!(
-            "--batch, --steps and --seq must be at least 1 (got {}, {}, {})",
-            spec.batch,
-            spec.steps,
-            spec.seq
-        );
+) -> Result<BenchReport> {
+    let (layout, vocab) = (target.layout, target.vocab);
+    for (key, v) in [
+        ("batch", spec.batch),
+        ("steps", spec.steps),
+        ("seq", spec.seq),
+    ] {
+        if v == 0 {
+            return Err(TrainError::config(key, "must be at least 1"));
+        }
     }
     if spec.seq <= layout.front + layout.back {
-        anyhow::bail!(
-            "--seq {}: a row of this model needs more than its {} special tokens",
-            spec.seq,
-            layout.front + layout.back
-        );
+        return Err(TrainError::config(
+            "seq",
+            format!(
+                "{}: a row of this model needs more than its {} special tokens",
+                spec.seq,
+                layout.front + layout.back
+            ),
+        ));
     }
-    let method = recipe.method_kind().map_err(anyhow::Error::msg)?;
-    let mut plan = StepPlan::new(recipe, &model.points(), spec.classes, layout)?;
+    let method = target.step.method;
+    let mut plan = StepPlan::new(target.step, &model.points(), spec.classes, layout)?;
     plan.max_len = plan.max_len.max(spec.seq);
     let parameters = model.num_params();
-    let mut optim = build_optimizer(&recipe.train, &model);
+    let mut optim = build_optimizer(target.optim, &model);
     // Word-level models keep ids 0 and 1 for padding and <unk>; BERT vocabularies keep their
     // first 1000 ids for special and unused tokens (a toy vocabulary of at most 2000 ids
     // keeps only the padding id out).
@@ -188,7 +189,10 @@ pub fn bench_model<M: Module + MixingPoints>(
         _ => 1,
     };
     if vocab <= first_id as usize {
-        anyhow::bail!("--vocab {vocab}: must be above {first_id}");
+        return Err(TrainError::config(
+            "vocab",
+            format!("{vocab}: must be above {first_id}"),
+        ));
     }
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut times = Vec::with_capacity(spec.steps);
@@ -206,7 +210,7 @@ pub fn bench_model<M: Module + MixingPoints>(
         let (next, report) = train_step(
             model,
             &mut optim,
-            recipe.train.lr,
+            target.optim.lr,
             &plan,
             &batch,
             &mut rng,
@@ -215,7 +219,14 @@ pub fn bench_model<M: Module + MixingPoints>(
         let loss = report.loss.into_scalar::<f32>();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         if !loss.is_finite() {
-            anyhow::bail!("step {}: the loss is {loss}", i + 1);
+            return Err(TrainError::Diverged {
+                loss: loss as f64,
+                epoch: 1,
+                step: i + 1,
+                steps: spec.warmup + spec.steps,
+                lr: target.optim.lr,
+                last_checkpoint: None,
+            });
         }
         model = next;
         if i >= spec.warmup {
@@ -225,7 +236,7 @@ pub fn bench_model<M: Module + MixingPoints>(
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     Ok(BenchReport {
-        model: recipe.model.kind_name().to_string(),
+        model: target.kind.to_string(),
         method: method.name().to_string(),
         device: device_name.to_string(),
         batch: spec.batch,
@@ -240,52 +251,27 @@ pub fn bench_model<M: Module + MixingPoints>(
     })
 }
 
-/// Builds the recipe's model on `device` (made autodiff here) and benchmarks it; a
-/// `kind = "bert"` recipe loads its checkpoint (looked up under `data_dir`, then
-/// `$MIXUP_DATA_DIR`, then the cache) and uses the checkpoint's vocabulary.
-///
-/// # Errors
-///
-/// A missing checkpoint, a model that cannot be built, or [`bench_model`]'s errors.
-pub fn bench_recipe(
-    recipe: &Recipe,
-    spec: &BenchSpec,
-    device: &Device,
-    device_name: &str,
-    data_dir: Option<&Path>,
-) -> anyhow::Result<BenchReport> {
-    let ad = device.clone().autodiff();
-    crate::train::seed_device(&ad, spec.seed);
-    match &recipe.model {
-        ModelSection::Bert(m) => {
-            let prepared = prepare_bert(m, recipe, data_dir, &fetch::default_cache_dir())?;
-            let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, &ad)?;
-            let model = bert_classifier(m, encoder, spec.classes, &ad, true)?;
-            let vocab = prepared.config.vocab_size;
-            bench_model(model, recipe, Layout::BERT, vocab, spec, &ad, device_name)
-        }
-        _ => {
-            let model: ZooModel = build_model(recipe, spec.vocab, spec.classes, &ad)?;
-            bench_model(
-                model,
-                recipe,
-                Layout::PLAIN,
-                spec.vocab,
-                spec,
-                &ad,
-                device_name,
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "flex")]
     #[test]
-    fn benches_a_small_step_of_each_model_and_rejects_bad_specs() {
+    fn benches_a_step_and_names_the_bad_spec_field() {
+        let device = Device::flex().autodiff();
+        crate::train::seed_device(&device, 1);
+        let model = mixup_models::TextCnnConfig::new(50, 3)
+            .with_d_embed(8)
+            .with_n_filters(4)
+            .init(&device);
+        let step = default_step_config(MixMethod::Ssmix);
+        let optim = OptimConfig::new();
+        let target = BenchTarget {
+            kind: "textcnn",
+            step: &step,
+            optim: &optim,
+            layout: Layout::PLAIN,
+            vocab: 50,
+        };
         let spec = BenchSpec {
             batch: 4,
             seq: 6,
@@ -295,31 +281,12 @@ mod tests {
             classes: 3,
             seed: 1,
         };
-        for (model, method) in [
-            ("textcnn", "ssmix"),
-            ("bilstm", "manifold"),
-            ("transformer", "tmix"),
-        ] {
-            let recipe = default_recipe(model, method).expect("recipe");
-            let r = bench_recipe(&recipe, &spec, &Device::flex(), "flex", None).expect("bench");
-            assert_eq!((r.model.as_str(), r.method.as_str()), (model, method));
-            assert_eq!((r.batch, r.seq, r.steps), (4, 6, 2));
-            assert!(r.ms_per_step_min <= r.ms_per_step_median);
-            assert!(r.ms_per_step_median <= r.ms_per_step_max);
-            assert!(r.samples_per_s > 0.0 && r.parameters > 0);
-        }
-        let recipe = default_recipe("textcnn", "none").expect("recipe");
-        let zero = BenchSpec {
-            steps: 0,
-            ..spec.clone()
-        };
-        let e = bench_recipe(&recipe, &zero, &Device::flex(), "flex", None).expect_err("0 steps");
-        assert!(e.to_string().contains("--steps"), "{e}");
-        let e = default_recipe("lstm", "none").expect_err("unknown model");
-        assert!(e.to_string().contains("lstm"), "{e}");
-        let e = default_recipe("bert", "none").expect_err("bert without a recipe");
-        assert!(e.to_string().contains("--recipe"), "{e}");
-        let e = default_recipe("textcnn", "cutmix").expect_err("unknown method");
-        assert!(e.to_string().contains("cutmix"), "{e}");
+        let r = bench_model(model.clone(), &target, &spec, &device, "flex").expect("bench");
+        assert_eq!((r.model.as_str(), r.method.as_str()), ("textcnn", "ssmix"));
+        assert!(r.ms_per_step_min <= r.ms_per_step_median);
+        assert!(r.ms_per_step_median <= r.ms_per_step_max && r.samples_per_s > 0.0);
+        let zero = BenchSpec { steps: 0, ..spec };
+        let e = bench_model(model, &target, &zero, &device, "flex").expect_err("0 steps");
+        assert!(e.to_string().starts_with("steps:"), "{e}");
     }
 }

@@ -17,19 +17,14 @@
 //!
 //! The RNG needs no saved state: shuffles, partner orders and mixing draws are derived from
 //! `(seed, epoch, step)`, and the device's RNG (dropout) is re-seeded from the same tuple
-//! before every step (see [`crate::train`]).
+//! before every step (see [`mod@crate::train`]).
 
-use std::{
-    fs::File,
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::train::EpochMetrics;
+use crate::{TrainError, atomic::write_atomic, error::Result, train::EpochMetrics};
 
 const MAGIC: &[u8; 8] = b"MIXUPCK1";
 /// Checkpoints kept in a run folder.
@@ -75,8 +70,9 @@ pub struct Checkpoint {
     pub optim: Vec<u8>,
 }
 
-fn encode(ck: &Checkpoint) -> anyhow::Result<Vec<u8>> {
-    let state = serde_json::to_vec(&ck.state)?;
+fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
+    let state = serde_json::to_vec(&ck.state)
+        .map_err(|e| TrainError::Checkpoint(format!("serialising the loop state: {e}")))?;
     let mut out = Vec::with_capacity(8 + 24 + state.len() + ck.model.len() + ck.optim.len() + 32);
     out.extend_from_slice(MAGIC);
     for part in [&state[..], &ck.model[..], &ck.optim[..]] {
@@ -168,27 +164,11 @@ fn files(run_dir: &Path) -> Vec<PathBuf> {
 /// # Errors
 ///
 /// A file that cannot be created, written, synced or renamed, named.
-pub fn write(run_dir: &Path, ck: &Checkpoint) -> anyhow::Result<PathBuf> {
+pub fn write(run_dir: &Path, ck: &Checkpoint) -> Result<PathBuf> {
     let dir = run_dir.join(DIR);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the checkpoint folder {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let path = dir.join(file_name(ck.state.global_step));
-    let tmp = dir.join(format!("{}.tmp", file_name(ck.state.global_step)));
-    let bytes = encode(ck)?;
-    {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    // Make the rename itself durable.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    write_atomic(&path, &encode(ck)?)?;
     for old in files(run_dir).into_iter().skip(KEEP) {
         let _ = std::fs::remove_file(old);
     }

@@ -1,28 +1,37 @@
 //! # mixup-train
 //!
-//! The training side of the mixup zoo: recipes ([`recipe`]), finding or fetching data
-//! ([`data`], [`fetch`]), the training loop ([`train`]) with its checkpoints ([`checkpoint`]) with its optimiser, learning-rate
-//! schedule and gradient clipping ([`optim`]), step benchmarks on synthetic batches ([`bench`]), run folders ([`run`]), plots ([`plot`]),
-//! sweeps over recipes and seeds with their results table ([`sweep`]) and backend selection
-//! ([`device`], the only module that names backends). The `mixup` binary (`src/main.rs`) is a
-//! thin command-line layer over these.
+//! The training library of the mixup zoo, for Burn projects: typed configurations
+//! ([`StepConfig`], [`OptimConfig`], [`TrainConfig`]), one training step for every
+//! classification method of the zoo ([`step::train_step`], and its data-parallel form), the
+//! training loop with exact-resume checkpoints ([`train::train`], [`checkpoint`]), the
+//! optimiser, schedule and global-norm clipping ([`optim`]), sequence-labelling training and
+//! entity F1 ([`ner`]), step benchmarks ([`mod@bench`]) and, with the `learner` feature, an
+//! adapter that runs the step under burn-train's `Learner` ([`learner`]).
+//!
+//! The library reads no environment variables, prints nothing (progress is a
+//! [`train::Event`] callback), picks no backend (the [`burn::tensor::Device`] is the caller's)
+//! and writes files only where it is told to (checkpoints). Errors are [`TrainError`]. The
+//! `mixup` command-line tool (crate `mixup-cli`) is one user of it.
 
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
-pub mod data;
-pub mod device;
-pub mod fetch;
+pub mod config;
+mod error;
+#[cfg(feature = "learner")]
+pub mod learner;
 pub mod ner;
-pub mod ner_al;
 pub mod optim;
-pub mod plot;
-pub mod recipe;
-pub mod run;
 pub mod step;
-pub mod sweep;
 pub mod train;
+
+pub use atomic::{commit, write_atomic};
+pub use config::{LossForm, OptimConfig, OptimizerKind, Schedule, StepConfig, TrainConfig};
+pub use error::{Result, TrainError};
+pub use step::{StepBatch, StepPlan, StepReport, train_step};
+pub use train::{Event, TextData, TrainSetup, Trained, seed_device, train};
 
 #[cfg(test)]
 pub(crate) mod test_util {

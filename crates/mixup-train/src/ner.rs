@@ -1,64 +1,34 @@
-//! Sequence labelling (`task = "ner"` recipes): CoNLL data, a BiLSTM or Transformer
-//! [`SequenceTagger`], a token-level soft-target cross-entropy (padding masked), and
-//! entity-level F1 with `conlleval` semantics.
+//! Sequence labelling: a word vocabulary and tag set ([`NerVocab`]), encoded sentences with
+//! per-token label distributions ([`NerItem`]: one-hot for gold sentences, soft for SeqMix
+//! sentences, both trained through the same loss), the epoch of a tagger ([`TaggerTrainer`]),
+//! and entity-level F1 with `conlleval` semantics ([`evaluate_ner`]).
 //!
-//! A dataset folder holds `train.txt`, optionally `dev.txt`, and `test.txt` in CoNLL columns
-//! (token first, tag last). The word vocabulary and the tag set come from train; a dev or test
-//! tag that train never had is an error naming the file and line. Sentences longer than
-//! `data.max_len` are cut for training; evaluation scores whole sentences (positions past
-//! `max_len` are predicted `O`).
-//!
-//! Training items carry a label distribution per token, so SeqMix sentences (soft labels) and
-//! ordinary ones (one-hot) train through the same loss, and its gradient reaches the model.
+//! Sentences longer than `max_len` are cut for training; evaluation scores whole sentences
+//! (positions past `max_len` are predicted `O`). Reading CoNLL folders and building a
+//! recipe's tagger belong to the CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Context;
 use burn::{
-    module::Module,
     optim::GradientsParams,
     tensor::{Bool, Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::soft_cross_entropy;
 use mixup_data::{
-    ConllOptions, EntityScores, LabelSet, TagScheme, TaggedSentence, WordPieceTokenizer,
-    WordTokenizer, WordTokenizerConfig, batch_indices, entity_scores, read_conll,
+    EntityScores, LabelSet, TaggedSentence, WordPieceTokenizer, WordTokenizer, WordTokenizerConfig,
+    batch_indices, entity_scores,
 };
-use mixup_models::{
-    BiLstmClassifierConfig, MixingPoints, SequenceTagger, SequenceTaggerConfig, TaggerKind,
-    TransformerClassifierConfig,
-};
+use mixup_models::{MixingPoints, SequenceTagger};
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::{
+    TrainError,
+    config::TrainConfig,
+    error::Result,
     optim::{LrSchedule, build_optimizer, clip_grad_norm},
-    recipe::{ModelSection, Recipe},
     train::derive_seed,
 };
-
-/// The splits of a CoNLL dataset folder.
-pub struct NerData {
-    /// The folder.
-    pub dir: PathBuf,
-    /// Training sentences (`train.txt`).
-    pub train: Vec<TaggedSentence>,
-    /// Development sentences (`dev.txt`), when present.
-    pub dev: Option<Vec<TaggedSentence>>,
-    /// Test sentences (`test.txt`).
-    pub test: Vec<TaggedSentence>,
-}
-
-fn options(recipe: &Recipe) -> ConllOptions {
-    ConllOptions {
-        scheme: if recipe.data.tag_scheme == "iob1" {
-            TagScheme::Iob1
-        } else {
-            TagScheme::Bio
-        },
-        ..ConllOptions::default()
-    }
-}
 
 /// One sentence ready for a tagger.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,57 +44,6 @@ pub struct EncodedSentence {
 
 /// The encoded sentences of a split.
 pub type EncodedSplit = Vec<EncodedSentence>;
-
-impl NerData {
-    /// Every split encoded with `vocab` (see [`NerVocab::encode`]): train, dev (if any), test.
-    ///
-    /// # Errors
-    ///
-    /// A dev or test tag that train never had, naming the file and line.
-    pub fn encode(
-        &self,
-        vocab: &NerVocab,
-    ) -> anyhow::Result<(EncodedSplit, Option<EncodedSplit>, EncodedSplit)> {
-        let train = encode_split(vocab, &self.train, &self.dir.join("train.txt"))?;
-        let dev = match &self.dev {
-            Some(d) => Some(encode_split(vocab, d, &self.dir.join("dev.txt"))?),
-            None => None,
-        };
-        let test = encode_split(vocab, &self.test, &self.dir.join("test.txt"))?;
-        Ok((train, dev, test))
-    }
-}
-
-/// Reads `train.txt`, `dev.txt` (if there) and `test.txt` of `dir`.
-///
-/// # Errors
-///
-/// A missing train or test file, or any reader error (naming file and line).
-pub fn load_ner(dir: &Path, recipe: &Recipe) -> anyhow::Result<NerData> {
-    let opts = options(recipe);
-    let need = |name: &str| -> anyhow::Result<Vec<TaggedSentence>> {
-        let path = dir.join(name);
-        if !path.is_file() {
-            anyhow::bail!(
-                "{}: no {name} (a ner dataset folder holds train.txt, test.txt and optionally \
-                 dev.txt in CoNLL columns)",
-                dir.display()
-            );
-        }
-        Ok(read_conll(&path, &opts)?)
-    };
-    let dev_path = dir.join("dev.txt");
-    Ok(NerData {
-        dir: dir.to_path_buf(),
-        train: need("train.txt")?,
-        dev: if dev_path.is_file() {
-            Some(read_conll(&dev_path, &opts)?)
-        } else {
-            None
-        },
-        test: need("test.txt")?,
-    })
-}
 
 /// Word vocabulary and tag set of a tagging run.
 #[derive(Clone, Debug)]
@@ -142,23 +61,20 @@ pub struct NerVocab {
 }
 
 impl NerVocab {
-    /// Builds the vocabulary and tag set from training sentences.
+    /// Builds the word vocabulary (`words`) and tag set from training sentences; model inputs
+    /// hold at most `max_len` ids.
     ///
     /// # Errors
     ///
     /// Training data without an `O` tag.
     pub fn build(
         train: &[TaggedSentence],
-        recipe: &Recipe,
+        words: &WordTokenizerConfig,
+        max_len: usize,
         wordpiece: Option<WordPieceTokenizer>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let joined: Vec<String> = train.iter().map(|s| s.tokens.join(" ")).collect();
-        let tokenizer = WordTokenizerConfig {
-            lowercase: recipe.data.lowercase,
-            min_freq: recipe.data.min_freq,
-            max_vocab: recipe.data.max_vocab,
-        }
-        .build(joined.iter().map(String::as_str));
+        let tokenizer = words.build(joined.iter().map(String::as_str));
         let tags = LabelSet::from(
             train
                 .iter()
@@ -167,11 +83,11 @@ impl NerVocab {
         );
         let outside = tags
             .get("O")
-            .ok_or_else(|| anyhow::anyhow!("the training data has no O tag"))?;
+            .ok_or_else(|| TrainError::config("data", "the training data has no O tag"))?;
         Ok(Self {
             tokenizer,
             wordpiece,
-            max_len: recipe.data.max_len,
+            max_len,
             tags,
             outside,
         })
@@ -190,7 +106,7 @@ impl NerVocab {
     /// # Errors
     ///
     /// A tag that training never had, naming `path` and the sentence's line.
-    pub fn encode(&self, s: &TaggedSentence, path: &Path) -> anyhow::Result<EncodedSentence> {
+    pub fn encode(&self, s: &TaggedSentence, path: &Path) -> Result<EncodedSentence> {
         let (ids, first) = match &self.wordpiece {
             None => (
                 s.tokens
@@ -201,9 +117,9 @@ impl NerVocab {
             ),
             Some(wp) => {
                 let words: Vec<&str> = s.tokens.iter().map(String::as_str).collect();
-                let (ids, word_of) = wp
-                    .encode_words(&words, self.max_len)
-                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), s.line))?;
+                let (ids, word_of) = wp.encode_words(&words, self.max_len).map_err(|e| {
+                    TrainError::config("data", format!("{}:{}: {e}", path.display(), s.line))
+                })?;
                 let mut first = vec![None; words.len()];
                 for (p, w) in word_of.iter().enumerate() {
                     if let Some(w) = *w
@@ -222,15 +138,18 @@ impl NerVocab {
             .enumerate()
             .map(|(i, t)| {
                 self.tags.get(t).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}:{}: tag {t:?} does not occur in the training data (known: {})",
-                        path.display(),
-                        s.line + i,
-                        self.tags.names().join(", ")
+                    TrainError::config(
+                        "data",
+                        format!(
+                            "{}:{}: tag {t:?} does not occur in the training data (known: {})",
+                            path.display(),
+                            s.line + i,
+                            self.tags.names().join(", ")
+                        ),
                     )
                 })
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<Result<_>>()?;
         Ok(EncodedSentence { ids, tags, first })
     }
 }
@@ -260,67 +179,6 @@ impl NerItem {
             labels,
         }
     }
-}
-
-/// Builds the tagger a `ner` recipe names.
-///
-/// # Errors
-///
-/// A model kind that is not a tagger.
-pub fn build_tagger(
-    recipe: &Recipe,
-    vocab: usize,
-    num_tags: usize,
-    bert_dir: Option<&Path>,
-    device: &Device,
-) -> anyhow::Result<SequenceTagger> {
-    if let ModelSection::Bert(m) = &recipe.model {
-        let dir = bert_dir
-            .ok_or_else(|| anyhow::anyhow!("model.kind = \"bert\" needs its checkpoint folder"))?;
-        let (encoder, _) = mixup_models::BertEncoder::from_pretrained(dir, device)?;
-        return Ok(SequenceTagger::on_bert(
-            encoder.without_pooler(),
-            num_tags,
-            m.dropout,
-            device,
-        ));
-    }
-    let kind = match &recipe.model {
-        ModelSection::Bilstm(m) => TaggerKind::BiLstm(
-            BiLstmClassifierConfig::new(vocab, 1)
-                .with_d_embed(m.d_embed)
-                .with_d_hidden(m.d_hidden)
-                .with_n_layers(m.n_layers)
-                .with_dropout(m.dropout),
-        ),
-        ModelSection::Transformer(m) => TaggerKind::Transformer(
-            TransformerClassifierConfig::new(vocab, 1)
-                .with_d_model(m.d_model)
-                .with_n_heads(m.n_heads)
-                .with_n_layers(m.n_layers)
-                .with_d_ff(m.d_ff)
-                .with_dropout(m.dropout)
-                .with_max_positions(recipe.data.max_len)
-                .with_pre_norm(m.norm == "pre")
-                .with_activation(if m.activation == "gelu" {
-                    burn::nn::activation::ActivationConfig::Gelu
-                } else {
-                    burn::nn::activation::ActivationConfig::Relu
-                }),
-        ),
-        other => anyhow::bail!(
-            "model.kind = {:?} is not a tagger (use bilstm or transformer)",
-            other.kind_name()
-        ),
-    };
-    let dropout = match &recipe.model {
-        ModelSection::Bilstm(m) => m.dropout,
-        ModelSection::Transformer(m) => m.dropout,
-        _ => 0.0,
-    };
-    Ok(SequenceTaggerConfig::new(kind, num_tags)
-        .with_dropout(dropout)
-        .init(device))
 }
 
 /// Ids `[n, L]` and mask of sentences cut to `max_len`.
@@ -355,20 +213,21 @@ pub struct TaggerTrainer {
 }
 
 impl TaggerTrainer {
-    /// A trainer for `model` over `epochs` epochs of `n_items` sentences.
+    /// A trainer for `model` over `epochs` epochs of `n_items` sentences, with the
+    /// optimiser, batch size and clipping of `config` (its method is not used: SeqMix
+    /// sentences come in as soft-labelled [`NerItem`]s).
     pub fn new(
-        recipe: &Recipe,
+        config: &TrainConfig,
         model: &SequenceTagger,
         n_items: usize,
         epochs: usize,
         num_tags: usize,
         seed: u64,
     ) -> Self {
-        let t = &recipe.train;
-        let steps = n_items.div_ceil(t.batch_size.max(1));
+        let steps = n_items.div_ceil(config.batch_size.max(1));
         Self {
-            optim: build_optimizer(t, model),
-            schedule: LrSchedule::new(t, steps * epochs),
+            optim: build_optimizer(&config.optim, model),
+            schedule: LrSchedule::new(&config.optim, steps * epochs),
             step: 0,
             seed,
             num_tags,
@@ -385,12 +244,12 @@ impl TaggerTrainer {
         &mut self,
         mut model: SequenceTagger,
         items: &[NerItem],
-        recipe: &Recipe,
+        config: &TrainConfig,
         epoch: usize,
         device: &Device,
-    ) -> anyhow::Result<(SequenceTagger, f64)> {
-        let t = &recipe.train;
-        let max_len = recipe.data.max_len;
+    ) -> Result<(SequenceTagger, f64)> {
+        let t = config;
+        let max_len = t.step.max_len;
         let num_tags = self.num_tags;
         let mut order = StdRng::seed_from_u64(derive_seed(self.seed, 11, epoch as u64, 0));
         let mut loss_acc: Option<Tensor<1>> = None;
@@ -426,7 +285,7 @@ impl TaggerTrainer {
                 None => logged,
             });
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if let Some(max_norm) = t.clip_grad_norm {
+            if let Some(max_norm) = t.step.clip_grad_norm {
                 grads = clip_grad_norm(&model, grads, max_norm);
             }
             model = self.optim.step(self.schedule.lr(self.step), model, grads);
@@ -434,10 +293,15 @@ impl TaggerTrainer {
         }
         let mean = loss_acc.map_or(0.0, |l| l.into_scalar::<f64>()) / items.len().max(1) as f64;
         if !mean.is_finite() {
-            anyhow::bail!(
-                "training diverged: the loss is {mean} in epoch {epoch}; lower train.lr (now {})",
-                t.lr
-            );
+            let steps = items.len().div_ceil(t.batch_size.max(1));
+            return Err(TrainError::Diverged {
+                loss: mean,
+                epoch,
+                step: steps,
+                steps,
+                lr: t.optim.lr,
+                last_checkpoint: None,
+            });
         }
         Ok((model, mean))
     }
@@ -457,7 +321,7 @@ pub fn predict_proba(
     num_tags: usize,
     outside: usize,
     device: &Device,
-) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+) -> Result<Vec<Vec<Vec<f32>>>> {
     let mut out = Vec::with_capacity(sentences.len());
     for chunk in sentences.chunks(batch_size.max(1)) {
         let (ids, mask) = id_batch(chunk, max_len, device);
@@ -466,7 +330,7 @@ pub fn predict_proba(
         let values: Vec<f32> = probs
             .into_data()
             .try_to_vec()
-            .map_err(|e| anyhow::anyhow!("reading tag probabilities back: {e:?}"))?;
+            .map_err(|e| TrainError::Backend(format!("reading tag probabilities back: {e:?}")))?;
         for (r, s) in chunk.iter().enumerate() {
             let rows = (0..s.len())
                 .map(|j| {
@@ -504,7 +368,7 @@ pub fn evaluate_ner(
     max_len: usize,
     batch_size: usize,
     device: &Device,
-) -> anyhow::Result<EntityScores> {
+) -> Result<EntityScores> {
     let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
     let probs = predict_proba(
         model,
@@ -548,7 +412,7 @@ pub fn encode_split(
     vocab: &NerVocab,
     sentences: &[TaggedSentence],
     path: &Path,
-) -> anyhow::Result<EncodedSplit> {
+) -> Result<EncodedSplit> {
     sentences.iter().map(|s| vocab.encode(s, path)).collect()
 }
 
@@ -586,151 +450,4 @@ pub struct NerFinal {
     pub train_sentences_per_s: f64,
     /// Wall-clock seconds of the whole run.
     pub total_seconds: f64,
-}
-
-/// Trains a `ner` recipe on its full training set, one evaluation per epoch, and writes the
-/// run folder (`recipe.toml`, `tokenizer.json` for word-level taggers, `tags.json`,
-/// `model.bpk`, `metrics.json`, `final.json`).
-///
-/// # Errors
-///
-/// Missing or malformed data, a model that is not a tagger, divergence, unwritable files.
-#[allow(clippy::too_many_arguments)]
-pub fn train_ner_recipe(
-    recipe: &Recipe,
-    data_dir: &Path,
-    pretrained_root: Option<&Path>,
-    device: &Device,
-    device_name: &str,
-    out: &Path,
-    say: &mut dyn FnMut(&str),
-) -> anyhow::Result<NerFinal> {
-    let started = std::time::Instant::now();
-    let data = load_ner(data_dir, recipe)?;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
-    let bert = match &recipe.model {
-        ModelSection::Bert(m) => Some(crate::run::prepare_bert(
-            m,
-            recipe,
-            pretrained_root,
-            &crate::fetch::default_cache_dir(),
-        )?),
-        _ => None,
-    };
-    let vocab = NerVocab::build(
-        &data.train,
-        recipe,
-        bert.as_ref().map(|b| b.tokenizer.clone()),
-    )?;
-    let (train, dev, test) = data.encode(&vocab)?;
-    say(&format!(
-        "training {} ({} tagger, seed {}) on {device_name}: {} train / {} test sentences, vocab \
-         {}, {} tags, data {}",
-        recipe.name,
-        recipe.model.kind_name(),
-        recipe.train.seed,
-        train.len(),
-        test.len(),
-        vocab.tokenizer.vocab_size(),
-        vocab.tags.len(),
-        data.dir.display()
-    ));
-    let items: Vec<NerItem> = train.iter().map(NerItem::hard).collect();
-    let ad = device.clone().autodiff();
-    crate::train::seed_device(&ad, recipe.train.seed);
-    let num_tags = vocab.tags.len();
-    let mut model = build_tagger(
-        recipe,
-        vocab.vocab_size(),
-        num_tags,
-        bert.as_ref().map(|b| b.dir.as_path()),
-        &ad,
-    )?;
-    let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
-    let mut epochs = Vec::new();
-    let mut train_seconds = 0.0;
-    let mut trainer = TaggerTrainer::new(
-        recipe,
-        &model,
-        items.len(),
-        recipe.train.epochs,
-        num_tags,
-        recipe.train.seed,
-    );
-    for epoch in 1..=recipe.train.epochs {
-        let t0 = std::time::Instant::now();
-        let (next, loss) = trainer.epoch(model, &items, recipe, epoch, &ad)?;
-        train_seconds += t0.elapsed().as_secs_f64();
-        model = next;
-        let eval = model.valid();
-        let dev_scores = dev
-            .as_ref()
-            .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
-            .transpose()?;
-        let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?;
-        let e = NerEpoch {
-            epoch,
-            train_loss: loss,
-            dev_f1: dev_scores.as_ref().map(|s| s.micro.f1),
-            test_f1: test_scores.micro.f1,
-        };
-        say(&format!(
-            "epoch {epoch} done: train loss {:.4}{} test F1 {:.4} ({:.1} s)",
-            e.train_loss,
-            e.dev_f1
-                .map(|f| format!(" dev F1 {f:.4}"))
-                .unwrap_or_default(),
-            e.test_f1,
-            t0.elapsed().as_secs_f64()
-        ));
-        epochs.push(e);
-    }
-    let eval = model.valid();
-    let test_scores = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?;
-    let dev_scores = dev
-        .as_ref()
-        .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
-        .transpose()?;
-    let report = NerFinal {
-        recipe: recipe.name.clone(),
-        model: recipe.model.kind_name().into(),
-        seed: recipe.train.seed,
-        device: device_name.into(),
-        epochs: recipe.train.epochs,
-        test: test_scores,
-        dev: dev_scores,
-        train_sentences_per_s: (items.len() * recipe.train.epochs) as f64 / train_seconds.max(1e-9),
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
-    let mut resolved = recipe.clone();
-    resolved.results = None;
-    crate::run::write_atomic(&out.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
-    // A BERT-family tagger reads WordPiece ids from its checkpoint's tokenizer; the word
-    // vocabulary belongs to word-level taggers only.
-    if vocab.wordpiece.is_none() {
-        crate::run::write_atomic(
-            &out.join("tokenizer.json"),
-            &serde_json::to_vec(&vocab.tokenizer)?,
-        )?;
-    }
-    crate::run::write_atomic(
-        &out.join("tags.json"),
-        &serde_json::to_vec_pretty(vocab.tags.names())?,
-    )?;
-    let tmp = out.join("model.bpk.tmp");
-    eval.into_record()
-        .save(&tmp)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, out.join("model.bpk"))
-        .with_context(|| format!("renaming {}", tmp.display()))?;
-    crate::run::write_atomic(
-        &out.join("metrics.json"),
-        &serde_json::to_vec_pretty(&epochs)?,
-    )?;
-    crate::run::write_atomic(
-        &out.join("final.json"),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
-    Ok(report)
 }

@@ -1,6 +1,6 @@
-//! The optimiser of a run (`[train]`'s `optimizer`, `weight_decay`, `adam_epsilon`), its
+//! The optimiser of a run ([`OptimConfig`]'s `optimizer`, `weight_decay`, `adam_epsilon`), its
 //! learning-rate schedule (`warmup`, `schedule`) and global gradient-norm clipping
-//! (`clip_grad_norm`).
+//! ([`clip_grad_norm`]).
 //!
 //! The defaults (`adam`, no weight decay, no warm-up, a constant rate, no clipping) build
 //! exactly the optimiser the loop has always used, so earlier results stay reproducible.
@@ -12,14 +12,14 @@ use burn::{
 };
 use mixup_kernels::{FusedAdam, FusedAdamW};
 
-use crate::recipe::TrainSection;
+use crate::config::{OptimConfig, OptimizerKind, Schedule};
 
 /// The learning rate of every step of a run: a linear warm-up from 0 over the first
 /// `ceil(warmup * total_steps)` steps, then constant or a linear decay to 0 at the end, as
 /// Hugging Face's `get_constant_schedule_with_warmup` / `get_linear_schedule_with_warmup`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LrSchedule {
-    /// The peak rate (`train.lr`).
+    /// The peak rate ([`OptimConfig::lr`]).
     pub base: f64,
     /// Steps of linear warm-up.
     pub warmup_steps: usize,
@@ -31,12 +31,12 @@ pub struct LrSchedule {
 
 impl LrSchedule {
     /// The schedule of `train` for a run of `total_steps` optimiser steps.
-    pub fn new(train: &TrainSection, total_steps: usize) -> Self {
+    pub fn new(train: &OptimConfig, total_steps: usize) -> Self {
         Self {
             base: train.lr,
             warmup_steps: (train.warmup * total_steps as f64).ceil() as usize,
             total_steps,
-            linear_decay: train.schedule == "linear",
+            linear_decay: train.schedule == Schedule::Linear,
         }
     }
 
@@ -82,10 +82,10 @@ pub fn no_decay_params<M: Module>(model: &M) -> Vec<ParamId> {
 /// `adam_epsilon`; with `weight_decay > 0`, one-dimensional parameters (biases, LayerNorm)
 /// go to a second group of the same optimiser without decay. Gradient clipping is not part
 /// of it (see [`clip_grad_norm`]).
-pub fn build_optimizer<M: Module>(train: &TrainSection, model: &M) -> ModuleOptimizer {
+pub fn build_optimizer<M: Module>(train: &OptimConfig, model: &M) -> ModuleOptimizer {
     let eps = train.adam_epsilon as f32;
     let decay = train.weight_decay as f32;
-    let adamw = train.optimizer == "adamw";
+    let adamw = train.optimizer == OptimizerKind::AdamW;
     let mut optim = if adamw {
         // Burn's AdamW, fused on Flex (mixup_kernels::FusedAdamW: same arithmetic and state).
         FusedAdamW::new(eps, decay).init()
@@ -183,18 +183,9 @@ mod tests {
 
     use super::*;
 
-    fn train_section(extra: &str) -> TrainSection {
-        let text = format!(
-            "name = \"t\"\n[data]\ndataset = \"d\"\n[model]\nkind = \"textcnn\"\n[train]\n{extra}\n"
-        );
-        crate::recipe::Recipe::parse(&text, std::path::Path::new("t.toml"))
-            .map(|r| r.train)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
     #[test]
     fn default_schedule_is_the_constant_rate() {
-        let s = LrSchedule::new(&train_section("lr = 0.002"), 100);
+        let s = LrSchedule::new(&OptimConfig::new().with_lr(0.002), 100);
         assert_eq!(s.warmup_steps, 0);
         for step in [0, 1, 50, 99] {
             assert_eq!(s.lr(step), 0.002);
@@ -203,10 +194,11 @@ mod tests {
 
     #[test]
     fn linear_schedule_warms_up_then_decays_to_zero() {
-        let s = LrSchedule::new(
-            &train_section("lr = 1.0\nwarmup = 0.1\nschedule = \"linear\""),
-            100,
-        );
+        let linear = OptimConfig::new()
+            .with_lr(1.0)
+            .with_warmup(0.1)
+            .with_schedule(Schedule::Linear);
+        let s = LrSchedule::new(&linear, 100);
         assert_eq!(s.warmup_steps, 10);
         assert_eq!(s.lr(0), 0.0, "step 0 of a warm-up");
         assert!((s.lr(5) - 0.5).abs() < 1e-12);
@@ -215,11 +207,11 @@ mod tests {
         assert!((s.lr(99) - 1.0 / 90.0).abs() < 1e-12, "last step");
         assert_eq!(s.lr(100), 0.0, "after the last step");
         // Warm-up rounds up: 0.1 of 15 steps is 2 steps.
-        let s = LrSchedule::new(&train_section("lr = 1.0\nwarmup = 0.1"), 15);
+        let s = LrSchedule::new(&OptimConfig::new().with_lr(1.0).with_warmup(0.1), 15);
         assert_eq!(s.warmup_steps, 2);
         assert_eq!((s.lr(0), s.lr(1), s.lr(2), s.lr(14)), (0.0, 0.5, 1.0, 1.0));
         // Linear without warm-up starts at the peak.
-        let s = LrSchedule::new(&train_section("lr = 1.0\nschedule = \"linear\""), 4);
+        let s = LrSchedule::new(&linear.clone().with_warmup(0.0), 4);
         assert_eq!((s.lr(0), s.lr(3)), (1.0, 0.25));
     }
 
@@ -281,7 +273,9 @@ mod tests {
         let model = linear(&ad);
         let w0 = values(model.weight.val());
         let b0 = values(model.bias.as_ref().expect("bias").val());
-        let train = train_section("optimizer = \"adamw\"\nweight_decay = 0.5");
+        let train = OptimConfig::new()
+            .with_optimizer(OptimizerKind::AdamW)
+            .with_weight_decay(0.5);
         let mut optim = build_optimizer(&train, &model);
         // Zero gradients: Adam's own update is 0, only the decay moves parameters.
         let grads = grads_of(&model, &ad, 0.0);

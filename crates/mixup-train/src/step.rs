@@ -17,11 +17,13 @@ use mixup_models::MixingPoints;
 use rand::{RngExt, rngs::StdRng};
 
 use crate::{
+    TrainError,
+    config::{LossForm, StepConfig},
+    error::Result,
     optim::clip_grad_norm,
-    recipe::{LossForm, Recipe},
 };
 
-/// What a run fixes once, from its recipe and model, for every step.
+/// What a run fixes once, from its [`StepConfig`] and model, for every step.
 #[derive(Clone, Debug)]
 pub struct StepPlan {
     /// The method.
@@ -42,7 +44,7 @@ pub struct StepPlan {
     pub ssmix: SsmixSettings,
     /// Longest sequence.
     pub max_len: usize,
-    /// Clip the global gradient norm to this before the update (`train.clip_grad_norm`).
+    /// Clip the global gradient norm to this before the update.
     pub clip_grad_norm: Option<f64>,
 }
 
@@ -58,65 +60,72 @@ pub struct SsmixSettings {
 }
 
 impl StepPlan {
-    /// The plan of `recipe` for a model with `points`, `num_classes` classes and rows laid
+    /// The plan of `config` for a model with `points`, `num_classes` classes and rows laid
     /// out as `layout`.
     ///
     /// # Errors
     ///
-    /// A bad method, mixing config, or eligible point set (naming `method.points`).
+    /// [`TrainError::Config`] for bad mixing settings or eligible points (key `points`);
+    /// [`TrainError::Method`] when the method has no point in this model.
     pub fn new(
-        recipe: &Recipe,
+        config: &StepConfig,
         points: &[PointKind],
         num_classes: usize,
         layout: Layout,
-    ) -> anyhow::Result<Self> {
-        let method = recipe.method_kind().map_err(anyhow::Error::msg)?;
-        let mix_config = recipe
-            .mixup_config(num_classes)
-            .map_err(|(field, reason)| anyhow::anyhow!("{field}: {reason}"))?;
-        let eligible = match &recipe.method.points {
+    ) -> Result<Self> {
+        let method = config.method;
+        let mix_config = config.mixup_config(num_classes)?;
+        let eligible = match &config.points {
             Some(set) => {
                 if let Some(bad) = set.iter().find(|&&p| p >= points.len()) {
-                    anyhow::bail!(
-                        "method.points: point {bad} does not exist; this model has points \
-                         0..={} ({points:?})",
-                        points.len() - 1
-                    );
+                    return Err(TrainError::config(
+                        "points",
+                        format!(
+                            "point {bad} does not exist; this model has points 0..={} \
+                             ({points:?})",
+                            points.len().saturating_sub(1)
+                        ),
+                    ));
                 }
                 if method == MixMethod::Tmix
                     && let Some(bad) = set
                         .iter()
                         .find(|&&p| !matches!(points[p], PointKind::Layer(_)))
                 {
-                    anyhow::bail!(
-                        "method.points: point {bad} is {:?}; tmix mixes after encoder layers \
-                         (points 1..={})",
-                        points[*bad],
-                        points.len() - 2
-                    );
+                    return Err(TrainError::config(
+                        "points",
+                        format!(
+                            "point {bad} is {:?}; tmix mixes after encoder layers (points \
+                             1..={})",
+                            points[*bad],
+                            points.len().saturating_sub(2)
+                        ),
+                    ));
                 }
                 set.clone()
             }
-            None => method.eligible(&points),
+            None => method.eligible(points),
         };
         if method != MixMethod::None && eligible.is_empty() {
-            anyhow::bail!("method {method} has no mixing point in this model ({points:?})");
+            return Err(TrainError::Method(format!(
+                "method {method} has no mixing point in this model ({points:?})"
+            )));
         }
         Ok(Self {
             method,
             mix_config,
             eligible,
             num_classes,
-            smoothing: recipe.method.label_smoothing,
-            loss: recipe.method.loss,
-            clean_loss: recipe.method.clean_loss,
+            smoothing: config.label_smoothing,
+            loss: config.loss,
+            clean_loss: config.clean_loss,
             ssmix: SsmixSettings {
-                mode: recipe.span_mode().map_err(anyhow::Error::msg)?,
+                mode: config.span,
                 layout,
-                share: recipe.method.span_share,
+                share: config.span_share,
             },
-            max_len: recipe.data.max_len,
-            clip_grad_norm: recipe.train.clip_grad_norm,
+            max_len: config.max_len,
+            clip_grad_norm: config.clip_grad_norm,
         })
     }
 }
@@ -131,12 +140,16 @@ pub struct StepBatch<'a> {
     pub mixing: bool,
 }
 
-/// What a step reports (both tensors detached, still on the device).
+/// What a step reports (every tensor detached, still on the device).
 pub struct StepReport {
     /// The step's mean loss (mixed loss, plus the clean loss when trained).
     pub loss: Tensor<1>,
     /// Rows whose prediction is their dominant label (own when its share is >= 0.5).
     pub hits: Tensor<1, Int>,
+    /// The logits the loss was computed on, `[n, classes]` (of the mixed rows when mixing).
+    pub logits: Tensor<2>,
+    /// Each row's dominant label `[n]`: its own when its share is >= 0.5, else its partner's.
+    pub targets: Tensor<1, Int>,
 }
 
 fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -161,7 +174,7 @@ pub fn train_step<M: Module + MixingPoints>(
     batch: &StepBatch<'_>,
     rng: &mut StdRng,
     device: &Device,
-) -> anyhow::Result<(M, StepReport)> {
+) -> Result<(M, StepReport)> {
     let (grads, report) = step_gradients(&model, plan, batch, rng, device, 1.0)?;
     Ok((update(model, optim, lr, plan, grads), report))
 }
@@ -205,18 +218,20 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
     shards: &[StepBatch<'_>],
     rngs: &mut [StdRng],
     devices: &[Device],
-) -> anyhow::Result<(M, StepReport)> {
-    anyhow::ensure!(
-        !devices.is_empty() && shards.len() == devices.len() && rngs.len() == devices.len(),
-        "train_step_replicated: {} shards, {} rngs and {} devices (one each per device)",
-        shards.len(),
-        rngs.len(),
-        devices.len()
-    );
-    anyhow::ensure!(
-        shards.iter().all(|s| !s.items.is_empty()),
-        "train_step_replicated: an empty shard (fewer rows than devices?)"
-    );
+) -> Result<(M, StepReport)> {
+    if devices.is_empty() || shards.len() != devices.len() || rngs.len() != devices.len() {
+        return Err(TrainError::Method(format!(
+            "train_step_replicated: {} shards, {} rngs and {} devices (one each per device)",
+            shards.len(),
+            rngs.len(),
+            devices.len()
+        )));
+    }
+    if shards.iter().any(|s| s.items.is_empty()) {
+        return Err(TrainError::Method(
+            "train_step_replicated: an empty shard (fewer rows than devices?)".into(),
+        ));
+    }
     if devices.len() == 1 {
         return train_step(
             model,
@@ -230,7 +245,7 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
     }
     let total: usize = shards.iter().map(|s| s.items.len()).sum();
     let main = &devices[0];
-    let results: Vec<anyhow::Result<(GradientsParams, StepReport)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(GradientsParams, StepReport)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter()
             .zip(rngs.iter_mut())
@@ -250,14 +265,18 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
             .into_iter()
             .enumerate()
             .map(|(i, h)| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the replica on device {i} panicked")))
+                h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Method(format!(
+                        "the replica on device {i} panicked"
+                    )))
+                })
             })
             .collect()
     });
     let mut sum = GradientsAccumulator::new();
     let mut loss: Option<Tensor<1>> = None;
     let mut hits: Option<Tensor<1, Int>> = None;
+    let (mut logits, mut targets) = (Vec::new(), Vec::new());
     for (result, shard) in results.into_iter().zip(shards) {
         let (grads, report) = result?;
         sum.accumulate(&model, grads.to_device(main, &model));
@@ -266,6 +285,8 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
             .mul_scalar(shard.items.len() as f32 / total as f32)
             .to_device(main);
         let h = report.hits.to_device(main);
+        logits.push(report.logits.to_device(main));
+        targets.push(report.targets.to_device(main));
         loss = Some(match loss {
             Some(l) => l + weighted,
             None => weighted,
@@ -276,10 +297,20 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
         });
     }
     let (Some(loss), Some(hits)) = (loss, hits) else {
-        anyhow::bail!("train_step_replicated: no replica ran");
+        return Err(TrainError::Method(
+            "train_step_replicated: no replica ran".into(),
+        ));
     };
     let model = update(model, optim, lr, plan, sum.grads());
-    Ok((model, StepReport { loss, hits }))
+    Ok((
+        model,
+        StepReport {
+            loss,
+            hits,
+            logits: Tensor::cat(logits, 0),
+            targets: Tensor::cat(targets, 0),
+        },
+    ))
 }
 
 /// The gradients of one step on `batch` (not yet clipped nor applied) and its report. The
@@ -296,139 +327,194 @@ pub fn step_gradients<M: Module + MixingPoints>(
     rng: &mut StdRng,
     device: &Device,
     weight: f32,
-) -> anyhow::Result<(GradientsParams, StepReport)> {
-    let mixing = batch.mixing;
-    let batch_partner = batch.partner_items;
-    let items = batch.items;
-    let ad = device;
-    let (num_classes, smoothing, max_len) = (plan.num_classes, plan.smoothing, plan.max_len);
-    let own_batch = TextBatch::new(items, max_len, ad);
-    let batch = own_batch;
-    let n = batch.len();
-    let own: Vec<usize> = items.iter().map(|e| e.label).collect();
-    // `loss` is what this step differentiates; `logged` what it reports (they differ for
-    // SSMix, whose clean loss was differentiated in its saliency pass, `pre_grads`).
-    let (logits, loss, logged, dominant, pre_grads) = if mixing {
-        let mut params: MixParams = plan.mix_config.sample(n, rng);
-        let point = plan.eligible[rng.random_range(0..plan.eligible.len())];
-        let mut pre_grads = None;
-        let mut logged_extra = None;
-        let mut surrogate = None;
-        let (logits, partner) = if plan.method == MixMethod::Ssmix {
-            let partners = params.effective_partners();
-            let pass = ssmix_saliency(model, &batch, num_classes, smoothing, weight)?;
-            pre_grads = Some(GradientsParams::from_grads(pass.grads, model));
-            logged_extra = Some(pass.clean_loss);
-            surrogate = Some(pass.surrogate);
-            // Saliency spans are chosen and copied on the device (nothing read back); the
-            // random ablations need no saliency and mix the ids on the host.
-            let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
-                let l = batch.ids.dims()[1];
-                let lens: Vec<usize> = items.iter().map(|e| e.ids.len().min(l)).collect();
-                let (ids, ratios) = saliency_span_mix(
-                    batch.ids.clone(),
-                    pass.saliency,
-                    &lens,
-                    &partners,
-                    plan.ssmix.layout,
-                    plan.ssmix.share,
-                );
-                (ids, batch.mask.clone(), ratios)
-            } else {
-                let (aug, ratios) = ssmix_random_rows(items, &partners, &plan.ssmix, rng);
-                let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
-                let aug_batch = TextBatch::new(&aug_refs, max_len, ad);
-                (aug_batch.ids, aug_batch.mask, ratios)
-            };
-            params = MixParams {
-                lambdas: ratios,
-                partners: partners.clone(),
-            };
-            (
-                model.forward(aug_ids, aug_mask),
-                partners.iter().map(|&j| own[j]).collect::<Vec<_>>(),
-            )
-        } else {
-            match batch_partner {
-                Some(pitems) => {
-                    let pbatch = TextBatch::new(pitems, max_len, ad);
-                    let logits = model.forward_mixed_pair(
-                        (batch.ids.clone(), batch.mask.clone()),
-                        (pbatch.ids, pbatch.mask),
-                        point,
-                        &params.lambdas,
-                    );
-                    (logits, pitems.iter().map(|e| e.label).collect::<Vec<_>>())
-                }
-                None => (
-                    model.forward_mixed(batch.ids.clone(), batch.mask.clone(), point, &params),
-                    params.partners.iter().map(|&j| own[j]).collect(),
-                ),
-            }
-        };
-        let mut loss = match plan.loss {
-            LossForm::Soft => soft_cross_entropy(
-                logits.clone(),
-                mix_with(
-                    soft_targets(batch.labels.clone(), num_classes, smoothing),
-                    soft_targets(label_tensor(&partner, ad), num_classes, smoothing),
-                    &params.lambdas,
-                ),
-                None,
-            ),
-            LossForm::Interpolated => interpolated_cross_entropy(
-                logits.clone(),
-                batch.labels.clone(),
-                label_tensor(&partner, ad),
-                &params.lambdas,
-            ),
-        };
-        if plan.clean_loss && plan.method != MixMethod::Ssmix {
-            let clean = model.forward(batch.ids, batch.mask);
-            let targets = soft_targets(batch.labels, num_classes, smoothing);
-            loss = loss + soft_cross_entropy(clean, targets, None);
-        }
-        let logged = match logged_extra {
-            Some(clean) => loss.clone().detach() + clean,
-            None => loss.clone().detach(),
-        };
-        if let Some(extra) = surrogate {
-            // The surrogate comes from the saliency pass's gradient, which already carries
-            // `weight`; the whole loss is multiplied by `weight` below, so undo it here.
-            loss = loss + extra.div_scalar(weight);
-        }
-        let dominant: Vec<usize> = (0..n)
-            .map(|i| {
-                if params.lambdas[i] >= 0.5 {
-                    own[i]
-                } else {
-                    partner[i]
-                }
-            })
-            .collect();
-        (logits, loss, logged, dominant, pre_grads)
+) -> Result<(GradientsParams, StepReport)> {
+    let text = TextBatch::new(batch.items, plan.max_len, device);
+    let n = text.len();
+    let step = if batch.mixing {
+        mixed_step(model, plan, batch, text, rng, device, weight)?
     } else {
-        let logits = model.forward(batch.ids, batch.mask);
-        let targets = soft_targets(batch.labels, num_classes, smoothing);
+        let logits = model.forward(text.ids, text.mask);
+        let targets = soft_targets(text.labels, plan.num_classes, plan.smoothing);
         let loss = soft_cross_entropy(logits.clone(), targets, None);
-        let logged = loss.clone().detach();
-        (logits, loss, logged, own, None)
+        Forward {
+            logged: loss.clone().detach(),
+            logits,
+            loss,
+            dominant: batch.items.iter().map(|e| e.label).collect(),
+            pre_grads: None,
+        }
     };
+    let logits = step.logits.detach();
+    let targets = label_tensor(&step.dominant, device);
     let hits = logits
-        .detach()
+        .clone()
         .argmax(1)
         .reshape([n])
-        .equal(label_tensor(&dominant, ad))
+        .equal(targets.clone())
         .int()
         .sum();
-    let mut grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
-    if let Some(pre) = pre_grads {
+    let mut grads = GradientsParams::from_grads(step.loss.mul_scalar(weight).backward(), model);
+    if let Some(pre) = step.pre_grads {
         let mut sum = GradientsAccumulator::new();
         sum.accumulate(model, pre);
         sum.accumulate(model, grads);
         grads = sum.grads();
     }
-    Ok((grads, StepReport { loss: logged, hits }))
+    Ok((
+        grads,
+        StepReport {
+            loss: step.logged,
+            hits,
+            logits,
+            targets,
+        },
+    ))
+}
+
+/// The forward half of a step: `loss` is what the step differentiates, `logged` what it
+/// reports (they differ for SSMix, whose clean loss was differentiated in its saliency pass,
+/// leaving `pre_grads`); `dominant` is each row's dominant label.
+struct Forward {
+    logits: Tensor<2>,
+    loss: Tensor<1>,
+    logged: Tensor<1>,
+    dominant: Vec<usize>,
+    pre_grads: Option<GradientsParams>,
+}
+
+/// The forward of a mixed step: the draws (lambdas and partners, a point), the mixed
+/// logits (SSMix's span-mixed rows, a separate partner batch, or partners within the
+/// batch), the mixed loss and, when asked, the clean loss.
+fn mixed_step<M: Module + MixingPoints>(
+    model: &M,
+    plan: &StepPlan,
+    batch: &StepBatch<'_>,
+    text: TextBatch,
+    rng: &mut StdRng,
+    device: &Device,
+    weight: f32,
+) -> Result<Forward> {
+    let (items, n) = (batch.items, text.len());
+    let own: Vec<usize> = items.iter().map(|e| e.label).collect();
+    let mut params: MixParams = plan.mix_config.sample(n, rng);
+    let point = plan.eligible[rng.random_range(0..plan.eligible.len())];
+    let mut ssmix = None;
+    let (logits, partner) = if plan.method == MixMethod::Ssmix {
+        let (logits, partners, ratios, pass) =
+            ssmix_forward(model, plan, items, &text, &params, rng, device, weight)?;
+        params = MixParams {
+            lambdas: ratios,
+            partners: partners.clone(),
+        };
+        ssmix = Some(pass);
+        (logits, partners.iter().map(|&j| own[j]).collect::<Vec<_>>())
+    } else {
+        match batch.partner_items {
+            Some(pitems) => {
+                let pbatch = TextBatch::new(pitems, plan.max_len, device);
+                let logits = model.forward_mixed_pair(
+                    (text.ids.clone(), text.mask.clone()),
+                    (pbatch.ids, pbatch.mask),
+                    point,
+                    &params.lambdas,
+                );
+                (logits, pitems.iter().map(|e| e.label).collect::<Vec<_>>())
+            }
+            None => (
+                model.forward_mixed(text.ids.clone(), text.mask.clone(), point, &params),
+                params.partners.iter().map(|&j| own[j]).collect(),
+            ),
+        }
+    };
+    let (classes, smoothing) = (plan.num_classes, plan.smoothing);
+    let mut loss = match plan.loss {
+        LossForm::Soft => soft_cross_entropy(
+            logits.clone(),
+            mix_with(
+                soft_targets(text.labels.clone(), classes, smoothing),
+                soft_targets(label_tensor(&partner, device), classes, smoothing),
+                &params.lambdas,
+            ),
+            None,
+        ),
+        LossForm::Interpolated => interpolated_cross_entropy(
+            logits.clone(),
+            text.labels.clone(),
+            label_tensor(&partner, device),
+            &params.lambdas,
+        ),
+    };
+    if plan.clean_loss && plan.method != MixMethod::Ssmix {
+        let clean = model.forward(text.ids, text.mask);
+        let targets = soft_targets(text.labels, classes, smoothing);
+        loss = loss + soft_cross_entropy(clean, targets, None);
+    }
+    let dominant: Vec<usize> = (0..n)
+        .map(|i| {
+            if params.lambdas[i] >= 0.5 {
+                own[i]
+            } else {
+                partner[i]
+            }
+        })
+        .collect();
+    Ok(match ssmix {
+        Some(pass) => Forward {
+            logged: loss.clone().detach() + pass.clean_loss,
+            // The surrogate comes from the saliency pass's gradient, which already carries
+            // `weight`; the whole loss is multiplied by `weight` later, so undo it here.
+            loss: loss + pass.surrogate.div_scalar(weight),
+            logits,
+            dominant,
+            pre_grads: Some(GradientsParams::from_grads(pass.grads, model)),
+        },
+        None => Forward {
+            logged: loss.clone().detach(),
+            logits,
+            loss,
+            dominant,
+            pre_grads: None,
+        },
+    })
+}
+
+/// SSMix's forward: the saliency pass, then each row with its partner's most salient span
+/// copied over its own least salient one (chosen on the device; the random ablations mix
+/// the ids on the host). Returns the mixed logits, the partners, each row's label ratio and
+/// the saliency pass.
+#[allow(clippy::too_many_arguments)]
+fn ssmix_forward<M: MixingPoints>(
+    model: &M,
+    plan: &StepPlan,
+    items: &[&EncodedExample],
+    text: &TextBatch,
+    params: &MixParams,
+    rng: &mut StdRng,
+    device: &Device,
+    weight: f32,
+) -> Result<(Tensor<2>, Vec<usize>, Vec<f32>, SaliencyPass)> {
+    let partners = params.effective_partners();
+    let mut pass = ssmix_saliency(model, text, plan.num_classes, plan.smoothing, weight)?;
+    let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
+        let l = text.ids.dims()[1];
+        let lens: Vec<usize> = items.iter().map(|e| e.ids.len().min(l)).collect();
+        let saliency = std::mem::replace(&mut pass.saliency, Tensor::zeros([1, 1], device));
+        let (ids, ratios) = saliency_span_mix(
+            text.ids.clone(),
+            saliency,
+            &lens,
+            &partners,
+            plan.ssmix.layout,
+            plan.ssmix.share,
+        );
+        (ids, text.mask.clone(), ratios)
+    } else {
+        let (aug, ratios) = ssmix_random_rows(items, &partners, &plan.ssmix, rng);
+        let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
+        let aug_batch = TextBatch::new(&aug_refs, plan.max_len, device);
+        (aug_batch.ids, aug_batch.mask, ratios)
+    };
+    Ok((model.forward(aug_ids, aug_mask), partners, ratios, pass))
 }
 
 /// What SSMix's saliency pass leaves: the clean loss (its value, for the report), the
@@ -454,11 +540,13 @@ fn ssmix_saliency<M: MixingPoints>(
     num_classes: usize,
     smoothing: f64,
     weight: f32,
-) -> anyhow::Result<SaliencyPass> {
+) -> Result<SaliencyPass> {
     let [_, l] = batch.ids.dims();
     let MixState::Sequence { hidden, mask } = model.embed(batch.ids.clone(), batch.mask.clone())
     else {
-        anyhow::bail!("ssmix needs a model whose embedding output is a sequence");
+        return Err(TrainError::Method(
+            "ssmix needs a model whose embedding output is a sequence".into(),
+        ));
     };
     let leaf = hidden.clone().detach().require_grad();
     let logits = model.forward_from(
@@ -479,7 +567,9 @@ fn ssmix_saliency<M: MixingPoints>(
     let mut grads = clean.mul_scalar(weight).backward();
     let grad = leaf
         .grad_remove(&mut grads)
-        .ok_or_else(|| anyhow::anyhow!("ssmix: no gradient reached the embedding output"))?
+        .ok_or_else(|| {
+            TrainError::Method("ssmix: no gradient reached the embedding output".into())
+        })?
         .autodiff();
     let surrogate = (hidden * grad.clone()).sum();
     // Models may put extra positions (a [CLS] vector) in front of the ids.
@@ -615,8 +705,9 @@ mod tests {
     fn replicated_step_matches_the_single_device_step() {
         use crate::optim::build_optimizer;
         let (ad, model) = tiny_cnn(3);
-        let recipe = crate::bench::default_recipe("textcnn", "none").expect("recipe");
-        let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::PLAIN).expect("plan");
+        let config = crate::bench::default_step_config(MixMethod::None);
+        let plan = StepPlan::new(&config, &model.points(), 3, Layout::PLAIN).expect("plan");
+        let optim_config = crate::OptimConfig::new();
         let rows = toy_rows(5);
         let refs: Vec<&EncodedExample> = rows.iter().collect();
         let whole = StepBatch {
@@ -624,7 +715,7 @@ mod tests {
             partner_items: None,
             mixing: false,
         };
-        let mut optim = build_optimizer(&recipe.train, &model);
+        let mut optim = build_optimizer(&optim_config, &model);
         let (single, r1) = train_step(
             model.clone(),
             &mut optim,
@@ -647,7 +738,7 @@ mod tests {
                 mixing: false,
             },
         ];
-        let mut optim = build_optimizer(&recipe.train, &model);
+        let mut optim = build_optimizer(&optim_config, &model);
         let mut rngs = [0, 1].map(rand::SeedableRng::seed_from_u64);
         let (split, r2) = train_step_replicated(
             model.clone(),
@@ -763,8 +854,8 @@ mod tests {
         let rows = toy_rows(7);
         let refs: Vec<&EncodedExample> = rows.iter().collect();
         for method in ["none", "word", "ssmix"] {
-            let recipe = crate::bench::default_recipe("textcnn", method).expect("recipe");
-            let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::PLAIN).expect("plan");
+            let config = crate::bench::default_step_config(method.parse().expect("method"));
+            let plan = StepPlan::new(&config, &model.points(), 3, Layout::PLAIN).expect("plan");
             let batch = StepBatch {
                 items: &refs,
                 partner_items: None,

@@ -1,8 +1,9 @@
-//! The training loop: Adam or AdamW with a per-step learning rate ([`crate::optim`]), mixing
-//! through [`MixingPoints`], evaluation every epoch.
+//! The training loop of a classifier: Adam or AdamW with a per-step learning rate
+//! ([`crate::optim`]), mixing through [`MixingPoints`] ([`crate::step`]), evaluation every
+//! epoch, checkpoints that resume exactly ([`crate::checkpoint`]). Progress goes to a
+//! callback as [`Event`]s; nothing is printed.
 //!
-//! A custom loop rather than burn-train's `SupervisedTraining`, because mixing needs the
-//! model's hidden states (run to point k, mix, continue), which `TrainStep` hides.
+//! [`crate::learner`] runs the same step under burn-train's `Learner` instead.
 
 use std::{path::Path, time::Instant};
 
@@ -10,6 +11,7 @@ use burn::{
     module::Module,
     tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
+use mixup_core::Layout;
 use mixup_core::{MixMethod, soft_cross_entropy, soft_targets};
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
 use mixup_models::MixingPoints;
@@ -17,10 +19,11 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    TrainError,
     checkpoint::{self, Checkpoint, TrainState},
-    data::Encoded,
+    config::TrainConfig,
+    error::Result,
     optim::{LrSchedule, build_optimizer},
-    recipe::Recipe,
     step::{StepBatch, StepPlan, train_step, train_step_replicated},
 };
 
@@ -54,7 +57,7 @@ pub struct EpochMetrics {
 /// What a finished run reports (the last epoch's model; no selection on test).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalMetrics {
-    /// Recipe name.
+    /// The run's name ([`TrainSetup::name`]; the recipe name in the CLI).
     pub recipe: String,
     /// Mixing method.
     pub method: String,
@@ -115,14 +118,32 @@ pub enum Event {
     },
 }
 
-/// Everything a training run needs besides the recipe.
+/// A classification dataset, encoded: the examples of each split, borrowed.
+#[derive(Clone, Copy)]
+pub struct TextData<'a> {
+    /// Training examples.
+    pub train: &'a [EncodedExample],
+    /// Development examples, when there is a dev split.
+    pub dev: Option<&'a [EncodedExample]>,
+    /// Test examples (evaluated every epoch, never used to select a model).
+    pub test: &'a [EncodedExample],
+    /// Number of classes (labels are `0..num_classes`).
+    pub num_classes: usize,
+    /// Vocabulary size (reported in [`FinalMetrics`]).
+    pub vocab_size: usize,
+    /// Where the special tokens of a row are ([`Layout::PLAIN`] for word vocabularies,
+    /// [`Layout::BERT`] for `[CLS] ... [SEP]` rows); SSMix never replaces them.
+    pub layout: Layout,
+}
+
+/// Everything a training run needs besides the model.
 pub struct TrainSetup<'a> {
-    /// The recipe (method and seed already overridden as asked).
-    pub recipe: &'a Recipe,
-    /// Its file, named in errors about its settings.
-    pub recipe_path: Option<&'a Path>,
+    /// The run's configuration.
+    pub config: &'a TrainConfig,
+    /// The run's name (checked on resume, reported).
+    pub name: &'a str,
     /// The encoded data.
-    pub data: &'a Encoded,
+    pub data: TextData<'a>,
     /// The (non-autodiff) device to train on.
     pub device: Device,
     /// The device's name, for the report.
@@ -131,13 +152,9 @@ pub struct TrainSetup<'a> {
     /// `1 + replicas.len()` shards, one per device (see [`train_step_replicated`]). Empty:
     /// one device.
     pub replicas: Vec<Device>,
-    /// Report progress every this many steps (and at the end of each epoch).
-    pub log_every: usize,
-    /// Write checkpoints into this run folder (every `checkpoint_every` steps and at the end
-    /// of each epoch); none when `None`.
+    /// Write checkpoints into this run folder (every [`TrainConfig::checkpoint_every`] steps
+    /// and at the end of each epoch); none when `None`.
     pub checkpoint_dir: Option<&'a Path>,
-    /// Optimiser steps between checkpoints within an epoch (0: only at epoch ends).
-    pub checkpoint_every: usize,
     /// Continue from this checkpoint instead of starting afresh.
     pub resume: Option<Checkpoint>,
 }
@@ -186,7 +203,7 @@ const DROPOUT: u64 = 4;
 /// repeatable draw for draw.)
 const REPLICA: u64 = 5;
 
-/// Accuracy and mean loss of `model` on `examples`.
+/// Accuracy and mean loss of `model` on `examples` (rows cut to `max_len`).
 pub fn evaluate<M: MixingPoints>(
     model: &M,
     examples: &[EncodedExample],
@@ -230,14 +247,14 @@ pub fn evaluate<M: MixingPoints>(
 ///
 /// # Errors
 ///
-/// If the backend cannot read the probabilities back.
+/// [`TrainError::Backend`] if the backend cannot read the probabilities back.
 pub fn predict_proba<M: MixingPoints>(
     model: &M,
     examples: &[EncodedExample],
     batch_size: usize,
     max_len: usize,
     device: &Device,
-) -> anyhow::Result<Vec<Vec<f32>>> {
+) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(examples.len());
     for idx in batch_indices::<StdRng>(examples.len(), batch_size, None) {
         let items: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
@@ -248,73 +265,158 @@ pub fn predict_proba<M: MixingPoints>(
             .into_data()
             .convert::<f32>()
             .try_to_vec()
-            .map_err(|e| anyhow::anyhow!("reading probabilities back: {e:?}"))?;
+            .map_err(|e| TrainError::Backend(format!("reading probabilities back: {e:?}")))?;
         out.extend((0..n).map(|i| flat[i * c..(i + 1) * c].to_vec()));
     }
     Ok(out)
 }
 
-/// Builds a model with `build` (on the seeded autodiff device) and trains it as the recipe
-/// says, reporting progress through `on_event`.
+/// Builds a model with `build` (on the seeded autodiff device) and trains it as
+/// `setup.config` says, reporting progress through `on_event`.
 ///
 /// # Errors
 ///
-/// If `build` fails, or the recipe's method cannot run on this model (e.g. a Manifold point
-/// it does not have).
+/// A [`TrainError`]: a bad config, a failing `build`, a method that cannot run on this model
+/// (e.g. a Manifold point it does not have), a checkpoint of another run, a diverged loss, or
+/// a checkpoint that cannot be written.
 pub fn train<M>(
-    build: impl FnOnce(&Device) -> anyhow::Result<M>,
+    build: impl FnOnce(&Device) -> Result<M>,
     setup: &TrainSetup<'_>,
     on_event: &mut dyn FnMut(&Event),
-) -> anyhow::Result<Trained<M>>
+) -> Result<Trained<M>>
 where
     M: Module + MixingPoints + Send,
 {
     let started = Instant::now();
-    let recipe = setup.recipe;
-    let data = setup.data;
-    let t = &recipe.train;
-    let num_classes = data.labels.len();
-    let method = recipe.method_kind().map_err(anyhow::Error::msg)?;
-    let mix_config = recipe
-        .mixup_config(num_classes)
-        .map_err(|(field, reason)| anyhow::anyhow!("{field}: {reason}"))?;
-    let device = setup.device.clone();
-    let ad = device.clone().autodiff();
+    let t = setup.config;
+    t.validate()?;
+    check_data(&setup.data)?;
+    let ad = setup.device.clone().autodiff();
     // Seed before initialisation: the seed picks the initial weights, then dropout.
-    crate::train::seed_device(&ad, t.seed);
+    seed_device(&ad, t.seed);
     let mut model = build(&ad)?;
-    let replica_devices: Vec<Device> = std::iter::once(ad.clone())
-        .chain(setup.replicas.iter().map(|d| d.clone().autodiff()))
-        .collect();
-    let plan =
-        StepPlan::new(recipe, &model.points(), num_classes, data.layout).map_err(
-            |e| match setup.recipe_path {
-                Some(p) => anyhow::anyhow!("{}: {e}", p.display()),
-                None => e,
-            },
-        )?;
-    let mut optim = build_optimizer(t, &model);
-    let steps_per_epoch = data.train.len().div_ceil(t.batch_size.max(1));
-    let schedule = LrSchedule::new(t, steps_per_epoch * t.epochs);
-    let mut global_step = 0usize;
-    let max_len = recipe.data.max_len;
-    let mut epochs = Vec::with_capacity(t.epochs);
+    let plan = StepPlan::new(
+        &t.step,
+        &model.points(),
+        setup.data.num_classes,
+        setup.data.layout,
+    )?;
+    let mut optim = build_optimizer(&t.optim, &model);
+    let steps_per_epoch = setup.data.train.len().div_ceil(t.batch_size.max(1));
+    let mut run = Run {
+        setup,
+        plan,
+        schedule: LrSchedule::new(&t.optim, steps_per_epoch * t.epochs),
+        devices: std::iter::once(ad.clone())
+            .chain(setup.replicas.iter().map(|d| d.clone().autodiff()))
+            .collect(),
+        started,
+        global_step: 0,
+        epochs: Vec::with_capacity(t.epochs),
+        elapsed_before: 0.0,
+        last_checkpoint: None,
+    };
     let mut first_epoch = 1;
-    let mut resumed: Option<TrainState> = None;
-    let mut elapsed_before = 0.0;
+    let mut resumed = None;
     if let Some(ck) = &setup.resume {
-        let st = &ck.state;
-        if st.recipe != recipe.name || st.seed != t.seed {
-            anyhow::bail!(
+        (model, optim) = run.restore(ck, model, optim, steps_per_epoch)?;
+        first_epoch = ck.state.epoch;
+        resumed = Some(ck.state.clone());
+    }
+    for epoch in first_epoch..=t.epochs {
+        let within = resumed.take().filter(|st| st.epoch == epoch);
+        let (next, sums) = run.train_epoch(model, &mut optim, epoch, within, on_event)?;
+        model = next;
+        let metrics = run.evaluate_epoch(&model, epoch, sums);
+        on_event(&Event::Epoch(metrics.clone()));
+        run.epochs.push(metrics);
+        let state = run.state(epoch + 1, 0, None);
+        run.save(&model, &optim, state, on_event)?;
+    }
+    let report = run.final_report()?;
+    Ok(Trained {
+        model: model.valid(),
+        epochs: run.epochs,
+        report,
+    })
+}
+
+/// Refuses data the loop cannot train on: no training rows, or a label out of range.
+fn check_data(data: &TextData<'_>) -> Result<()> {
+    if data.train.is_empty() {
+        return Err(TrainError::config(
+            "data",
+            "the training split has no examples",
+        ));
+    }
+    let num_classes = data.num_classes;
+    let splits = [
+        ("train", Some(data.train)),
+        ("dev", data.dev),
+        ("test", Some(data.test)),
+    ];
+    for (split, examples) in splits {
+        if let Some(bad) = examples
+            .into_iter()
+            .flatten()
+            .find(|e| e.label >= num_classes)
+        {
+            return Err(TrainError::config(
+                "data",
+                format!(
+                    "a {split} example has label {} but there are {num_classes} classes",
+                    bad.label
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The state of one training run between steps.
+struct Run<'a> {
+    setup: &'a TrainSetup<'a>,
+    plan: StepPlan,
+    schedule: LrSchedule,
+    /// The autodiff devices: the first holds the model, the others its replicas.
+    devices: Vec<Device>,
+    started: Instant,
+    /// Optimiser steps taken in the whole run.
+    global_step: usize,
+    /// Metrics of the finished epochs.
+    epochs: Vec<EpochMetrics>,
+    /// Seconds the run had taken before it was resumed.
+    elapsed_before: f64,
+    last_checkpoint: Option<std::path::PathBuf>,
+}
+
+/// An epoch's running sums (on the device until read).
+struct EpochSums {
+    loss: Option<Tensor<1>>,
+    hits: Option<Tensor<1, Int>>,
+    seen: usize,
+    mixing: bool,
+    train_seconds: f64,
+}
+
+impl Run<'_> {
+    /// Loads the model and optimiser of `ck` after checking it belongs to this run.
+    fn restore<M: Module>(
+        &mut self,
+        ck: &Checkpoint,
+        model: M,
+        optim: burn::optim::ModuleOptimizer,
+        steps_per_epoch: usize,
+    ) -> Result<(M, burn::optim::ModuleOptimizer)> {
+        let (t, st) = (self.setup.config, &ck.state);
+        if st.recipe != self.setup.name || st.seed != t.seed {
+            return Err(TrainError::Checkpoint(format!(
                 "the checkpoint is of recipe {:?} seed {}, not of recipe {:?} seed {}",
-                st.recipe,
-                st.seed,
-                recipe.name,
-                t.seed
-            );
+                st.recipe, st.seed, self.setup.name, t.seed
+            )));
         }
         if st.global_step > steps_per_epoch * t.epochs || st.next_step > steps_per_epoch {
-            anyhow::bail!(
+            return Err(TrainError::Checkpoint(format!(
                 "the checkpoint is at step {} (epoch {}, batch {}), beyond this run's {} steps \
                  of {} per epoch: the data or batch size changed",
                 st.global_step,
@@ -322,42 +424,72 @@ where
                 st.next_step,
                 steps_per_epoch * t.epochs,
                 steps_per_epoch
-            );
+            )));
         }
         let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
             ck.model.clone(),
         ))
-        .map_err(|e| anyhow::anyhow!("the checkpoint's model does not load: {e:?}"))?;
-        model = model.try_load_record(record).map_err(|e| {
-            anyhow::anyhow!("the checkpoint's model does not match the recipe's model: {e:?}")
+        .map_err(|e| {
+            TrainError::Checkpoint(format!("the checkpoint's model does not load: {e:?}"))
         })?;
-        optim = optim
+        let model = model.try_load_record(record).map_err(|e| {
+            TrainError::Checkpoint(format!(
+                "the checkpoint's model does not match the configured model: {e:?}"
+            ))
+        })?;
+        let optim = optim
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim.clone()))
             .map_err(|e| {
-                anyhow::anyhow!("the checkpoint's optimiser state does not load: {e:?}")
+                TrainError::Checkpoint(format!(
+                    "the checkpoint's optimiser state does not load: {e:?}"
+                ))
             })?;
-        global_step = st.global_step;
-        epochs = st.epochs.clone();
-        first_epoch = st.epoch;
-        elapsed_before = st.elapsed_seconds;
-        resumed = Some(st.clone());
+        self.global_step = st.global_step;
+        self.epochs = st.epochs.clone();
+        self.elapsed_before = st.elapsed_seconds;
+        Ok((model, optim))
     }
-    let save = |model: &M,
-                optim: &burn::optim::ModuleOptimizer,
-                state: TrainState,
-                on_event: &mut dyn FnMut(&Event)|
-     -> anyhow::Result<Option<std::path::PathBuf>> {
-        let Some(dir) = setup.checkpoint_dir else {
-            return Ok(None);
+
+    /// The loop's position for a checkpoint: the next step is `next_step` of `epoch`, with the
+    /// epoch's running sums so far.
+    fn state(&self, epoch: usize, next_step: usize, sums: Option<&EpochSums>) -> TrainState {
+        TrainState {
+            recipe: self.setup.name.to_string(),
+            seed: self.setup.config.seed,
+            epoch,
+            next_step,
+            global_step: self.global_step,
+            seen: sums.map_or(0, |s| s.seen),
+            loss_sum_bits: sums
+                .and_then(|s| s.loss.clone())
+                .map(|l| l.into_scalar::<f32>().to_bits()),
+            hits_sum: sums
+                .and_then(|s| s.hits.clone())
+                .map(|h| h.into_scalar::<i64>()),
+            epoch_train_seconds: sums.map_or(0.0, |s| s.train_seconds),
+            epochs: self.epochs.clone(),
+            elapsed_seconds: self.elapsed_before + self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Writes a checkpoint of `model` and `optim` at `state` when the run has a checkpoint
+    /// folder.
+    fn save<M: Module>(
+        &mut self,
+        model: &M,
+        optim: &burn::optim::ModuleOptimizer,
+        state: TrainState,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        let Some(dir) = self.setup.checkpoint_dir else {
+            return Ok(());
         };
-        let model_bytes = model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("serialising the model for a checkpoint: {e:?}"))?;
-        let optim_bytes = optim
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("serialising the optimiser for a checkpoint: {e:?}"))?;
+        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| {
+            TrainError::Backend(format!("serialising the model for a checkpoint: {e:?}"))
+        })?;
+        let optim_bytes = optim.into_bytes().map_err(|e| {
+            TrainError::Backend(format!("serialising the optimiser for a checkpoint: {e:?}"))
+        })?;
         let global_step = state.global_step;
         let path = checkpoint::write(
             dir,
@@ -371,14 +503,25 @@ where
             path: path.clone(),
             global_step,
         });
-        Ok(Some(path))
-    };
-    let mut last_checkpoint: Option<std::path::PathBuf> = None;
+        self.last_checkpoint = Some(path);
+        Ok(())
+    }
 
-    for epoch in first_epoch..=t.epochs {
+    /// Trains epoch `epoch` (from step `resumed.next_step` when resuming inside it): returns
+    /// the model and the epoch's running sums.
+    fn train_epoch<M: Module + MixingPoints + Send>(
+        &mut self,
+        mut model: M,
+        optim: &mut burn::optim::ModuleOptimizer,
+        epoch: usize,
+        resumed: Option<TrainState>,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<(M, EpochSums)> {
+        let (t, data) = (self.setup.config, self.setup.data);
+        let method = self.plan.method;
         let mixing = method != MixMethod::None
-            && mix_config.enabled()
-            && recipe.method.off_epoch.is_none_or(|off| epoch < off);
+            && self.plan.mix_config.enabled()
+            && t.off_epoch.is_none_or(|off| epoch < off);
         let mut shuffle = StdRng::seed_from_u64(derive_seed(t.seed, SHUFFLE, epoch as u64, 0));
         let batches = batch_indices(data.train.len(), t.batch_size, Some(&mut shuffle));
         // A second, independent order of the training set: the partner batches of methods that
@@ -391,19 +534,24 @@ where
         };
         let steps = batches.len();
         let epoch_start = Instant::now();
-        let mut loss_acc: Option<Tensor<1>> = None;
-        let mut hits_acc: Option<Tensor<1, Int>> = None;
-        let mut seen = 0usize;
+        let ad = self.devices[0].clone();
+        let mut sums = EpochSums {
+            loss: None,
+            hits: None,
+            seen: 0,
+            mixing,
+            train_seconds: 0.0,
+        };
         let mut start_step = 0;
         let mut seconds_before = 0.0;
-        if let Some(st) = resumed.take().filter(|st| st.epoch == epoch) {
+        if let Some(st) = resumed {
             start_step = st.next_step;
-            seen = st.seen;
+            sums.seen = st.seen;
             seconds_before = st.epoch_train_seconds;
-            loss_acc = st.loss_sum_bits.map(|bits| {
+            sums.loss = st.loss_sum_bits.map(|bits| {
                 Tensor::<1>::from_data(TensorData::new(vec![f32::from_bits(bits)], [1]), &ad)
             });
-            hits_acc = st
+            sums.hits = st
                 .hits_sum
                 .map(|h| Tensor::<1, Int>::from_data(TensorData::new(vec![h], [1]), &ad));
         }
@@ -413,92 +561,44 @@ where
                 .get(step)
                 .map(|pidx| pidx.iter().map(|&i| &data.train[i]).collect());
             let n = items.len();
-            let mut rng =
-                StdRng::seed_from_u64(derive_seed(t.seed, MIX, epoch as u64, step as u64));
-            let lr = schedule.lr(global_step);
-            global_step += 1;
-            crate::train::seed_device(&ad, derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
-            let (next, report) = if replica_devices.len() == 1 {
-                train_step(
-                    model,
-                    &mut optim,
-                    lr,
-                    &plan,
-                    &StepBatch {
-                        items: &items,
-                        partner_items: partner_items.as_deref(),
-                        mixing,
-                    },
-                    &mut rng,
-                    &ad,
-                )?
-            } else {
-                // One contiguous shard per device (as even as the batch allows; a last batch
-                // with fewer rows than devices uses fewer devices), each with its own mixing
-                // draws.
-                let k = replica_devices.len().min(n);
-                let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
-                let shards: Vec<StepBatch<'_>> = bounds
-                    .windows(2)
-                    .map(|w| StepBatch {
-                        items: &items[w[0]..w[1]],
-                        partner_items: partner_items.as_deref().map(|p| &p[w[0]..w[1]]),
-                        mixing,
-                    })
-                    .collect();
-                let mut rngs: Vec<StdRng> = (0..k as u64)
-                    .map(|r| {
-                        StdRng::seed_from_u64(derive_seed(
-                            derive_seed(t.seed, MIX, epoch as u64, step as u64),
-                            REPLICA,
-                            r,
-                            0,
-                        ))
-                    })
-                    .collect();
-                train_step_replicated(
-                    model,
-                    &mut optim,
-                    lr,
-                    &plan,
-                    &shards,
-                    &mut rngs,
-                    &replica_devices[..k],
-                )?
+            let lr = self.schedule.lr(self.global_step);
+            self.global_step += 1;
+            seed_device(&ad, derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
+            let mixing_seed = derive_seed(t.seed, MIX, epoch as u64, step as u64);
+            let batch = StepBatch {
+                items: &items,
+                partner_items: partner_items.as_deref(),
+                mixing,
             };
+            let (next, report) = self.step(model, optim, lr, &batch, mixing_seed)?;
             model = next;
             let weighted = report.loss.mul_scalar(n as f32);
-            loss_acc = Some(match loss_acc {
+            sums.loss = Some(match sums.loss.take() {
                 Some(acc) => acc.add(weighted),
                 None => weighted,
             });
-            hits_acc = Some(match hits_acc {
+            sums.hits = Some(match sums.hits.take() {
                 Some(acc) => acc.add(report.hits),
                 None => report.hits,
             });
-            seen += n;
-            let checkpoint_now = setup.checkpoint_every > 0
-                && global_step.is_multiple_of(setup.checkpoint_every)
+            sums.seen += n;
+            sums.train_seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
+            let checkpoint_now = t.checkpoint_every > 0
+                && self.global_step.is_multiple_of(t.checkpoint_every)
                 && step + 1 < steps;
-            if checkpoint_now || (step + 1) % setup.log_every.max(1) == 0 || step + 1 == steps {
-                let (loss, acc) = read_running(&loss_acc, &hits_acc, seen);
+            if checkpoint_now || (step + 1) % t.log_every.max(1) == 0 || step + 1 == steps {
+                let (loss, acc) = read_running(&sums.loss, &sums.hits, sums.seen);
                 if !loss.is_finite() {
                     // The running sum turns NaN/inf at the first bad step and stays so, so no
                     // checkpoint is ever written after it.
-                    let last = match &last_checkpoint {
-                        Some(p) => format!(
-                            "the last good checkpoint is {} (`mixup train --resume` continues \
-                             from it)",
-                            p.display()
-                        ),
-                        None => "no checkpoint was written".to_string(),
-                    };
-                    anyhow::bail!(
-                        "training diverged: the loss is {loss} by epoch {epoch} step {} (of \
-                         {steps}); stopped, {last}. Lower train.lr (now {}) or check the data.",
-                        step + 1,
-                        t.lr
-                    );
+                    return Err(TrainError::Diverged {
+                        loss,
+                        epoch,
+                        step: step + 1,
+                        steps,
+                        lr: t.optim.lr,
+                        last_checkpoint: self.last_checkpoint.clone(),
+                    });
                 }
                 on_event(&Event::Step {
                     epoch,
@@ -506,101 +606,129 @@ where
                     steps,
                     loss,
                     acc,
-                    samples_per_s: seen as f64
-                        / (seconds_before + epoch_start.elapsed().as_secs_f64()).max(1e-9),
+                    samples_per_s: sums.seen as f64 / sums.train_seconds.max(1e-9),
                 });
             }
             if checkpoint_now {
-                let state = TrainState {
-                    recipe: recipe.name.clone(),
-                    seed: t.seed,
-                    epoch,
-                    next_step: step + 1,
-                    global_step,
-                    seen,
-                    loss_sum_bits: loss_acc.clone().map(|l| l.into_scalar::<f32>().to_bits()),
-                    hits_sum: hits_acc.clone().map(|h| h.into_scalar::<i64>()),
-                    epoch_train_seconds: seconds_before + epoch_start.elapsed().as_secs_f64(),
-                    epochs: epochs.clone(),
-                    elapsed_seconds: elapsed_before + started.elapsed().as_secs_f64(),
-                };
-                last_checkpoint = save(&model, &optim, state, on_event)?.or(last_checkpoint);
+                let state = self.state(epoch, step + 1, Some(&sums));
+                self.save(&model, optim, state, on_event)?;
             }
         }
-        let (train_loss, train_acc) = read_running(&loss_acc, &hits_acc, seen);
-        let train_seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
+        sums.train_seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
+        Ok((model, sums))
+    }
 
+    /// One optimiser step on one device, or split across the replicas (one contiguous shard
+    /// per device, as even as the batch allows; a last batch with fewer rows than devices uses
+    /// fewer devices), each shard with its own mixing draws.
+    fn step<M: Module + MixingPoints + Send>(
+        &self,
+        model: M,
+        optim: &mut burn::optim::ModuleOptimizer,
+        lr: f64,
+        batch: &StepBatch<'_>,
+        mixing_seed: u64,
+    ) -> Result<(M, crate::step::StepReport)> {
+        if self.devices.len() == 1 {
+            let mut rng = StdRng::seed_from_u64(mixing_seed);
+            return train_step(
+                model,
+                optim,
+                lr,
+                &self.plan,
+                batch,
+                &mut rng,
+                &self.devices[0],
+            );
+        }
+        let n = batch.items.len();
+        let k = self.devices.len().min(n);
+        let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
+        let shards: Vec<StepBatch<'_>> = bounds
+            .windows(2)
+            .map(|w| StepBatch {
+                items: &batch.items[w[0]..w[1]],
+                partner_items: batch.partner_items.map(|p| &p[w[0]..w[1]]),
+                mixing: batch.mixing,
+            })
+            .collect();
+        let mut rngs: Vec<StdRng> = (0..k as u64)
+            .map(|r| StdRng::seed_from_u64(derive_seed(mixing_seed, REPLICA, r, 0)))
+            .collect();
+        train_step_replicated(
+            model,
+            optim,
+            lr,
+            &self.plan,
+            &shards,
+            &mut rngs,
+            &self.devices[..k],
+        )
+    }
+
+    /// The metrics of a finished epoch: its training sums, and the model evaluated on dev and
+    /// test.
+    fn evaluate_epoch<M: Module + MixingPoints>(
+        &self,
+        model: &M,
+        epoch: usize,
+        sums: EpochSums,
+    ) -> EpochMetrics {
+        let (t, data, device) = (self.setup.config, self.setup.data, &self.setup.device);
+        let (train_loss, train_acc) = read_running(&sums.loss, &sums.hits, sums.seen);
         let eval_model = model.valid();
-        let eb = t.eval_batch_size;
-        let (dev_acc, dev_loss) = match &data.dev {
+        let (eb, max_len, classes) = (t.eval_batch_size, t.step.max_len, data.num_classes);
+        let (dev_acc, dev_loss) = match data.dev {
             Some(dev) => {
-                let (a, l) = evaluate(&eval_model, dev, eb, max_len, num_classes, &device);
+                let (a, l) = evaluate(&eval_model, dev, eb, max_len, classes, device);
                 (Some(a), Some(l))
             }
             None => (None, None),
         };
-        let (test_acc, test_loss) =
-            evaluate(&eval_model, &data.test, eb, max_len, num_classes, &device);
-        let metrics = EpochMetrics {
+        let (test_acc, test_loss) = evaluate(&eval_model, data.test, eb, max_len, classes, device);
+        EpochMetrics {
             epoch,
-            mixing,
+            mixing: sums.mixing,
             train_loss,
             train_acc_dominant: train_acc,
             dev_loss,
             dev_acc,
             test_loss,
             test_acc,
-            train_seconds,
-            samples_per_s: seen as f64 / train_seconds.max(1e-9),
-        };
-        on_event(&Event::Epoch(metrics.clone()));
-        epochs.push(metrics);
-        let state = TrainState {
-            recipe: recipe.name.clone(),
-            seed: t.seed,
-            epoch: epoch + 1,
-            next_step: 0,
-            global_step,
-            seen: 0,
-            loss_sum_bits: None,
-            hits_sum: None,
-            epoch_train_seconds: 0.0,
-            epochs: epochs.clone(),
-            elapsed_seconds: elapsed_before + started.elapsed().as_secs_f64(),
-        };
-        last_checkpoint = save(&model, &optim, state, on_event)?.or(last_checkpoint);
+            train_seconds: sums.train_seconds,
+            samples_per_s: sums.seen as f64 / sums.train_seconds.max(1e-9),
+        }
     }
 
-    let model = model.valid();
-    let last = epochs
-        .last()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no epoch ran"))?;
-    let train_total: f64 = epochs.iter().map(|e| e.train_seconds).sum();
-    let mut secs: Vec<f64> = epochs.iter().map(|e| e.train_seconds).collect();
-    secs.sort_by(f64::total_cmp);
-    let report = FinalMetrics {
-        recipe: recipe.name.clone(),
-        method: method.to_string(),
-        seed: t.seed,
-        device: setup.device_name.clone(),
-        epochs: t.epochs,
-        test_accuracy: last.test_acc,
-        test_loss: last.test_loss,
-        dev_accuracy: last.dev_acc,
-        train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
-        median_epoch_seconds: secs[secs.len() / 2],
-        total_seconds: elapsed_before + started.elapsed().as_secs_f64(),
-        train_size: data.train.len(),
-        test_size: data.test.len(),
-        vocab_size: data.tokenizer.vocab_size(),
-        num_classes,
-    };
-    Ok(Trained {
-        model,
-        epochs,
-        report,
-    })
+    /// The report of a finished run (its last epoch's model).
+    fn final_report(&self) -> Result<FinalMetrics> {
+        let (t, data) = (self.setup.config, self.setup.data);
+        let last = self.epochs.last().cloned().ok_or_else(|| {
+            TrainError::Checkpoint(
+                "the checkpoint is of a finished run: no epoch left to train".into(),
+            )
+        })?;
+        let train_total: f64 = self.epochs.iter().map(|e| e.train_seconds).sum();
+        let mut secs: Vec<f64> = self.epochs.iter().map(|e| e.train_seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        Ok(FinalMetrics {
+            recipe: self.setup.name.to_string(),
+            method: self.plan.method.to_string(),
+            seed: t.seed,
+            device: self.setup.device_name.clone(),
+            epochs: t.epochs,
+            test_accuracy: last.test_acc,
+            test_loss: last.test_loss,
+            dev_accuracy: last.dev_acc,
+            train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
+            median_epoch_seconds: secs[secs.len() / 2],
+            total_seconds: self.elapsed_before + self.started.elapsed().as_secs_f64(),
+            train_size: data.train.len(),
+            test_size: data.test.len(),
+            vocab_size: data.vocab_size,
+            num_classes: data.num_classes,
+        })
+    }
 }
 
 fn read_running(

@@ -140,6 +140,20 @@ impl TextTokenizer {
     }
 }
 
+impl Encoded {
+    /// The splits as the training library takes them.
+    pub fn text_data(&self) -> mixup_train::TextData<'_> {
+        mixup_train::TextData {
+            train: &self.train,
+            dev: self.dev.as_deref(),
+            test: &self.test,
+            num_classes: self.labels.len(),
+            vocab_size: self.tokenizer.vocab_size(),
+            layout: self.layout,
+        }
+    }
+}
+
 /// A dataset encoded for training: vocabulary and labels from train, every split encoded.
 pub struct Encoded {
     /// The tokenizer: a word vocabulary built from the training texts, or a pretrained

@@ -29,11 +29,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use mixup_train::train::{Event, FinalMetrics};
+
 use crate::{
-    plot::{FAMILY, PlotError, ensure_font},
+    plot::{FAMILY, PlotError},
     recipe::Recipe,
     run::{RecipeRun, train_recipe, write_atomic},
-    train::{Event, FinalMetrics},
 };
 
 /// Methods in the order tables and charts list them; any other method follows,
@@ -236,7 +237,7 @@ pub fn run_status(run: &PlannedRun) -> RunStatus {
     };
     let r = &run.recipe;
     if m.recipe != r.name
-        || m.method != r.method.kind
+        || m.method != r.method.kind.name()
         || m.seed != run.seed
         || m.epochs != r.train.epochs
     {
@@ -374,7 +375,7 @@ pub fn collect_finished(plan: &[PlannedRun]) -> Vec<RunResult> {
             RunStatus::Finished(m) => Some(RunResult {
                 dataset: run.recipe.data.dataset.clone(),
                 model: run.recipe.model.kind_name().to_string(),
-                method: run.recipe.method.kind.clone(),
+                method: run.recipe.method.kind.to_string(),
                 metrics: *m,
             }),
             _ => None,
@@ -412,7 +413,7 @@ pub struct ResultRow {
 }
 
 /// The mean of `xs` (0 when empty).
-fn mean(xs: &[f64]) -> f64 {
+pub(crate) fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }
@@ -420,7 +421,7 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 /// The sample standard deviation of `xs` (n - 1 in the denominator); 0 for fewer than two.
-fn sample_std(xs: &[f64]) -> f64 {
+pub(crate) fn sample_std(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
         return 0.0;
     }
@@ -695,35 +696,16 @@ fn method_color(method: &str, others: &[&str]) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-/// Draws `rows` as a grouped bar chart into the PNG file `path`: one group per dataset and
-/// model, one bar per recipe coloured by method, bar height = mean test accuracy, a whisker
-/// of ± one standard deviation, the methods named in a legend on the right. Zero rows give
-/// an empty chart. The parent folder of `path` must exist.
-///
-/// # Errors
-///
-/// [`PlotError::NotPng`] when `path` does not end in `.png`, [`PlotError::Draw`] when the
-/// picture cannot be drawn or written, [`PlotError::Font`] if the embedded font is unusable.
-pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
-    let is_png = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if !is_png {
-        return Err(PlotError::NotPng {
-            path: path.to_path_buf(),
-        });
-    }
-    ensure_font().map_err(|message| PlotError::Font {
-        path: path.to_path_buf(),
-        message,
-    })?;
-    let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+/// The bars of [`plot_results`]: groups (dataset, model) in row order, each row's (group,
+/// slot within it), the methods in table order, and those outside [`METHOD_ORDER`].
+struct BarGroups<'a> {
+    groups: Vec<(&'a str, &'a str)>,
+    slots: Vec<(usize, usize)>,
+    methods: Vec<&'a str>,
+    others: Vec<&'a str>,
+}
 
-    // Groups (dataset, model) in row order; each row's bar slot within its group.
+fn bar_groups(rows: &[ResultRow]) -> BarGroups<'_> {
     let mut groups: Vec<(&str, &str)> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
     for r in rows {
@@ -738,8 +720,6 @@ pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
         let slot = slots.iter().filter(|(sg, _)| *sg == g).count();
         slots.push((g, slot));
     }
-    let per_group = |g: usize| slots.iter().filter(|(sg, _)| *sg == g).count().max(1);
-    let widest = (0..groups.len()).map(per_group).max().unwrap_or(1);
     let mut methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
     methods.sort_by_key(|m| method_key(m));
     methods.dedup();
@@ -748,7 +728,56 @@ pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
         .copied()
         .filter(|m| !METHOD_ORDER.contains(m))
         .collect();
+    BarGroups {
+        groups,
+        slots,
+        methods,
+        others,
+    }
+}
 
+/// The legend of [`plot_results`]: one swatch and name per method, top to bottom in table
+/// order.
+fn draw_legend(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    methods: &[&str],
+    others: &[&str],
+) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+    let font = (FAMILY, 16).into_font();
+    area.draw(&Text::new("method", (12, 20), font.clone()))?;
+    for (i, m) in methods.iter().enumerate() {
+        let y = 50 + 26 * i as i32;
+        let color = method_color(m, others);
+        area.draw(&Rectangle::new([(12, y), (30, y + 16)], color.filled()))?;
+        area.draw(&Text::new(m.to_string(), (38, y), font.clone()))?;
+    }
+    Ok(())
+}
+
+/// Draws `rows` as a grouped bar chart into the PNG file `path`: one group per dataset and
+/// model, one bar per recipe coloured by method, bar height = mean test accuracy, a whisker
+/// of ± one standard deviation, the methods named in a legend on the right. Zero rows give
+/// an empty chart. The parent folder of `path` must exist.
+///
+/// # Errors
+///
+/// [`PlotError::NotPng`] when `path` does not end in `.png`, [`PlotError::Draw`] when the
+/// picture cannot be drawn or written, [`PlotError::Font`] if the embedded font is unusable.
+pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
+    let tmp = crate::plot::start_png(path)?;
+    let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+
+    let BarGroups {
+        groups,
+        slots,
+        methods,
+        others,
+    } = bar_groups(rows);
+    let per_group = |g: usize| slots.iter().filter(|(sg, _)| *sg == g).count().max(1);
+    let widest = (0..groups.len()).map(per_group).max().unwrap_or(1);
     let legend_width = 190u32;
     let plot_width = (groups.len().max(1) * widest * 60 + 200).clamp(560, 3800) as u32;
     let size = (plot_width + legend_width, 520u32);
@@ -756,7 +785,7 @@ pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
     let hi = 1.0;
     let n_groups = groups.len().max(1);
 
-    let root = BitMapBackend::new(path, size).into_drawing_area();
+    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_error(&e))?;
     let body = root
         .titled(
@@ -829,23 +858,10 @@ pub fn plot_results(path: &Path, rows: &[ResultRow]) -> Result<(), PlotError> {
         .map_err(|e| draw_error(&e))?;
     }
 
-    // The legend: one swatch and name per method, top to bottom in table order.
-    let font = (FAMILY, 16).into_font();
-    legend_area
-        .draw(&Text::new("method", (12, 20), font.clone()))
-        .map_err(|e| draw_error(&e))?;
-    for (i, m) in methods.iter().enumerate() {
-        let y = 50 + 26 * i as i32;
-        let color = method_color(m, &others);
-        legend_area
-            .draw(&Rectangle::new([(12, y), (30, y + 16)], color.filled()))
-            .map_err(|e| draw_error(&e))?;
-        legend_area
-            .draw(&Text::new(m.to_string(), (38, y), font.clone()))
-            .map_err(|e| draw_error(&e))?;
-    }
+    draw_legend(&legend_area, &methods, &others).map_err(|e| draw_error(&e))?;
     root.present().map_err(|e| draw_error(&e))?;
-    Ok(())
+    drop(root);
+    crate::plot::commit_png(&tmp, path)
 }
 
 #[cfg(test)]

@@ -26,10 +26,15 @@ use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Beta, Distribution};
 use serde::Serialize;
 
-use crate::{
-    ner::{NerData, NerItem, NerVocab, TaggerTrainer, build_tagger, evaluate_ner, predict_proba},
-    recipe::Recipe,
+use mixup_models::SequenceTagger;
+use mixup_train::{
+    ner::{EncodedSentence, NerItem, NerVocab, TaggerTrainer, evaluate_ner, predict_proba},
     train::derive_seed,
+};
+
+use crate::{
+    ner::{NerData, build_tagger},
+    recipe::Recipe,
 };
 
 /// How the next sentences to label are chosen.
@@ -147,231 +152,313 @@ pub fn run_active_learning(
             data.train.len()
         );
     }
-    let sm = recipe.seqmix.clone().unwrap_or_default();
-    // The vocabulary of the whole training text: words only (tags of unlabelled sentences
-    // are never read before they are queried).
     if matches!(recipe.model, crate::recipe::ModelSection::Bert(_)) {
         anyhow::bail!(
             "mixup ner-al mixes word embeddings; use a bilstm or transformer tagger (model.kind \
              = \"bert\" works with mixup train)"
         );
     }
-    let vocab = NerVocab::build(&data.train, recipe, None)?;
+    let sm = recipe.seqmix.clone().unwrap_or_default();
+    // The vocabulary of the whole training text: words only (tags of unlabelled sentences
+    // are never read before they are queried).
+    let vocab = NerVocab::build(
+        &data.train,
+        &crate::ner::word_config(recipe),
+        recipe.data.max_len,
+        None,
+    )?;
     let (train, dev, test) = data.encode(&vocab)?;
-    let num_tags = vocab.tags.len();
-    let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
-    let specials = [mixup_data::PAD_ID, mixup_data::UNK_ID];
     let beta = Beta::new(sm.alpha, sm.alpha).map_err(|e| anyhow::anyhow!("seqmix.alpha: {e}"))?;
+    let study = Study {
+        recipe,
+        config: recipe.train_config(usize::MAX),
+        data,
+        vocab: &vocab,
+        train: &train,
+        dev: dev.as_deref(),
+        test: &test,
+        spec,
+        sm: &sm,
+        beta,
+        device,
+    };
     let mut rows = Vec::new();
     for &seed in &spec.seeds {
         for augment in &spec.augments {
-            let name = augment.map_or("none", SeqMixVariant::name).to_string();
-            let mut rng = StdRng::seed_from_u64(derive_seed(seed, 21, 0, 0));
-            let mut order: Vec<usize> = (0..train.len()).collect();
-            order.shuffle(&mut rng);
-            let mut labelled: Vec<usize> = order[..spec.seed_size].to_vec();
-            let mut pool: Vec<usize> = order[spec.seed_size..].to_vec();
-            let mut newly: Vec<usize> = labelled.clone();
-            let mut augmented: Vec<NerItem> = Vec::new();
-            let mut generated = 0usize;
-            for round in 0..=spec.rounds {
-                let t0 = std::time::Instant::now();
-                let mut items: Vec<NerItem> =
-                    labelled.iter().map(|&i| NerItem::hard(&train[i])).collect();
-                items.extend(augmented.iter().cloned());
-                let ad = device.clone().autodiff();
-                let model_seed = derive_seed(seed, 22, round as u64, 0);
-                crate::train::seed_device(&ad, model_seed);
-                let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, None, &ad)?;
-                let mut trainer = TaggerTrainer::new(
-                    recipe,
-                    &model,
-                    items.len(),
-                    recipe.train.epochs,
-                    num_tags,
-                    model_seed,
-                );
-                for epoch in 1..=recipe.train.epochs {
-                    model = trainer.epoch(model, &items, recipe, epoch, &ad)?.0;
-                }
-                let eval = model.valid();
-                let dev_f1 = dev
-                    .as_ref()
-                    .map(|d| evaluate_ner(&eval, d, &vocab, max_len, eb, device))
-                    .transpose()?
-                    .map(|s| s.micro.f1);
-                let test_f1 = evaluate_ner(&eval, &test, &vocab, max_len, eb, device)?
-                    .micro
-                    .f1;
-                let row = AlRow {
-                    augment: name.clone(),
-                    seed,
-                    round,
-                    labelled: labelled.len(),
-                    augmented: augmented.len(),
-                    generated,
-                    dev_f1,
-                    test_f1,
-                    seconds: 0.0,
-                };
-                if round < spec.rounds {
-                    // Query.
-                    pool.shuffle(&mut rng);
-                    let k = spec.candidates.min(pool.len());
-                    let candidates: Vec<usize> = pool[..k].to_vec();
-                    let picked: Vec<usize> = if spec.policy == QueryPolicy::Random {
-                        candidates[..spec.query.min(k)].to_vec()
-                    } else {
-                        let ids: Vec<&[u32]> = candidates
-                            .iter()
-                            .map(|&i| train[i].ids.as_slice())
-                            .collect();
-                        let probs = predict_proba(
-                            &eval,
-                            &ids,
-                            max_len,
-                            eb,
-                            num_tags,
-                            vocab.outside,
-                            device,
-                        )?;
-                        let mut scored: Vec<(f64, usize)> = probs
-                            .iter()
-                            .zip(&candidates)
-                            .map(|(p, &i)| (spec.policy.score(p), i))
-                            .collect();
-                        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-                        scored.iter().take(spec.query).map(|s| s.1).collect()
-                    };
-                    pool.retain(|i| !picked.contains(i));
-                    labelled.extend(&picked);
-                    newly.extend(&picked);
-                    // Augment the sentences labelled since the last augmentation.
-                    if let Some(variant) = augment {
-                        let table = eval.embedding_table();
-                        let lm = sm.max_perplexity.map(|_| {
-                            let sents: Vec<Vec<String>> = labelled
-                                .iter()
-                                .map(|&i| data.train[i].tokens.clone())
-                                .collect();
-                            KneserNeyLm::train(&sents, sm.lm_order)
-                        });
-                        let target = (newly.len() as f64 * sm.rate).round() as usize;
-                        // Only sentences that can take part: enough labelled tokens (whole) or a
-                        // labelled window (sub, label-constrained); whole pairs equal lengths.
-                        let eligible = |i: &usize| match variant {
-                            SeqMixVariant::Whole => {
-                                train[*i]
-                                    .tags
-                                    .iter()
-                                    .filter(|&&t| t != vocab.outside)
-                                    .count()
-                                    >= sm.min_labelled
-                            }
-                            _ => !labelled_windows(
-                                &train[*i].tags,
-                                vocab.outside,
-                                sm.window,
-                                sm.min_labelled,
-                            )
-                            .is_empty(),
-                        };
-                        let firsts: Vec<usize> = newly.iter().copied().filter(eligible).collect();
-                        let seconds: Vec<usize> =
-                            labelled.iter().copied().filter(eligible).collect();
-                        let mut made = 0;
-                        for _ in 0..target * 15 {
-                            if made >= target || firsts.is_empty() {
-                                break;
-                            }
-                            let a = firsts[rng.random_range(0..firsts.len())];
-                            let partners: Vec<usize> = match variant {
-                                SeqMixVariant::Whole => seconds
-                                    .iter()
-                                    .copied()
-                                    .filter(|&b| b != a && train[b].ids.len() == train[a].ids.len())
-                                    .collect(),
-                                _ => seconds.iter().copied().filter(|&b| b != a).collect(),
-                            };
-                            if partners.is_empty() {
-                                continue;
-                            }
-                            let b = partners[rng.random_range(0..partners.len())];
-                            let lambda = beta.sample(&mut rng) as f32;
-                            let ta = TaggedIds {
-                                ids: train[a].ids.clone(),
-                                tags: train[a].tags.clone(),
-                            };
-                            let tb = TaggedIds {
-                                ids: train[b].ids.clone(),
-                                tags: train[b].tags.clone(),
-                            };
-                            for g in seqmix_pair(
-                                &ta,
-                                &tb,
-                                *variant,
-                                lambda,
-                                sm.window,
-                                sm.min_labelled,
-                                vocab.outside,
-                                &table,
-                                &specials,
-                            ) {
-                                generated += 1;
-                                let keep = match (&lm, sm.max_perplexity) {
-                                    (Some(lm), Some(limit)) => {
-                                        let words: Vec<&str> = g
-                                            .ids
-                                            .iter()
-                                            .map(|&id| vocab.tokenizer.token(id).unwrap_or("<unk>"))
-                                            .collect();
-                                        lm.perplexity(&words) < limit
-                                    }
-                                    _ => true,
-                                };
-                                if keep {
-                                    augmented.push(NerItem {
-                                        ids: g.ids,
-                                        labels: g.labels,
-                                    });
-                                    made += 1;
-                                }
-                            }
-                        }
-                        newly.clear();
-                    }
-                }
-                let row = AlRow {
-                    seconds: t0.elapsed().as_secs_f64(),
-                    ..row
-                };
-                say(&format!(
-                    "{name} seed {seed} round {round}: {} labelled + {} SeqMix, test F1 {:.4}{} ({:.0} s)",
-                    row.labelled,
-                    row.augmented,
-                    row.test_f1,
-                    row.dev_f1
-                        .map(|f| format!(", dev F1 {f:.4}"))
-                        .unwrap_or_default(),
-                    row.seconds
-                ));
-                rows.push(row);
-            }
+            rows.extend(study.run_arm(seed, *augment, say)?);
         }
     }
     Ok(rows)
 }
 
-/// Mean and sample standard deviation.
+/// What every arm of one study shares.
+struct Study<'a> {
+    recipe: &'a Recipe,
+    config: mixup_train::TrainConfig,
+    data: &'a NerData,
+    vocab: &'a NerVocab,
+    train: &'a [EncodedSentence],
+    dev: Option<&'a [EncodedSentence]>,
+    test: &'a [EncodedSentence],
+    spec: &'a AlSpec,
+    sm: &'a crate::recipe::SeqMixSection,
+    beta: Beta<f64>,
+    device: &'a Device,
+}
+
+impl Study<'_> {
+    /// One arm: the seed set, then `spec.rounds` rounds of query (and augmentation), each
+    /// round a tagger trained afresh and scored.
+    fn run_arm(
+        &self,
+        seed: u64,
+        augment: Option<SeqMixVariant>,
+        say: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Vec<AlRow>> {
+        let spec = self.spec;
+        let name = augment.map_or("none", SeqMixVariant::name).to_string();
+        let mut rng = StdRng::seed_from_u64(derive_seed(seed, 21, 0, 0));
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut rng);
+        let mut labelled: Vec<usize> = order[..spec.seed_size].to_vec();
+        let mut pool: Vec<usize> = order[spec.seed_size..].to_vec();
+        let mut newly: Vec<usize> = labelled.clone();
+        let mut augmented: Vec<NerItem> = Vec::new();
+        let mut generated = 0usize;
+        let mut rows = Vec::with_capacity(spec.rounds + 1);
+        for round in 0..=spec.rounds {
+            let t0 = std::time::Instant::now();
+            let mut items: Vec<NerItem> = labelled
+                .iter()
+                .map(|&i| NerItem::hard(&self.train[i]))
+                .collect();
+            items.extend(augmented.iter().cloned());
+            let model_seed = derive_seed(seed, 22, round as u64, 0);
+            let (eval, dev_f1, test_f1) = self.train_and_score(&items, model_seed)?;
+            let mut row = AlRow {
+                augment: name.clone(),
+                seed,
+                round,
+                labelled: labelled.len(),
+                augmented: augmented.len(),
+                generated,
+                dev_f1,
+                test_f1,
+                seconds: 0.0,
+            };
+            if round < spec.rounds {
+                let picked = self.query(&eval, &mut pool, &mut rng)?;
+                labelled.extend(&picked);
+                newly.extend(&picked);
+                // Augment the sentences labelled since the last augmentation.
+                if let Some(variant) = augment {
+                    let (made, tried) = self.augment(variant, &eval, &labelled, &newly, &mut rng);
+                    augmented.extend(made);
+                    generated += tried;
+                    newly.clear();
+                }
+            }
+            row.seconds = t0.elapsed().as_secs_f64();
+            say(&format!(
+                "{name} seed {seed} round {round}: {} labelled + {} SeqMix, test F1 {:.4}{} ({:.0} s)",
+                row.labelled,
+                row.augmented,
+                row.test_f1,
+                row.dev_f1
+                    .map(|f| format!(", dev F1 {f:.4}"))
+                    .unwrap_or_default(),
+                row.seconds
+            ));
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Trains a fresh tagger (seeded with `model_seed`) on `items` and scores it: the model
+    /// in evaluation mode, dev F1 (when there is a dev split) and test F1.
+    fn train_and_score(
+        &self,
+        items: &[NerItem],
+        model_seed: u64,
+    ) -> anyhow::Result<(SequenceTagger, Option<f64>, f64)> {
+        let (recipe, vocab, device) = (self.recipe, self.vocab, self.device);
+        let ad = device.clone().autodiff();
+        mixup_train::seed_device(&ad, model_seed);
+        let num_tags = vocab.tags.len();
+        let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, None, &ad)?;
+        let epochs = recipe.train.epochs;
+        let mut trainer = TaggerTrainer::new(
+            &self.config,
+            &model,
+            items.len(),
+            epochs,
+            num_tags,
+            model_seed,
+        );
+        for epoch in 1..=epochs {
+            model = trainer.epoch(model, items, &self.config, epoch, &ad)?.0;
+        }
+        let eval = model.valid();
+        let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
+        let dev_f1 = self
+            .dev
+            .map(|d| evaluate_ner(&eval, d, vocab, max_len, eb, device))
+            .transpose()?
+            .map(|s| s.micro.f1);
+        let test_f1 = evaluate_ner(&eval, self.test, vocab, max_len, eb, device)?
+            .micro
+            .f1;
+        Ok((eval, dev_f1, test_f1))
+    }
+
+    /// Picks `spec.query` sentences from `spec.candidates` drawn out of `pool` (removed from
+    /// it), by the query policy under `eval`.
+    fn query(
+        &self,
+        eval: &SequenceTagger,
+        pool: &mut Vec<usize>,
+        rng: &mut StdRng,
+    ) -> anyhow::Result<Vec<usize>> {
+        let spec = self.spec;
+        pool.shuffle(rng);
+        let k = spec.candidates.min(pool.len());
+        let candidates: Vec<usize> = pool[..k].to_vec();
+        let picked: Vec<usize> = if spec.policy == QueryPolicy::Random {
+            candidates[..spec.query.min(k)].to_vec()
+        } else {
+            let ids: Vec<&[u32]> = candidates
+                .iter()
+                .map(|&i| self.train[i].ids.as_slice())
+                .collect();
+            let probs = predict_proba(
+                eval,
+                &ids,
+                self.recipe.data.max_len,
+                self.recipe.train.eval_batch_size,
+                self.vocab.tags.len(),
+                self.vocab.outside,
+                self.device,
+            )?;
+            let mut scored: Vec<(f64, usize)> = probs
+                .iter()
+                .zip(&candidates)
+                .map(|(p, &i)| (spec.policy.score(p), i))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.iter().take(spec.query).map(|s| s.1).collect()
+        };
+        pool.retain(|i| !picked.contains(i));
+        Ok(picked)
+    }
+
+    /// Whether sentence `i` can take part in `variant`: enough labelled tokens (whole) or a
+    /// labelled window (sub, label-constrained).
+    fn eligible(&self, variant: SeqMixVariant, i: usize) -> bool {
+        let (tags, outside, sm) = (&self.train[i].tags, self.vocab.outside, self.sm);
+        match variant {
+            SeqMixVariant::Whole => {
+                tags.iter().filter(|&&t| t != outside).count() >= sm.min_labelled
+            }
+            _ => !labelled_windows(tags, outside, sm.window, sm.min_labelled).is_empty(),
+        }
+    }
+
+    /// SeqMix sentences for the `newly` labelled ones (`seqmix.rate` of them), each paired
+    /// with a labelled partner (of equal length for `whole`), kept when they pass the
+    /// perplexity filter; returns them and how many were generated before the filter.
+    fn augment(
+        &self,
+        variant: SeqMixVariant,
+        eval: &SequenceTagger,
+        labelled: &[usize],
+        newly: &[usize],
+        rng: &mut StdRng,
+    ) -> (Vec<NerItem>, usize) {
+        let (sm, train, vocab) = (self.sm, self.train, self.vocab);
+        let specials = [mixup_data::PAD_ID, mixup_data::UNK_ID];
+        let table = eval.embedding_table();
+        let lm = sm.max_perplexity.map(|_| {
+            let sents: Vec<Vec<String>> = labelled
+                .iter()
+                .map(|&i| self.data.train[i].tokens.clone())
+                .collect();
+            KneserNeyLm::train(&sents, sm.lm_order)
+        });
+        let target = (newly.len() as f64 * sm.rate).round() as usize;
+        let firsts: Vec<usize> = newly
+            .iter()
+            .copied()
+            .filter(|&i| self.eligible(variant, i))
+            .collect();
+        let seconds: Vec<usize> = labelled
+            .iter()
+            .copied()
+            .filter(|&i| self.eligible(variant, i))
+            .collect();
+        let mut made = Vec::new();
+        let mut generated = 0;
+        for _ in 0..target * 15 {
+            if made.len() >= target || firsts.is_empty() {
+                break;
+            }
+            let a = firsts[rng.random_range(0..firsts.len())];
+            let partners: Vec<usize> = seconds
+                .iter()
+                .copied()
+                .filter(|&b| {
+                    b != a
+                        && (variant != SeqMixVariant::Whole
+                            || train[b].ids.len() == train[a].ids.len())
+                })
+                .collect();
+            if partners.is_empty() {
+                continue;
+            }
+            let b = partners[rng.random_range(0..partners.len())];
+            let lambda = self.beta.sample(rng) as f32;
+            let tagged = |i: usize| TaggedIds {
+                ids: train[i].ids.clone(),
+                tags: train[i].tags.clone(),
+            };
+            let pair = seqmix_pair(
+                &tagged(a),
+                &tagged(b),
+                variant,
+                lambda,
+                sm.window,
+                sm.min_labelled,
+                vocab.outside,
+                &table,
+                &specials,
+            );
+            for g in pair {
+                generated += 1;
+                let keep = match (&lm, sm.max_perplexity) {
+                    (Some(lm), Some(limit)) => {
+                        let words: Vec<&str> = g
+                            .ids
+                            .iter()
+                            .map(|&id| vocab.tokenizer.token(id).unwrap_or("<unk>"))
+                            .collect();
+                        lm.perplexity(&words) < limit
+                    }
+                    _ => true,
+                };
+                if keep {
+                    made.push(NerItem {
+                        ids: g.ids,
+                        labels: g.labels,
+                    });
+                }
+            }
+        }
+        (made, generated)
+    }
+}
+
+/// Mean and sample standard deviation (see [`crate::sweep::mean`]).
 fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
+    (crate::sweep::mean(v), crate::sweep::sample_std(v))
 }
 
 /// The rows as CSV, one line per arm and round.

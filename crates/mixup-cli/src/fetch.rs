@@ -261,18 +261,13 @@ fn file_sha256(path: &Path) -> Option<String> {
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
 /// `path` is either absent or complete.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let tmp = with_suffix(path, ".tmp");
-    let mut guard = PartGuard {
-        path: &tmp,
-        keep: false,
-    };
-    let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io_error(path))?;
-    guard.keep = true;
-    Ok(())
+    mixup_train::write_atomic(path, bytes).map_err(|e| match e {
+        mixup_train::TrainError::Io { path, source } => FetchError::Io { path, source },
+        other => FetchError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Downloads (unless already cached) and converts the dataset `name`, returning the folder that

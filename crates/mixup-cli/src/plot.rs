@@ -66,6 +66,41 @@ pub enum PlotError {
     },
 }
 
+/// Checks that `path` names a PNG and that the font loads, and returns the temporary file
+/// to draw into (see [`png_temp`]).
+pub(crate) fn start_png(path: &Path) -> Result<std::path::PathBuf, PlotError> {
+    let is_png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(PlotError::NotPng {
+            path: path.to_path_buf(),
+        });
+    }
+    ensure_font().map_err(|message| PlotError::Font {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(png_temp(path))
+}
+
+/// The temporary file a plot of `path` is drawn into before [`commit_png`] (`.png` last: the
+/// bitmap backend picks the format by extension).
+fn png_temp(path: &Path) -> std::path::PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{stem}.tmp.png"))
+}
+
+/// Moves a finished plot into place the way every other file is written
+/// ([`mixup_train::commit`]: synced, renamed, folder synced).
+pub(crate) fn commit_png(tmp: &Path, path: &Path) -> Result<(), PlotError> {
+    mixup_train::commit(tmp, path).map_err(|e| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Registers the shipped font with plotters, once per process.
 pub(crate) fn ensure_font() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
@@ -118,25 +153,13 @@ pub fn plot_two_panels(
     left_panel: Panel<'_>,
     right_panel: Panel<'_>,
 ) -> Result<(), PlotError> {
-    let is_png = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if !is_png {
-        return Err(PlotError::NotPng {
-            path: path.to_path_buf(),
-        });
-    }
-    ensure_font().map_err(|message| PlotError::Font {
-        path: path.to_path_buf(),
-        message,
-    })?;
+    let tmp = start_png(path)?;
     let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
 
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_error(&e))?;
     let body = root
         .titled(title, (FAMILY, 24).into_font())
@@ -167,7 +190,8 @@ pub fn plot_two_panels(
     )
     .map_err(|e| draw_error(&e))?;
     root.present().map_err(|e| draw_error(&e))?;
-    Ok(())
+    drop(root);
+    commit_png(&tmp, path)
 }
 
 /// The finite points of a series.

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mixup_cli::recipe::Recipe;
 use mixup_data::{ConllOptions, Format, TagScheme, TrecLabels, parse_conll, parse_examples};
-use mixup_train::recipe::Recipe;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");

@@ -27,13 +27,19 @@ use mixup_models::{
     MixingPoints, TextCnn, TextCnnConfig, TransformerClassifier, TransformerClassifierConfig,
 };
 
+use mixup_train::{
+    TrainError, checkpoint,
+    train::{EpochMetrics, Event, FinalMetrics, TrainSetup, train},
+};
+
 use crate::{
-    checkpoint,
     data::{TextTokenizer, load_encoded, resolve_dataset, resolve_pretrained},
     fetch,
     plot::{Series, plot_training},
-    recipe::{BertSection, ModelSection, Recipe},
-    train::{EpochMetrics, Event, FinalMetrics, TrainSetup, train},
+    recipe::{
+        Activation, BertSection, BiLstmSection, EncoderPooling, LstmPooling, ModelSection, Norm,
+        Recipe, TransformerSection,
+    },
 };
 
 /// Any model of the zoo, as one Burn module (what a recipe's `[model]` section builds).
@@ -111,34 +117,51 @@ pub fn build_model(
                 .with_dropout(m.dropout)
                 .init(device),
         ),
-        ModelSection::Bilstm(m) => ZooModel::BiLstm(
-            BiLstmClassifierConfig::new(vocab_size, num_classes)
-                .with_d_embed(m.d_embed)
-                .with_d_hidden(m.d_hidden)
-                .with_n_layers(m.n_layers)
-                .with_mean_pooling(m.pooling == "mean")
-                .with_dropout(m.dropout)
-                .init(device),
-        ),
+        ModelSection::Bilstm(m) => {
+            ZooModel::BiLstm(bilstm_config(m, vocab_size, num_classes).init(device))
+        }
         ModelSection::Transformer(m) => ZooModel::Transformer(
-            TransformerClassifierConfig::new(vocab_size, num_classes)
-                .with_d_model(m.d_model)
-                .with_n_heads(m.n_heads)
-                .with_n_layers(m.n_layers)
-                .with_d_ff(m.d_ff)
-                .with_dropout(m.dropout)
-                // One more position for [CLS].
-                .with_max_positions(recipe.data.max_len + 1)
-                .with_pre_norm(m.norm == "pre")
-                .with_cls_pooling(m.pooling == "cls")
-                .with_activation(if m.activation == "gelu" {
-                    ActivationConfig::Gelu
-                } else {
-                    ActivationConfig::Relu
-                })
-                .init(device),
+            // One more position for [CLS].
+            transformer_config(m, vocab_size, num_classes, recipe.data.max_len + 1).init(device),
         ),
     })
+}
+
+/// The BiLSTM of a `[model]` section (the classifier's, and the tagger's encoder).
+pub fn bilstm_config(
+    m: &BiLstmSection,
+    vocab_size: usize,
+    num_classes: usize,
+) -> BiLstmClassifierConfig {
+    BiLstmClassifierConfig::new(vocab_size, num_classes)
+        .with_d_embed(m.d_embed)
+        .with_d_hidden(m.d_hidden)
+        .with_n_layers(m.n_layers)
+        .with_mean_pooling(m.pooling == LstmPooling::Mean)
+        .with_dropout(m.dropout)
+}
+
+/// The Transformer of a `[model]` section with `max_positions` positions (the classifier's,
+/// and the tagger's encoder).
+pub fn transformer_config(
+    m: &TransformerSection,
+    vocab_size: usize,
+    num_classes: usize,
+    max_positions: usize,
+) -> TransformerClassifierConfig {
+    TransformerClassifierConfig::new(vocab_size, num_classes)
+        .with_d_model(m.d_model)
+        .with_n_heads(m.n_heads)
+        .with_n_layers(m.n_layers)
+        .with_d_ff(m.d_ff)
+        .with_dropout(m.dropout)
+        .with_max_positions(max_positions)
+        .with_pre_norm(m.norm == Norm::Pre)
+        .with_cls_pooling(m.pooling == EncoderPooling::Cls)
+        .with_activation(match m.activation {
+            Activation::Gelu => ActivationConfig::Gelu,
+            Activation::Relu => ActivationConfig::Relu,
+        })
 }
 
 /// The classifier of a `kind = "bert"` recipe on `encoder`: a fresh head for `num_classes`
@@ -259,15 +282,19 @@ pub fn prepare_bert(
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so that a reader never
-/// sees half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+pub use mixup_train::write_atomic;
+
+/// Writes a module's record (burnpack bytes) atomically to `path` (see [`write_atomic`]).
+///
+/// # Errors
+///
+/// A record the backend cannot serialise, or a file that cannot be written, named.
+pub fn save_record<M: Module>(model: M, path: &Path) -> anyhow::Result<()> {
+    let bytes = model
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("serialising the model for {}: {e:?}", path.display()))?;
+    write_atomic(path, &bytes)?;
     Ok(())
 }
 
@@ -296,7 +323,25 @@ pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
     s
 }
 
-/// Saves everything a finished run leaves behind into `dir`: for a word tokenizer its
+/// A library error in the recipe's words: a config key becomes the recipe key (in `path`), a
+/// diverged run learns how to continue.
+pub fn explain(e: TrainError, path: &Path) -> anyhow::Error {
+    match e {
+        TrainError::Config { key, reason } => {
+            anyhow::anyhow!("{}: {}: {reason}", path.display(), Recipe::key_of(&key))
+        }
+        TrainError::Method(m) => anyhow::anyhow!("{}: {m}", path.display()),
+        e @ TrainError::Diverged { .. } => anyhow::anyhow!(
+            "{e} (train.lr in {}; `mixup train --resume RUN_DIR` continues from the last \
+             checkpoint)",
+            path.display()
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Saves everything a finished run leaves behind into `dir` (the resolved `recipe.toml` is
+/// written before training, by [`train_recipe`]): for a word tokenizer its
 /// vocabulary (`tokenizer.json`); for WordPiece its file (`wordpiece/tokenizer.json` or
 /// `wordpiece/vocab.txt`), and the encoder's config (`bert-config.json`) when given.
 ///
@@ -315,40 +360,17 @@ pub fn save_run(
     report: &FinalMetrics,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut resolved = recipe.clone();
-    resolved.results = None;
-    write_atomic(&dir.join("recipe.toml"), resolved.to_toml()?.as_bytes())?;
     match tokenizer {
         TextTokenizer::Word(t) => {
             write_atomic(&dir.join("tokenizer.json"), &serde_json::to_vec(t)?)?;
         }
-        TextTokenizer::WordPiece(t) => {
-            let source = t.source();
-            let name = source.file_name().ok_or_else(|| {
-                anyhow::anyhow!("{}: not a tokenizer file name", source.display())
-            })?;
-            let bytes =
-                std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-            let sub = dir.join(WORDPIECE_DIR);
-            std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
-            write_atomic(&sub.join(name), &bytes)?;
-        }
-    }
-    if let Some(config) = bert_config {
-        write_atomic(&dir.join(BERT_CONFIG), &serde_json::to_vec_pretty(config)?)?;
+        TextTokenizer::WordPiece(t) => save_wordpiece(dir, t, bert_config)?,
     }
     write_atomic(
         &dir.join("labels.json"),
         &serde_json::to_vec_pretty(labels)?,
     )?;
-    let model_path = dir.join("model.bpk");
-    let tmp = dir.join("model.bpk.tmp");
-    model
-        .into_record()
-        .save(&tmp)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, &model_path)
-        .with_context(|| format!("renaming to {}", model_path.display()))?;
+    save_record(model, &dir.join("model.bpk"))?;
     write_atomic(&dir.join("metrics.csv"), metrics_csv(epochs).as_bytes())?;
     write_atomic(
         &dir.join("metrics.json"),
@@ -375,6 +397,31 @@ pub fn save_run(
     let title = format!("{} ({}, seed {})", recipe.name, report.method, report.seed);
     plot_training(&dir.join("curves.png"), &title, &loss, &acc)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Copies a WordPiece tokenizer's file into `dir/wordpiece/` and, when given, writes the
+/// encoder's config (`bert-config.json`), so that the run loads without its checkpoint.
+///
+/// # Errors
+///
+/// A file that cannot be read or written, named.
+pub fn save_wordpiece(
+    dir: &Path,
+    tokenizer: &WordPieceTokenizer,
+    bert_config: Option<&BertConfig>,
+) -> anyhow::Result<()> {
+    let source = tokenizer.source();
+    let name = source
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a tokenizer file name", source.display()))?;
+    let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+    let sub = dir.join(WORDPIECE_DIR);
+    std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+    write_atomic(&sub.join(name), &bytes)?;
+    if let Some(config) = bert_config {
+        write_atomic(&dir.join(BERT_CONFIG), &serde_json::to_vec_pretty(config)?)?;
+    }
     Ok(())
 }
 
@@ -493,16 +540,15 @@ pub fn train_recipe(
         dir.display()
     ));
     let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
+    let config = recipe.train_config(run.log_every);
     let setup = TrainSetup {
-        recipe,
-        recipe_path: Some(run.recipe_path),
-        data: &data,
+        config: &config,
+        name: &recipe.name,
+        data: data.text_data(),
         device: run.device.clone(),
         device_name: run.device_name.clone(),
         replicas: run.replicas.clone(),
-        log_every: run.log_every,
         checkpoint_dir: Some(out),
-        checkpoint_every: recipe.train.checkpoint_every,
         resume,
     };
     let build = |d: &Device| -> anyhow::Result<ZooModel> {
@@ -516,7 +562,8 @@ pub fn train_recipe(
             None => build_model(recipe, vocab, classes, d),
         }
     };
-    let trained = train(build, &setup, on_event)?;
+    let build = |d: &Device| build(d).map_err(|e| TrainError::Model(format!("{e:#}")));
+    let trained = train(build, &setup, on_event).map_err(|e| explain(e, run.recipe_path))?;
     save_run(
         out,
         recipe,
@@ -631,7 +678,7 @@ mod tests {
     use rand::{SeedableRng, rngs::StdRng};
 
     use super::*;
-    use crate::{
+    use mixup_train::{
         optim::build_optimizer,
         step::{StepBatch, StepPlan, train_step},
     };
@@ -692,9 +739,9 @@ mod tests {
         let model =
             bert_classifier(m, tiny_encoder(&ad), 3, &ad, true).unwrap_or_else(|e| panic!("{e}"));
         let before = snapshot(&model);
-        let plan = StepPlan::new(&recipe, &model.points(), 3, Layout::BERT)
+        let plan = StepPlan::new(&recipe.step_config(), &model.points(), 3, Layout::BERT)
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut optim = build_optimizer(&recipe.train, &model);
+        let mut optim = build_optimizer(&recipe.optim_config(), &model);
         let rows = [
             EncodedExample {
                 ids: vec![2, 5, 6, 7, 3],

@@ -269,7 +269,7 @@ fn user_errors_are_messages_not_panics() {
             .args(["train", "--recipe"])
             .arg(&r)
             .args(["--method", "cutmix"])),
-        &["method.kind", "cutmix"],
+        &["--method", "cutmix", "mixup-transformer"],
     );
     check(
         run(bin().args(["train", "--recipe"]).arg(t.0.join("nope.toml"))),
@@ -911,6 +911,36 @@ fn bert_recipe_errors_name_the_key() {
     let o = train_recipe(&t.0, &long, &t.0.join("long"));
     assert!(!o.status.success());
     assert!(text(&o).contains("data.max_len = 40"), "{}", text(&o));
+    // `mixup bench --seq` past the checkpoint's 16 positions is refused before any step (it
+    // panicked in the position embedding before).
+    let fits = bert_recipe(&t.0, "bench-bert", ok, "kind = \"none\"", "");
+    let o = run(bin()
+        .args(["bench", "--recipe"])
+        .arg(&fits)
+        .args(["--seq", "40", "--steps", "1", "--warmup", "0", "--data-dir"])
+        .arg(&t.0));
+    let log = text(&o);
+    assert!(
+        !o.status.success() && log.contains("--seq 40") && log.contains("16 positions"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let o = run(bin()
+        .args(["bench", "--recipe"])
+        .arg(&fits)
+        .args([
+            "--seq",
+            "16",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&t.0));
+    assert!(o.status.success(), "{}", text(&o));
     // The missing folder's message lists the --data-dir folder it tried.
     let o = train_recipe(
         &t.0,

@@ -14,16 +14,25 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mixup_data::{Format, read_examples};
-use mixup_train::{
+use mixup_cli::{
     data::encode,
     device::{select_device, select_devices},
     fetch,
-    recipe::Recipe,
+    recipe::{Recipe, Task},
     run::{RecipeRun, default_run_dir, load_run, train_recipe},
     sweep,
+};
+use mixup_core::MixMethod;
+use mixup_data::{Format, read_examples};
+use mixup_train::{
+    checkpoint,
     train::{Event, evaluate, predict_proba},
 };
+
+/// Parses a method name for clap (the message lists the known ones).
+fn parse_method(s: &str) -> Result<MixMethod, String> {
+    s.parse::<MixMethod>().map_err(|e| e.to_string())
+}
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +58,8 @@ enum Command {
         resume: Option<PathBuf>,
         /// Override the recipe's method: none, input, word, sen, manifold, tmix,
         /// mixup-transformer or ssmix.
-        #[arg(long)]
-        method: Option<String>,
+        #[arg(long, value_parser = parse_method)]
+        method: Option<MixMethod>,
         /// Override the recipe's seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -103,7 +112,8 @@ enum Command {
         #[arg(long)]
         report_only: bool,
     },
-    /// Accuracy of a finished run on a labelled file (.tsv, .csv, .jsonl).
+    /// Accuracy of a finished run on a labelled file (.tsv, .csv, .jsonl); entity F1 of a
+    /// tagging run on a CoNLL file.
     Eval {
         /// The run folder.
         #[arg(long)]
@@ -115,7 +125,8 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Predict the label of each line of FILE (or of standard input).
+    /// Predict the label of each line of FILE (or of standard input); a tagging run tags
+    /// each line's whitespace-separated tokens (CoNLL columns out).
     Predict {
         /// The run folder.
         #[arg(long)]
@@ -182,8 +193,8 @@ struct BenchArgs {
     #[arg(long, default_value = "textcnn")]
     model: String,
     /// Method (default: the recipe's, else none).
-    #[arg(long)]
-    method: Option<String>,
+    #[arg(long, value_parser = parse_method)]
+    method: Option<MixMethod>,
     /// Rows per step.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -217,8 +228,8 @@ struct BenchArgs {
 }
 
 impl BenchArgs {
-    fn spec(&self) -> mixup_train::bench::BenchSpec {
-        mixup_train::bench::BenchSpec {
+    fn spec(&self) -> mixup_cli::bench::BenchSpec {
+        mixup_cli::bench::BenchSpec {
             batch: self.batch,
             seq: self.seq,
             steps: self.steps,
@@ -340,7 +351,7 @@ fn main() -> ExitCode {
 
 /// The folder of a ner recipe's dataset (never fetched: no CoNLL download is pinned).
 fn ner_data_dir(recipe: &Recipe, data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
-    mixup_train::data::resolve_dataset(
+    mixup_cli::data::resolve_dataset(
         &recipe.data.dataset,
         data_dir,
         &fetch::default_cache_dir(),
@@ -359,19 +370,21 @@ fn cmd_ner_al(
     device: Option<&str>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use mixup_train::ner_al::{
+    use mixup_cli::ner_al::{
         AlSpec, QueryPolicy, plot_rows, rows_csv, rows_markdown, run_active_learning,
     };
     let recipe = Recipe::load(recipe_path)?;
-    if recipe.task != "ner" {
+    if recipe.task != Task::Ner {
         anyhow::bail!(
-            "{}: task = {:?}; ner-al needs a task = \"ner\" recipe",
-            recipe_path.display(),
-            recipe.task
+            "{}: task = \"classify\"; ner-al needs a task = \"ner\" recipe",
+            recipe_path.display()
         );
     }
     let policy = QueryPolicy::parse(policy).map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
-    let default_augment = format!("none,{}", recipe.seqmix.clone().unwrap_or_default().variant);
+    let default_augment = format!(
+        "none,{}",
+        recipe.seqmix.clone().unwrap_or_default().variant.name()
+    );
     let augments = augment
         .unwrap_or(&default_augment)
         .split(',')
@@ -386,7 +399,7 @@ fn cmd_ner_al(
     let dir = ner_data_dir(&recipe, data_dir)?;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let data = mixup_train::ner::load_ner(&dir, &recipe)?;
+    let data = mixup_cli::ner::load_ner(&dir, &recipe)?;
     let spec = AlSpec {
         seed_size,
         rounds,
@@ -399,18 +412,18 @@ fn cmd_ner_al(
     let rows = run_active_learning(&recipe, &data, &spec, &device, &mut |l: &str| {
         println!("{l}")
     })?;
-    let cmd: Vec<String> = std::env::args().collect();
+    // args_os: a path that is not UTF-8 must not fail the report after all the training.
     let header = format!(
         "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \
          {seed_size}, {rounds} rounds of {query} (from {candidates} candidates), {} seeds. \
          Entity F1 mean ± sample std over seeds.",
         recipe.name,
         recipe.data.dataset,
-        cmd.join(" "),
+        command_line(),
         spec.seeds.len()
     );
-    mixup_train::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;
-    mixup_train::run::write_atomic(&out.join("al.md"), rows_markdown(&rows, &header).as_bytes())?;
+    mixup_cli::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;
+    mixup_cli::run::write_atomic(&out.join("al.md"), rows_markdown(&rows, &header).as_bytes())?;
     plot_rows(
         &rows,
         &out.join("al.png"),
@@ -421,14 +434,14 @@ fn cmd_ner_al(
 }
 
 fn cmd_bench(args: &BenchArgs) -> anyhow::Result<()> {
-    use mixup_train::bench::{bench_recipe, default_recipe};
-    let method = args.method.as_deref();
+    use mixup_cli::bench::{bench_recipe, default_recipe};
+    let method = args.method;
     let mut recipe = match &args.recipe {
         Some(path) => Recipe::load(path)?,
-        None => default_recipe(&args.model, method.unwrap_or("none"))?,
+        None => default_recipe(&args.model, method.unwrap_or_default().name())?,
     };
     if let (Some(m), Some(path)) = (method, &args.recipe) {
-        recipe.method.kind = m.to_string();
+        recipe.method.kind = m;
         recipe.validate(path)?;
     }
     let (device, device_name) = select_device(args.device.as_deref())?;
@@ -467,7 +480,7 @@ fn cmd_bench(args: &BenchArgs) -> anyhow::Result<()> {
 struct TrainArgs {
     recipe: Option<PathBuf>,
     resume: Option<PathBuf>,
-    method: Option<String>,
+    method: Option<MixMethod>,
     seed: Option<u64>,
     epochs: Option<usize>,
     batch_size: Option<usize>,
@@ -480,109 +493,23 @@ fn cmd_train(
     device: Option<&str>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let (mut recipe, recipe_path, out) = match (&args.resume, &args.recipe) {
-        (Some(dir), _) => {
-            let path = dir.join("recipe.toml");
-            if !path.is_file() {
-                anyhow::bail!(
-                    "--resume {}: no recipe.toml there; is it a run folder of `mixup train`?",
-                    dir.display()
-                );
-            }
-            if dir.join("final.json").is_file() {
-                anyhow::bail!(
-                    "--resume {}: this run is already finished (final.json is there)",
-                    dir.display()
-                );
-            }
-            if mixup_train::checkpoint::latest(dir, &mut |_| {}).is_none() {
-                anyhow::bail!(
-                    "--resume {}: no complete checkpoint in {}; start the run again with \
-                     --recipe {}",
-                    dir.display(),
-                    dir.join(mixup_train::checkpoint::DIR).display(),
-                    path.display()
-                );
-            }
-            (Recipe::load(&path)?, path, dir.clone())
-        }
-        (None, Some(path)) => {
-            let mut recipe = Recipe::load(path)?;
-            if let Some(m) = &args.method {
-                recipe.method.kind = m.clone();
-            }
-            if let Some(s) = args.seed {
-                recipe.train.seed = s;
-            }
-            if let Some(e) = args.epochs {
-                recipe.train.epochs = e;
-            }
-            if let Some(b) = args.batch_size {
-                recipe.train.batch_size = b;
-            }
-            let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
-            (recipe, path.clone(), out)
-        }
-        (None, None) => anyhow::bail!("give --recipe FILE, or --resume RUN_DIR"),
-    };
-    if let Some(n) = args.checkpoint_every {
-        recipe.train.checkpoint_every = n;
-    }
-    recipe.validate(Path::new("(recipe with command-line overrides)"))?;
-    let recipe_path = recipe_path.as_path();
-    let mut devices = select_devices(device)?;
-    let (device, device_name) = devices.remove(0);
-    let replicas: Vec<burn::tensor::Device> = devices.iter().map(|(d, _)| d.clone()).collect();
-    let device_name = if replicas.is_empty() {
-        device_name
-    } else {
-        std::iter::once(device_name)
-            .chain(devices.into_iter().map(|(_, n)| n))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    if recipe.task == "ner" {
+    let (recipe, recipe_path, out) = train_target(args)?;
+    let (device, device_name, replicas) = train_devices(device)?;
+    if recipe.task == Task::Ner {
         if !replicas.is_empty() {
             anyhow::bail!("--device: ner runs train on one device; give one, not a list");
         }
         if args.resume.is_some() {
             anyhow::bail!("--resume: ner runs do not write checkpoints yet; train them again");
         }
-        let dir = ner_data_dir(&recipe, data_dir)?;
-        let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
-        let r = mixup_train::ner::train_ner_recipe(
-            &recipe,
-            &dir,
-            data_dir,
-            &device,
-            &device_name,
-            &out,
-            &mut |line: &str| println!("{line}"),
-        )?;
-        println!(
-            "done: test entity F1 {:.4} (P {:.4}, R {:.4}), {:.0} train sentences/s, {:.1} s in \
-             all; run folder {}",
-            r.test.micro.f1,
-            r.test.micro.precision,
-            r.test.micro.recall,
-            r.train_sentences_per_s,
-            r.total_seconds,
-            out.display()
-        );
-        for (kind, s) in &r.test.per_type {
-            println!(
-                "  {kind}: P {:.4} R {:.4} F1 {:.4} ({} gold)",
-                s.precision, s.recall, s.f1, s.gold
-            );
-        }
-        return Ok(());
+        return train_ner(&recipe, &device, &device_name, data_dir, &out);
     }
     let tty = std::io::stdout().is_terminal();
     let mut on_event = |event: &Event| print_event(event, tty);
     let r = train_recipe(
         &RecipeRun {
             recipe: &recipe,
-            recipe_path,
+            recipe_path: &recipe_path,
             device,
             device_name,
             replicas,
@@ -602,6 +529,113 @@ fn cmd_train(
         r.total_seconds,
         out.display()
     );
+    Ok(())
+}
+
+/// What `mixup train` trains: the recipe with the command line's overrides (or the one saved
+/// in the run folder to resume), its file, and the run folder.
+fn train_target(args: &TrainArgs) -> anyhow::Result<(Recipe, PathBuf, PathBuf)> {
+    let (mut recipe, recipe_path, out) = match (&args.resume, &args.recipe) {
+        (Some(dir), _) => {
+            let path = dir.join("recipe.toml");
+            if !path.is_file() {
+                anyhow::bail!(
+                    "--resume {}: no recipe.toml there; is it a run folder of `mixup train`?",
+                    dir.display()
+                );
+            }
+            if dir.join("final.json").is_file() {
+                anyhow::bail!(
+                    "--resume {}: this run is already finished (final.json is there)",
+                    dir.display()
+                );
+            }
+            if checkpoint::latest(dir, &mut |_| {}).is_none() {
+                anyhow::bail!(
+                    "--resume {}: no complete checkpoint in {}; start the run again with \
+                     --recipe {}",
+                    dir.display(),
+                    dir.join(checkpoint::DIR).display(),
+                    path.display()
+                );
+            }
+            (Recipe::load(&path)?, path, dir.clone())
+        }
+        (None, Some(path)) => {
+            let mut recipe = Recipe::load(path)?;
+            if let Some(m) = args.method {
+                recipe.method.kind = m;
+            }
+            if let Some(s) = args.seed {
+                recipe.train.seed = s;
+            }
+            if let Some(e) = args.epochs {
+                recipe.train.epochs = e;
+            }
+            if let Some(b) = args.batch_size {
+                recipe.train.batch_size = b;
+            }
+            let out = args.out.clone().unwrap_or_else(|| default_run_dir(&recipe));
+            (recipe, path.clone(), out)
+        }
+        (None, None) => anyhow::bail!("give --recipe FILE, or --resume RUN_DIR"),
+    };
+    if let Some(n) = args.checkpoint_every {
+        recipe.train.checkpoint_every = n;
+    }
+    recipe.validate(Path::new("(recipe with command-line overrides)"))?;
+    Ok((recipe, recipe_path, out))
+}
+
+/// The devices of `--device`: the first, the names of all (comma-separated), and the others
+/// (data-parallel replicas).
+fn train_devices(
+    device: Option<&str>,
+) -> anyhow::Result<(burn::tensor::Device, String, Vec<burn::tensor::Device>)> {
+    let mut devices = select_devices(device)?;
+    let (device, first) = devices.remove(0);
+    let replicas: Vec<burn::tensor::Device> = devices.iter().map(|(d, _)| d.clone()).collect();
+    let name = std::iter::once(first)
+        .chain(devices.into_iter().map(|(_, n)| n))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok((device, name, replicas))
+}
+
+/// `mixup train` of a `task = "ner"` recipe.
+fn train_ner(
+    recipe: &Recipe,
+    device: &burn::tensor::Device,
+    device_name: &str,
+    data_dir: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let dir = ner_data_dir(recipe, data_dir)?;
+    let r = mixup_cli::ner::train_ner_recipe(
+        recipe,
+        &dir,
+        data_dir,
+        device,
+        device_name,
+        out,
+        &mut |line: &str| println!("{line}"),
+    )?;
+    println!(
+        "done: test entity F1 {:.4} (P {:.4}, R {:.4}), {:.0} train sentences/s, {:.1} s in \
+         all; run folder {}",
+        r.test.micro.f1,
+        r.test.micro.precision,
+        r.test.micro.recall,
+        r.train_sentences_per_s,
+        r.total_seconds,
+        out.display()
+    );
+    for (kind, s) in &r.test.per_type {
+        println!(
+            "  {kind}: P {:.4} R {:.4} F1 {:.4} ({} gold)",
+            s.precision, s.recall, s.f1, s.gold
+        );
+    }
     Ok(())
 }
 
@@ -773,8 +807,44 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// The recipe of a run folder, to tell a tagging run from a classifier's.
+fn run_recipe(run: &Path) -> anyhow::Result<Recipe> {
+    if !run.is_dir() {
+        anyhow::bail!("{}: no such run folder", run.display());
+    }
+    Ok(Recipe::load(&run.join("recipe.toml"))?)
+}
+
 fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()> {
     let (device, _) = select_device(device)?;
+    let recipe = run_recipe(run)?;
+    if recipe.task == Task::Ner {
+        let tagger = mixup_cli::ner::load_tagger_run(run, recipe, &device)?;
+        let (sentences, scores) = tagger.evaluate(data, &device)?;
+        let per_type: serde_json::Map<String, serde_json::Value> = scores
+            .per_type
+            .iter()
+            .map(|(k, s)| {
+                let v = serde_json::json!({
+                    "precision": s.precision, "recall": s.recall, "f1": s.f1, "gold": s.gold,
+                });
+                (k.clone(), v)
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": tagger.dir.display().to_string(),
+                "data": data.display().to_string(),
+                "sentences": sentences,
+                "entity_f1": scores.micro.f1,
+                "precision": scores.micro.precision,
+                "recall": scores.micro.recall,
+                "per_type": per_type,
+            })
+        );
+        return Ok(());
+    }
     let run = load_run(run, &device)?;
     let format = Format::from_path(data).ok_or_else(|| {
         anyhow::anyhow!(
@@ -808,20 +878,26 @@ fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()>
 
 fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow::Result<()> {
     let (device, _) = select_device(device)?;
-    let run = load_run(run, &device)?;
-    let lines: Vec<String> = match file {
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 ({e})", p.display()))?;
-            text.lines().map(str::to_string).collect()
+    let recipe = run_recipe(run)?;
+    let lines = input_lines(file)?;
+    if recipe.task == Task::Ner {
+        let tagger = mixup_cli::ner::load_tagger_run(run, recipe, &device)?;
+        let sentences: Vec<Vec<String>> = lines
+            .iter()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let tags = tagger.tag(&sentences, &device)?;
+        let mut stdout = std::io::stdout().lock();
+        for (tokens, tags) in sentences.iter().zip(&tags) {
+            for (token, tag) in tokens.iter().zip(tags) {
+                writeln!(stdout, "{token}\t{tag}")?;
+            }
+            writeln!(stdout)?;
         }
-        None => std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<Result<_, _>>()
-            .context("reading standard input")?,
-    };
+        return Ok(());
+    }
+    let run = load_run(run, &device)?;
     let texts: Vec<&str> = lines
         .iter()
         .map(|l| l.trim())
@@ -856,6 +932,23 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
         writeln!(stdout, "{label}\t{prob:.4}\t{text}")?;
     }
     Ok(())
+}
+
+/// The lines of `file`, or of standard input.
+fn input_lines(file: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    Ok(match file {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 ({e})", p.display()))?;
+            text.lines().map(str::to_string).collect()
+        }
+        None => std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<_, _>>()
+            .context("reading standard input")?,
+    })
 }
 
 fn cmd_fetch(name: &str, cache_dir: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {

@@ -4,8 +4,77 @@
 
 use std::path::{Path, PathBuf};
 
-use mixup_core::{LambdaMode, MixMethod, MixupConfig, Pairing, SpanMode};
+use mixup_core::{LambdaMode, MixMethod, Pairing, SeqMixVariant, SpanMode};
+pub use mixup_train::{LossForm, OptimizerKind, Schedule};
+use mixup_train::{OptimConfig, StepConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
+
+/// What a recipe trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Sentence classification.
+    #[default]
+    Classify,
+    /// Sequence labelling on CoNLL column files.
+    Ner,
+}
+
+/// The tag scheme of `ner` data files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagSchemeName {
+    /// BIO (IOB2): every entity starts with `B-`.
+    #[default]
+    Bio,
+    /// IOB1 (CoNLL-2003's original files): `B-` only between two entities of one type;
+    /// converted to BIO on reading.
+    Iob1,
+}
+
+/// Pooling of the BiLSTM's states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LstmPooling {
+    /// Max over valid positions.
+    #[default]
+    Max,
+    /// Mean over valid positions.
+    Mean,
+}
+
+/// Pooling of the Transformer's states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderPooling {
+    /// Masked mean over valid positions.
+    #[default]
+    Mean,
+    /// A learned `[CLS]` vector in front.
+    Cls,
+}
+
+/// Where a Transformer layer normalises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// LayerNorm before each sub-layer.
+    #[default]
+    Pre,
+    /// LayerNorm after the residual sum (the original Transformer).
+    Post,
+}
+
+/// The feed-forward activation of a Transformer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// ReLU.
+    #[default]
+    Relu,
+    /// GELU.
+    Gelu,
+}
 
 /// A recipe that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +121,8 @@ pub struct Recipe {
     pub description: String,
     /// `classify` (sentence classification, the default) or `ner` (sequence labelling on
     /// CoNLL column files, with a BiLSTM or Transformer tagger).
-    #[serde(default = "default_task")]
-    pub task: String,
+    #[serde(default)]
+    pub task: Task,
     /// Where the data comes from and how it is tokenized.
     pub data: DataSection,
     /// The model.
@@ -72,17 +141,13 @@ pub struct Recipe {
     pub results: Option<toml::Table>,
 }
 
-fn default_task() -> String {
-    "classify".into()
-}
-
 /// The `[seqmix]` section: how `mixup ner-al` augments each round's queried sentences.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeqMixSection {
     /// `whole`, `sub` or `label-constrained`: the variant `mixup ner-al` compares with no
     /// augmentation when no `--augment` list is given.
-    pub variant: String,
+    pub variant: SeqMixVariant,
     /// Lambda ~ Beta(alpha, alpha).
     pub alpha: f64,
     /// Window length of the sub-sequence variants.
@@ -101,7 +166,7 @@ pub struct SeqMixSection {
 impl Default for SeqMixSection {
     fn default() -> Self {
         Self {
-            variant: "sub".into(),
+            variant: SeqMixVariant::Sub,
             alpha: 8.0,
             window: 5,
             min_labelled: 3,
@@ -127,7 +192,7 @@ pub struct DataSection {
     /// Largest vocabulary, `<pad>` and `<unk>` included.
     pub max_vocab: Option<usize>,
     /// Tag scheme of `ner` data: `bio` or `iob1` (converted to BIO on reading).
-    pub tag_scheme: String,
+    pub tag_scheme: TagSchemeName,
 }
 
 impl Default for DataSection {
@@ -138,7 +203,7 @@ impl Default for DataSection {
             lowercase: true,
             min_freq: 1,
             max_vocab: None,
-            tag_scheme: "bio".into(),
+            tag_scheme: TagSchemeName::Bio,
         }
     }
 }
@@ -180,7 +245,7 @@ pub struct BiLstmSection {
     /// Number of bidirectional layers.
     pub n_layers: usize,
     /// `max` or `mean` pooling over the valid positions.
-    pub pooling: String,
+    pub pooling: LstmPooling,
     /// Dropout before the output layer.
     pub dropout: f64,
 }
@@ -191,7 +256,7 @@ impl Default for BiLstmSection {
             d_embed: 128,
             d_hidden: 128,
             n_layers: 1,
-            pooling: "max".into(),
+            pooling: LstmPooling::Max,
             dropout: 0.5,
         }
     }
@@ -212,11 +277,11 @@ pub struct TransformerSection {
     /// Dropout (embeddings, attention, residual branches, before the head).
     pub dropout: f64,
     /// `pre` or `post`: LayerNorm before each sub-layer or after the residual sum.
-    pub norm: String,
+    pub norm: Norm,
     /// `mean` (masked mean over valid positions) or `cls` (a learned `[CLS]` vector).
-    pub pooling: String,
+    pub pooling: EncoderPooling,
     /// `relu` or `gelu` in the feed-forward blocks.
-    pub activation: String,
+    pub activation: Activation,
 }
 
 impl Default for TransformerSection {
@@ -227,9 +292,9 @@ impl Default for TransformerSection {
             n_layers: 2,
             d_ff: 512,
             dropout: 0.1,
-            norm: "pre".into(),
-            pooling: "mean".into(),
-            activation: "relu".into(),
+            norm: Norm::Pre,
+            pooling: EncoderPooling::Mean,
+            activation: Activation::Relu,
         }
     }
 }
@@ -287,33 +352,22 @@ impl Default for TextCnnSection {
     }
 }
 
-/// Which loss a mixed batch is trained with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossForm {
-    /// Soft-target cross-entropy on the mixed (smoothed) one-hot targets.
-    #[default]
-    Soft,
-    /// `lam * CE(a) + (1 - lam) * CE(b)` on the two hard labels (no smoothing).
-    Interpolated,
-}
-
 /// The `[method]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodSection {
     /// `none`, `input`, `word`, `sen`, `manifold`, `tmix`, `mixup-transformer` or `ssmix`.
-    pub kind: String,
+    pub kind: MixMethod,
     /// Beta(alpha, alpha); 0 disables mixing.
     pub alpha: f64,
     /// Probability that a batch (or row) is mixed.
     pub prob: f64,
     /// `batch`, `pair` or `elem`: one lambda per batch, pair or row.
-    pub mode: String,
+    pub mode: LambdaMode,
     /// Use max(lambda, 1 - lambda).
     pub lambda_ge_half: bool,
     /// `permutation`, `split-halves` or `flip`.
-    pub pairing: String,
+    pub pairing: Pairing,
     /// Label smoothing of the targets.
     pub label_smoothing: f64,
     /// `soft` or `interpolated`.
@@ -332,25 +386,25 @@ pub struct MethodSection {
     pub span_share: f64,
     /// SSMix: `saliency` (the method), `random-span` or `random-tokens` (the paper's ablations
     /// without saliency, and without a contiguous span).
-    pub span: String,
+    pub span: SpanMode,
 }
 
 impl Default for MethodSection {
     fn default() -> Self {
         Self {
-            kind: "none".into(),
+            kind: MixMethod::None,
             alpha: 1.0,
             prob: 1.0,
-            mode: "batch".into(),
+            mode: LambdaMode::Batch,
             lambda_ge_half: false,
-            pairing: "permutation".into(),
+            pairing: Pairing::Permutation,
             label_smoothing: 0.0,
             loss: LossForm::Soft,
             off_epoch: None,
             clean_loss: false,
             points: None,
             span_share: 0.1,
-            span: "saliency".into(),
+            span: SpanMode::Saliency,
         }
     }
 }
@@ -372,7 +426,7 @@ pub struct TrainSection {
     /// Adam's epsilon (PyTorch's default 1e-8; Burn's own default is 1e-5).
     pub adam_epsilon: f64,
     /// `adam` or `adamw` (decoupled weight decay, Loshchilov and Hutter 2019).
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// Weight decay: decoupled with `adamw`, an L2 term in the gradient with `adam` (as
     /// PyTorch's `Adam`). Never applied to one-dimensional parameters (biases, LayerNorm
     /// scales and shifts).
@@ -380,7 +434,7 @@ pub struct TrainSection {
     /// Share of the total steps over which the learning rate rises linearly from 0.
     pub warmup: f64,
     /// `constant` (after warm-up) or `linear` (decay to 0 at the end of training).
-    pub schedule: String,
+    pub schedule: Schedule,
     /// Clip the global L2 norm of all gradients to this value after the backward pass (as
     /// PyTorch's `clip_grad_norm_`); none = no clipping.
     pub clip_grad_norm: Option<f64>,
@@ -399,10 +453,10 @@ impl Default for TrainSection {
             seed: 0,
             eval_batch_size: 256,
             adam_epsilon: 1e-8,
-            optimizer: "adam".into(),
+            optimizer: OptimizerKind::Adam,
             weight_decay: 0.0,
             warmup: 0.0,
-            schedule: "constant".into(),
+            schedule: Schedule::Constant,
             clip_grad_norm: None,
             checkpoint_every: 500,
         }
@@ -415,13 +469,75 @@ fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     match e.span() {
         Some(span) => {
+            // A tagged table ([model]) reports its errors at the header: point at the line
+            // holding the refused value instead.
+            let start = variant_line(text, span.start, &message).unwrap_or(span.start);
+            let span = start..span.end;
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
+            match key_at(text, span.start) {
+                Some(key) => format!("line {line}, column {column} ({key}): {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
         }
         None => message,
     }
+}
+
+/// For an "unknown variant `v`" error reported at byte `at`, the byte offset of the first
+/// line at or after `at`, in the same table, that sets a key to `"v"`.
+fn variant_line(text: &str, at: usize, message: &str) -> Option<usize> {
+    let value = message
+        .split("unknown variant `")
+        .nth(1)?
+        .split('`')
+        .next()?;
+    let wanted = format!("\"{value}\"");
+    let mut offset = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    for (i, line) in text[offset..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim();
+        if i > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some((key, v)) = line.split_once('=')
+            && v.trim() == wanted
+        {
+            return Some(offset + key.len() + 1 + (v.len() - v.trim_start().len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Makes the [`RecipeError::Invalid`] of a field, its value and the reason.
+type Bad<'a> = &'a dyn Fn(&str, String, &str) -> RecipeError;
+
+/// The `section.key` whose value sits at byte `at` of recipe text (the last `[section]` header
+/// above it and the key of its line), when the line is a plain `key = value`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let (key, _) = text[start..end].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return None;
+    }
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(['[', ']']).trim());
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 impl Recipe {
@@ -464,6 +580,14 @@ impl Recipe {
             value,
             reason: reason.into(),
         };
+        self.validate_task(&bad)?;
+        self.validate_model(&bad)?;
+        self.validate_method(&bad)?;
+        self.validate_train(&bad)
+    }
+
+    /// `data`, `task` and `[seqmix]`.
+    fn validate_task(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
         if self.data.dataset.trim().is_empty() {
             return Err(bad(
                 "data.dataset",
@@ -474,21 +598,7 @@ impl Recipe {
         if self.data.max_len == 0 {
             return Err(bad("data.max_len", "0".into(), "must be at least 1"));
         }
-        if self.task != "classify" && self.task != "ner" {
-            return Err(bad(
-                "task",
-                format!("{:?}", self.task),
-                "must be \"classify\" or \"ner\"",
-            ));
-        }
-        if self.data.tag_scheme != "bio" && self.data.tag_scheme != "iob1" {
-            return Err(bad(
-                "data.tag_scheme",
-                format!("{:?}", self.data.tag_scheme),
-                "must be \"bio\" or \"iob1\"",
-            ));
-        }
-        if self.task == "ner" {
+        if self.task == Task::Ner {
             if matches!(self.model, ModelSection::Textcnn(_)) {
                 return Err(bad(
                     "model.kind",
@@ -496,10 +606,10 @@ impl Recipe {
                     "a ner recipe needs a tagger: \"bilstm\", \"transformer\" or \"bert\"",
                 ));
             }
-            if self.method.kind != "none" {
+            if self.method.kind != MixMethod::None {
                 return Err(bad(
                     "method.kind",
-                    format!("{:?}", self.method.kind),
+                    format!("{:?}", self.method.kind.name()),
                     "ner recipes train with \"none\"; SeqMix augmentation is the [seqmix] \
                      section (mixup ner-al)",
                 ));
@@ -512,8 +622,6 @@ impl Recipe {
             ));
         }
         if let Some(sm) = &self.seqmix {
-            mixup_core::SeqMixVariant::parse(&sm.variant)
-                .map_err(|e| bad("seqmix.variant", format!("{:?}", sm.variant), &e))?;
             if !(sm.alpha > 0.0 && sm.alpha.is_finite()) {
                 return Err(bad("seqmix.alpha", sm.alpha.to_string(), "must be above 0"));
             }
@@ -535,6 +643,11 @@ impl Recipe {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[model]`: sizes, heads, dropout.
+    fn validate_model(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
         let dropout = match &self.model {
             ModelSection::Textcnn(m) => {
                 if m.d_embed == 0 || m.n_filters == 0 {
@@ -553,13 +666,6 @@ impl Recipe {
                 if m.d_embed == 0 || m.d_hidden == 0 || m.n_layers == 0 {
                     return Err(bad("model", format!("{m:?}"), "sizes must be at least 1"));
                 }
-                if m.pooling != "max" && m.pooling != "mean" {
-                    return Err(bad(
-                        "model.pooling",
-                        format!("{:?}", m.pooling),
-                        "must be \"max\" or \"mean\"",
-                    ));
-                }
                 m.dropout
             }
             ModelSection::Transformer(m) => {
@@ -572,19 +678,6 @@ impl Recipe {
                         m.n_heads.to_string(),
                         &format!("must divide d_model = {}", m.d_model),
                     ));
-                }
-                for (field, value, allowed) in [
-                    ("model.norm", &m.norm, ["pre", "post"]),
-                    ("model.pooling", &m.pooling, ["mean", "cls"]),
-                    ("model.activation", &m.activation, ["relu", "gelu"]),
-                ] {
-                    if !allowed.contains(&value.as_str()) {
-                        return Err(bad(
-                            field,
-                            format!("{value:?}"),
-                            &format!("must be {:?} or {:?}", allowed[0], allowed[1]),
-                        ));
-                    }
                 }
                 m.dropout
             }
@@ -606,19 +699,23 @@ impl Recipe {
                 "must be in [0, 1)",
             ));
         }
-        self.method_kind()
-            .map_err(|e| bad("method.kind", format!("{:?}", self.method.kind), &e))?;
-        self.mixup_config(2).map_err(|(field, reason)| {
-            let value = match field {
-                "method.mode" => format!("{:?}", self.method.mode),
-                "method.pairing" => format!("{:?}", self.method.pairing),
-                "method.alpha" => self.method.alpha.to_string(),
-                "method.prob" => self.method.prob.to_string(),
-                _ => self.method.label_smoothing.to_string(),
-            };
-            bad(field, value, &reason)
+        Ok(())
+    }
+
+    /// `[method]`: mixing parameters, points, spans, loss.
+    fn validate_method(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
+        self.step_config().mixup_config(2).map_err(|e| match e {
+            mixup_train::TrainError::Config { key, reason } => {
+                let value = match key.as_str() {
+                    "alpha" => self.method.alpha.to_string(),
+                    "prob" => self.method.prob.to_string(),
+                    _ => self.method.label_smoothing.to_string(),
+                };
+                bad(&format!("method.{key}"), value, &reason)
+            }
+            other => bad("method", String::new(), &other.to_string()),
         })?;
-        let method = self.method_kind().unwrap_or_default();
+        let method = self.method.kind;
         if self.method.points.is_some() && !matches!(method, MixMethod::Manifold | MixMethod::Tmix)
         {
             return Err(bad(
@@ -639,8 +736,6 @@ impl Recipe {
                 "must be in (0, 1]",
             ));
         }
-        self.span_mode()
-            .map_err(|e| bad("method.span", format!("{:?}", self.method.span), &e))?;
         if self.method.off_epoch == Some(0) {
             return Err(bad(
                 "method.off_epoch",
@@ -655,6 +750,11 @@ impl Recipe {
                 "the interpolated loss uses hard labels; use loss = \"soft\" for smoothing",
             ));
         }
+        Ok(())
+    }
+
+    /// `[train]`: epochs, sizes, rates, schedule, clipping.
+    fn validate_train(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
         let t = &self.train;
         if t.epochs == 0 {
             return Err(bad("train.epochs", "0".into(), "must be at least 1"));
@@ -675,18 +775,6 @@ impl Recipe {
                 t.lr.to_string(),
                 "must be a positive number",
             ));
-        }
-        for (field, value, allowed) in [
-            ("train.optimizer", &t.optimizer, ["adam", "adamw"]),
-            ("train.schedule", &t.schedule, ["constant", "linear"]),
-        ] {
-            if !allowed.contains(&value.as_str()) {
-                return Err(bad(
-                    field,
-                    format!("{value:?}"),
-                    &format!("must be {:?} or {:?}", allowed[0], allowed[1]),
-                ));
-            }
         }
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
             return Err(bad(
@@ -714,81 +802,65 @@ impl Recipe {
         Ok(())
     }
 
-    /// The method named by `method.kind`.
-    ///
-    /// # Errors
-    ///
-    /// The message of an unknown name.
-    pub fn method_kind(&self) -> Result<MixMethod, String> {
-        self.method
-            .kind
-            .parse::<MixMethod>()
-            .map_err(|e| e.to_string())
-    }
-
-    /// SSMix's span mode named by `method.span`.
-    ///
-    /// # Errors
-    ///
-    /// The allowed names, for an unknown one.
-    pub fn span_mode(&self) -> Result<SpanMode, String> {
-        match self.method.span.as_str() {
-            "saliency" => Ok(SpanMode::Saliency),
-            "random-span" => Ok(SpanMode::RandomSpan),
-            "random-tokens" => Ok(SpanMode::RandomTokens),
-            other => Err(format!(
-                "unknown span mode {other:?}: saliency, random-span or random-tokens"
-            )),
-        }
-    }
-
-    /// The [`MixupConfig`] of the `[method]` section for `num_classes` classes.
-    ///
-    /// # Errors
-    ///
-    /// `(field, reason)` of the first bad field.
-    pub fn mixup_config(&self, num_classes: usize) -> Result<MixupConfig, (&'static str, String)> {
+    /// The library's step settings of this recipe (`[method]`, `data.max_len`,
+    /// `train.clip_grad_norm`).
+    pub fn step_config(&self) -> StepConfig {
         let m = &self.method;
-        let mode = match m.mode.as_str() {
-            "batch" => LambdaMode::Batch,
-            "pair" => LambdaMode::Pair,
-            "elem" => LambdaMode::Elem,
-            other => {
-                return Err((
-                    "method.mode",
-                    format!("unknown mode {other:?}: batch, pair or elem"),
-                ));
-            }
-        };
-        let pairing = match m.pairing.as_str() {
-            "permutation" => Pairing::Permutation,
-            "split-halves" => Pairing::SplitHalves,
-            "flip" => Pairing::Flip,
-            other => {
-                return Err((
-                    "method.pairing",
-                    format!("unknown pairing {other:?}: permutation, split-halves or flip"),
-                ));
-            }
-        };
-        let config = MixupConfig {
-            alpha: m.alpha,
-            prob: m.prob,
-            mode,
-            lambda_ge_half: m.lambda_ge_half,
-            pairing,
-            label_smoothing: m.label_smoothing,
-            num_classes,
-        };
-        config.validate().map_err(|e| {
-            let field = match e {
-                mixup_core::ConfigError::InvalidAlpha(_) => "method.alpha",
-                mixup_core::ConfigError::InvalidProb(_) => "method.prob",
-                _ => "method.label_smoothing",
-            };
-            (field, e.to_string())
-        })?;
-        Ok(config)
+        StepConfig::new()
+            .with_method(m.kind)
+            .with_alpha(m.alpha)
+            .with_prob(m.prob)
+            .with_mode(m.mode)
+            .with_lambda_ge_half(m.lambda_ge_half)
+            .with_pairing(m.pairing)
+            .with_label_smoothing(m.label_smoothing)
+            .with_loss(m.loss)
+            .with_clean_loss(m.clean_loss)
+            .with_points(m.points.clone())
+            .with_span(m.span)
+            .with_span_share(m.span_share)
+            .with_clip_grad_norm(self.train.clip_grad_norm)
+            .with_max_len(self.data.max_len)
+    }
+
+    /// The library's optimiser settings of this recipe (`[train]`).
+    pub fn optim_config(&self) -> OptimConfig {
+        let t = &self.train;
+        OptimConfig::new()
+            .with_optimizer(t.optimizer)
+            .with_lr(t.lr)
+            .with_adam_epsilon(t.adam_epsilon)
+            .with_weight_decay(t.weight_decay)
+            .with_warmup(t.warmup)
+            .with_schedule(t.schedule)
+    }
+
+    /// The library's whole run configuration of this recipe, reporting every `log_every`
+    /// steps.
+    pub fn train_config(&self, log_every: usize) -> TrainConfig {
+        let t = &self.train;
+        TrainConfig::new()
+            .with_step(self.step_config())
+            .with_optim(self.optim_config())
+            .with_epochs(t.epochs)
+            .with_batch_size(t.batch_size)
+            .with_eval_batch_size(t.eval_batch_size)
+            .with_seed(t.seed)
+            .with_off_epoch(self.method.off_epoch)
+            .with_checkpoint_every(t.checkpoint_every)
+            .with_log_every(log_every)
+    }
+
+    /// The recipe key a library config key belongs to (`alpha` is `method.alpha`, `lr` is
+    /// `train.lr`), for error messages.
+    pub fn key_of(key: &str) -> String {
+        match key {
+            "max_len" => "data.max_len".into(),
+            "clip_grad_norm" | "lr" | "warmup" | "epochs" | "batch_size" | "seed"
+            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" => format!("train.{key}"),
+            "data" | "seq" | "steps" | "batch" | "vocab" => key.into(),
+            _ => format!("method.{key}"),
+        }
     }
 
     /// The recipe as TOML (the resolved form saved in a run folder).
@@ -816,7 +888,7 @@ mod tests {
         let r = parse(MIN).expect("parses");
         assert_eq!(r.data.max_len, 40);
         assert_eq!(r.train.batch_size, 64);
-        assert_eq!(r.method.kind, "none");
+        assert_eq!(r.method.kind, MixMethod::None);
         let ModelSection::Textcnn(m) = &r.model else {
             panic!("textcnn")
         };
@@ -844,7 +916,7 @@ mod tests {
                     .as_ref()
                     .unwrap_or_else(|| panic!("{}: no measured [results]", path.display()));
                 // Classifiers report accuracy, taggers entity F1.
-                let key = if r.task == "ner" {
+                let key = if r.task == Task::Ner {
                     "test_entity_f1_mean"
                 } else {
                     "test_accuracy_mean"
@@ -898,13 +970,8 @@ mod tests {
         assert_eq!((m.dropout, m.pooler, m.freeze_layers), (0.1, false, 0));
         let t = &r.train;
         assert_eq!(
-            (
-                t.optimizer.as_str(),
-                t.weight_decay,
-                t.warmup,
-                t.schedule.as_str()
-            ),
-            ("adam", 0.0, 0.0, "constant")
+            (t.optimizer, t.weight_decay, t.warmup, t.schedule),
+            (OptimizerKind::Adam, 0.0, 0.0, Schedule::Constant)
         );
         assert_eq!(t.clip_grad_norm, None);
         assert_eq!(parse(&r.to_toml().expect("toml")).expect("reparses"), r);
@@ -931,7 +998,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm-trec.toml");
         let r = Recipe::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.model.kind_name(), "bert");
-        assert_eq!(r.train.optimizer, "adamw");
+        assert_eq!(r.train.optimizer, OptimizerKind::AdamW);
         assert_eq!(r.train.clip_grad_norm, Some(1.0));
     }
 }

@@ -13,7 +13,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::{bin, tiny_bert, tmp, toy_dataset};
-use mixup_train::{
+use mixup_cli::{
     bench::{BenchSpec, bench_recipe, default_recipe},
     device::{compiled_backends, select_device},
     recipe::Recipe,
