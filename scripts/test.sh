@@ -24,5 +24,6 @@ fi
 CUBECL_AUTOTUNE_LEVEL=minimal \
   cargo test --locked -p mixup-cli --features "$backends" --test backends
 
-cargo check --workspace --benches --locked
+# In the test profile (dev), so the dependencies built above are reused.
+cargo test --workspace --benches --no-run --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --locked

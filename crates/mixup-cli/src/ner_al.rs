@@ -172,7 +172,6 @@ pub fn run_active_learning(
     let study = Study {
         recipe,
         config: recipe.train_config(usize::MAX),
-        data,
         vocab: &vocab,
         train: &train,
         dev: dev.as_deref(),
@@ -195,7 +194,6 @@ pub fn run_active_learning(
 struct Study<'a> {
     recipe: &'a Recipe,
     config: mixup_train::TrainConfig,
-    data: &'a NerData,
     vocab: &'a NerVocab,
     train: &'a [EncodedSentence],
     dev: Option<&'a [EncodedSentence]>,
@@ -247,12 +245,17 @@ impl Study<'_> {
                 seconds: 0.0,
             };
             if round < spec.rounds {
-                let picked = self.query(&eval, &mut pool, &mut rng)?;
+                // Queries and augmentation draw from streams of their own, keyed by seed and
+                // round: every arm of a seed scores the same candidates (those still
+                // unlabelled), whatever the other arms drew.
+                let picked = self.query(&eval, &mut pool, seed, round)?;
                 labelled.extend(&picked);
                 newly.extend(&picked);
                 // Augment the sentences labelled since the last augmentation.
                 if let Some(variant) = augment {
-                    let (made, tried) = self.augment(variant, &eval, &labelled, &newly, &mut rng);
+                    let mut draws =
+                        StdRng::seed_from_u64(derive_seed(seed, AUGMENT, round as u64, 0));
+                    let (made, tried) = self.augment(variant, &eval, &labelled, &newly, &mut draws);
                     augmented.extend(made);
                     generated += tried;
                     newly.clear();
@@ -311,18 +314,18 @@ impl Study<'_> {
         Ok((eval, dev_f1, test_f1))
     }
 
-    /// Picks `spec.query` sentences from `spec.candidates` drawn out of `pool` (removed from
-    /// it), by the query policy under `eval`.
+    /// Picks `spec.query` sentences (removed from `pool`) among round `round`'s candidates
+    /// ([`candidates`]), by the query policy under `eval`.
     fn query(
         &self,
         eval: &SequenceTagger,
         pool: &mut Vec<usize>,
-        rng: &mut StdRng,
+        seed: u64,
+        round: usize,
     ) -> anyhow::Result<Vec<usize>> {
         let spec = self.spec;
-        pool.shuffle(rng);
-        let k = spec.candidates.min(pool.len());
-        let candidates: Vec<usize> = pool[..k].to_vec();
+        let candidates = candidates(pool, self.train.len(), spec.candidates, seed, round);
+        let k = candidates.len();
         let picked: Vec<usize> = if spec.policy == QueryPolicy::Random {
             candidates[..spec.query.min(k)].to_vec()
         } else {
@@ -377,10 +380,13 @@ impl Study<'_> {
         let (sm, train, vocab) = (self.sm, self.train, self.vocab);
         let specials = [mixup_data::PAD_ID, mixup_data::UNK_ID];
         let table = eval.embedding_table();
+        // The filter scores generated sentences as vocabulary tokens (lowercased under
+        // `data.lowercase`, `<unk>` for rare words), so it is trained on the labelled
+        // sentences in the same form, not on their raw text.
         let lm = sm.max_perplexity.map(|_| {
             let sents: Vec<Vec<String>> = labelled
                 .iter()
-                .map(|&i| self.data.train[i].tokens.clone())
+                .map(|&i| vocab_words(&train[i].ids, &vocab.tokenizer))
                 .collect();
             KneserNeyLm::train(&sents, sm.lm_order)
         });
@@ -435,11 +441,8 @@ impl Study<'_> {
                 generated += 1;
                 let keep = match (&lm, sm.max_perplexity) {
                     (Some(lm), Some(limit)) => {
-                        let words: Vec<&str> = g
-                            .ids
-                            .iter()
-                            .map(|&id| vocab.tokenizer.token(id).unwrap_or("<unk>"))
-                            .collect();
+                        let words = vocab_words(&g.ids, &vocab.tokenizer);
+                        let words: Vec<&str> = words.iter().map(String::as_str).collect();
                         lm.perplexity(&words) < limit
                     }
                     _ => true,
@@ -454,6 +457,36 @@ impl Study<'_> {
         }
         (made, generated)
     }
+}
+
+/// The random stream of a round's candidate order.
+const CANDIDATES: u64 = 23;
+/// The random stream of a round's SeqMix draws.
+const AUGMENT: u64 = 24;
+
+/// Round `round`'s candidates: the first `k` sentences, in an order of all `n` training
+/// sentences drawn from `(seed, round)` alone, that are still in `pool`. Arms of one seed
+/// whose pools agree get the same candidates.
+fn candidates(pool: &[usize], n: usize, k: usize, seed: u64, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(derive_seed(
+        seed,
+        CANDIDATES,
+        round as u64,
+        0,
+    )));
+    let mut open = vec![false; n];
+    for &i in pool {
+        open[i] = true;
+    }
+    order.into_iter().filter(|&i| open[i]).take(k).collect()
+}
+
+/// A sentence's ids as the vocabulary's tokens (`<unk>` for ids it does not have).
+fn vocab_words(ids: &[u32], tokenizer: &mixup_data::WordTokenizer) -> Vec<String> {
+    ids.iter()
+        .map(|&id| tokenizer.token(id).unwrap_or("<unk>").to_string())
+        .collect()
 }
 
 /// Mean and sample standard deviation (see [`crate::sweep::mean`]).
@@ -621,5 +654,43 @@ mod tests {
             "{md}"
         );
         assert_eq!(rows_csv(&rows).lines().count(), 4);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn candidates_depend_on_seed_round_and_pool_only() {
+        let pool: Vec<usize> = (0..50).collect();
+        let a = candidates(&pool, 50, 10, 3, 1);
+        assert_eq!(
+            a,
+            candidates(&pool, 50, 10, 3, 1),
+            "same seed and round, same candidates"
+        );
+        assert_ne!(
+            a,
+            candidates(&pool, 50, 10, 3, 2),
+            "another round draws others"
+        );
+        assert_eq!(a.len(), 10);
+        // A sentence labelled elsewhere drops out; the others keep their order.
+        let shrunk: Vec<usize> = pool.iter().copied().filter(|&i| i != a[0]).collect();
+        assert_eq!(candidates(&shrunk, 50, 9, 3, 1), a[1..].to_vec());
+    }
+
+    #[test]
+    fn the_filter_sees_vocabulary_tokens() {
+        let tokenizer = mixup_data::WordTokenizerConfig {
+            lowercase: true,
+            min_freq: 1,
+            max_vocab: None,
+        }
+        .build(["Paris is big"]);
+        let ids = tokenizer.encode("Paris is Oslo", 8);
+        // Lowercased as the generated sentences are scored; a word it lacks is <unk>.
+        assert_eq!(vocab_words(&ids, &tokenizer), ["paris", "is", "<unk>"]);
     }
 }

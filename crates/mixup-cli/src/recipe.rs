@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mixup_core::{LambdaMode, MixMethod, Pairing, SeqMixVariant, SpanMode};
-pub use mixup_train::{LossForm, OptimizerKind, Schedule};
+pub use mixup_train::{CleanWeighting, LossForm, OptimizerKind, Schedule};
 use mixup_train::{OptimConfig, StepConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -372,11 +372,15 @@ pub struct MethodSection {
     pub label_smoothing: f64,
     /// `soft` or `interpolated`.
     pub loss: LossForm,
-    /// Stop mixing from this epoch on (1-based; timm's `mixup_off_epoch`); none = never.
+    /// Mix in the first N epochs only, as timm's `mixup_off_epoch = N`: epochs 1..=N mix,
+    /// later ones train clean; none = every epoch.
     pub off_epoch: Option<usize>,
-    /// Also train on the clean (unmixed) batch: the loss becomes mixed loss + clean CE, as in
-    /// the SSMix paper's baselines (one more forward and backward per step).
+    /// Also train on the clean (unmixed) batch, as in the SSMix paper's baselines (one more
+    /// forward and backward per step); SSMix always does.
     pub clean_loss: bool,
+    /// How the clean loss joins the mixed one: `mean` ((mixed + clean) / 2, the official
+    /// SSMix code) or `sum` (mixed + clean, twice the gradient scale).
+    pub clean_weighting: CleanWeighting,
     /// The eligible mixing points of `manifold` and `tmix` (indices into the model's points:
     /// 0 = embedding output, k = output of layer k, last = pooled); one is drawn uniformly per
     /// batch. None = the method's default (manifold: all; tmix: the upper layers).
@@ -401,6 +405,7 @@ impl Default for MethodSection {
             label_smoothing: 0.0,
             loss: LossForm::Soft,
             off_epoch: None,
+            clean_weighting: CleanWeighting::Mean,
             clean_loss: false,
             points: None,
             span_share: 0.1,
@@ -740,7 +745,15 @@ impl Recipe {
             return Err(bad(
                 "method.off_epoch",
                 "0".into(),
-                "epochs count from 1; leave it out to mix in every epoch",
+                "it is the number of epochs that mix (at least 1); for none, use kind = \"none\"",
+            ));
+        }
+        if self.method.kind == MixMethod::Ssmix && self.method.prob == 0.0 {
+            return Err(bad(
+                "method.prob",
+                "0".into(),
+                "ssmix would never mix; use kind = \"none\" (ssmix draws no lambda, so alpha \
+                 does not apply to it)",
             ));
         }
         if self.method.loss == LossForm::Interpolated && self.method.label_smoothing != 0.0 {
@@ -816,6 +829,7 @@ impl Recipe {
             .with_label_smoothing(m.label_smoothing)
             .with_loss(m.loss)
             .with_clean_loss(m.clean_loss)
+            .with_clean_weighting(m.clean_weighting)
             .with_points(m.points.clone())
             .with_span(m.span)
             .with_span_share(m.span_share)

@@ -56,13 +56,14 @@ fn every_model_trains_with_every_method_on_each_backend() {
     for backend in backends() {
         let dev = device(backend);
         for model in ["textcnn", "bilstm", "transformer", "bert"] {
-            for method in mixup_core::MixMethod::ALL.map(|m| m.name()) {
+            for kind in mixup_core::MixMethod::ALL {
+                let method = kind.name();
                 let recipe = if model == "bert" {
                     let mut r = Recipe::parse(&bert_text, std::path::Path::new("tiny-bert.toml"))
                         .expect("bert recipe");
-                    r.method.kind = method.to_string();
-                    if method == "ssmix" {
-                        r.method.pairing = "split-halves".to_string();
+                    r.method.kind = kind;
+                    if kind == mixup_core::MixMethod::Ssmix {
+                        r.method.pairing = mixup_core::Pairing::SplitHalves;
                     }
                     r
                 } else {

@@ -636,13 +636,15 @@ fn transformer_trains_with_tmix_mixup_transformer_ssmix_and_clean_loss() {
         let log = text(&o);
         assert!(log.contains(", mixing)"), "{name}: {log}");
         if name == "tr-mixup-transformer" {
-            // Mixing stops from epoch 3 on.
-            assert!(
+            // off_epoch = 3 mixes epochs 1 to 3 (timm's mixup_off_epoch), not epoch 4.
+            let done = |e: usize| {
                 log.lines()
-                    .filter(|l| l.starts_with("epoch 3 done") || l.starts_with("epoch 4 done"))
-                    .all(|l| !l.contains("mixing")),
-                "{log}"
-            );
+                    .find(|l| l.starts_with(&format!("epoch {e} done")))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert!(done(3).contains("mixing"), "{log}");
+            assert!(!done(4).is_empty() && !done(4).contains("mixing"), "{log}");
         }
         let acc = final_json(&out)["test_accuracy"]
             .as_f64()

@@ -22,10 +22,14 @@ pub enum MixMethod {
     /// No mixing: plain empirical risk minimisation.
     #[default]
     None,
-    /// Input mixup (Zhang et al. 2018, <https://arxiv.org/abs/1710.09412>) applied to text.
-    /// Mixing one-hot token inputs and then embedding them equals mixing the embedded tokens,
-    /// so this mixes at the embedding output, exactly like [`MixMethod::Word`]; it is kept as
-    /// a name of its own for recipes that follow the original paper.
+    /// Input mixup (Zhang et al. 2018, <https://arxiv.org/abs/1710.09412>) applied to text: it
+    /// mixes at each model's embedding output (point 0), exactly like [`MixMethod::Word`], and
+    /// is kept as a name of its own for recipes that follow the original paper. For TextCNN,
+    /// the BiLSTM and the pre-LN Transformer that output is the token embedding (plus the
+    /// position embedding for the Transformer), and mixing it equals mixing one-hot inputs,
+    /// since those embeddings are linear in them. For the post-LN Transformer and BERT-family
+    /// encoders it is the embedding after LayerNorm and dropout, which is not linear in the
+    /// one-hot input: there this mixes the normalised embeddings, not the inputs.
     Input,
     /// wordMixup (Guo et al. 2019, <https://arxiv.org/abs/1905.08941>): mix the word
     /// embeddings position by position, the shorter sentence zero-padded, under the union of
@@ -34,7 +38,9 @@ pub enum MixMethod {
     /// senMixup (Guo et al. 2019): mix the pooled sentence vectors before the classifier.
     Sen,
     /// Manifold Mixup (Verma et al. 2019, <https://arxiv.org/abs/1806.05236>): mix at a point
-    /// drawn uniformly per batch from an eligible set (by default every mixing point).
+    /// drawn uniformly per batch from an eligible set, by default the paper's: the embedding
+    /// output and the outputs of the first two layers (the official code's k in {0, 1, 2}),
+    /// never the pooled vector.
     Manifold,
     /// TMix (Chen et al. 2020, <https://arxiv.org/abs/2004.12239>): mix the hidden states after
     /// an encoder layer drawn per batch from an eligible set, by default the layers TMix uses
@@ -93,7 +99,17 @@ impl MixMethod {
             // SSMix mixes token ids; the embedding output is where it takes its saliency.
             Self::Input | Self::Word | Self::Ssmix => find(PointKind::Embedding),
             Self::Sen | Self::MixupTransformer => find(PointKind::Pooled),
-            Self::Manifold => (0..points.len()).collect(),
+            // The paper's set: the input and the outputs of the first two blocks (the
+            // official code draws k from {0, 1, 2}); never the pooled representation.
+            Self::Manifold => {
+                let layers = (0..points.len())
+                    .filter(|&i| matches!(points[i], PointKind::Layer(_)))
+                    .take(2);
+                find(PointKind::Embedding)
+                    .into_iter()
+                    .chain(layers)
+                    .collect()
+            }
             Self::Tmix => {
                 let layers: Vec<usize> = (0..points.len())
                     .filter(|&i| matches!(points[i], PointKind::Layer(_)))
@@ -170,7 +186,13 @@ mod tests {
         assert_eq!(MixMethod::Word.eligible(&points), vec![0]);
         assert_eq!(MixMethod::Input.eligible(&points), vec![0]);
         assert_eq!(MixMethod::Sen.eligible(&points), vec![2]);
-        assert_eq!(MixMethod::Manifold.eligible(&points), vec![0, 1, 2]);
+        // Manifold Mixup never mixes the pooled vector by default (the paper's k in {0, 1, 2}).
+        assert_eq!(MixMethod::Manifold.eligible(&points), vec![0, 1]);
+        let deep: Vec<PointKind> = std::iter::once(PointKind::Embedding)
+            .chain((0..6).map(PointKind::Layer))
+            .chain(std::iter::once(PointKind::Pooled))
+            .collect();
+        assert_eq!(MixMethod::Manifold.eligible(&deep), vec![0, 1, 2]);
         assert_eq!(MixMethod::MixupTransformer.eligible(&points), vec![2]);
         assert_eq!(MixMethod::Tmix.eligible(&points), vec![1]);
         assert!(MixMethod::Tmix.separate_batch() && !MixMethod::Manifold.separate_batch());

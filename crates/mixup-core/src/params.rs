@@ -70,6 +70,36 @@ impl MixParams {
     }
 }
 
+impl MixupConfig {
+    /// The partners of a method that draws no lambda (SSMix, whose label ratio comes from its
+    /// span): the pairing's partners, with each batch (mode `Batch`) or row (`Elem`, `Pair`)
+    /// left with itself with probability `1 - prob`. `alpha` plays no part, so `alpha = 0`
+    /// does not turn such a method off.
+    pub fn sample_partners<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Vec<usize> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut partners = partners(self.pairing, n, rng);
+        if self.prob < 1.0 {
+            match self.mode {
+                LambdaMode::Batch => {
+                    if !rng.random_bool(self.prob.max(0.0)) {
+                        return (0..n).collect();
+                    }
+                }
+                LambdaMode::Elem | LambdaMode::Pair => {
+                    for (i, p) in partners.iter_mut().enumerate() {
+                        if !rng.random_bool(self.prob.max(0.0)) {
+                            *p = i;
+                        }
+                    }
+                }
+            }
+        }
+        partners
+    }
+}
+
 /// Partners of each row of an `n`-row batch under `pairing`.
 fn partners<R: Rng + ?Sized>(pairing: Pairing, n: usize, rng: &mut R) -> Vec<usize> {
     match pairing {
@@ -281,5 +311,64 @@ mod tests {
             (350..650).contains(&unmixed),
             "{unmixed} of 1000 rows unmixed"
         );
+    }
+
+    #[test]
+    fn span_partners_ignore_alpha_and_honour_prob() {
+        let cfg = MixupConfig {
+            alpha: 0.0,
+            pairing: Pairing::SplitHalves,
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        // `sample` with alpha 0 pairs every row with itself; the span partners do not.
+        assert_eq!(
+            cfg.sample(4, &mut rng).effective_partners(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(cfg.sample_partners(4, &mut rng), vec![2, 3, 0, 1]);
+        let never = MixupConfig {
+            prob: 0.0,
+            ..cfg.clone()
+        };
+        assert_eq!(never.sample_partners(4, &mut rng), vec![0, 1, 2, 3]);
+        let half = MixupConfig {
+            prob: 0.5,
+            mode: LambdaMode::Elem,
+            ..cfg
+        };
+        let mixed: usize = (0..2000)
+            .map(|_| {
+                let p = half.sample_partners(4, &mut rng);
+                p.iter().enumerate().filter(|(i, j)| i != *j).count()
+            })
+            .sum();
+        let share = mixed as f64 / 8000.0;
+        assert!((share - 0.5).abs() < 0.03, "mixed share {share}");
+    }
+
+    /// alpha shapes lambda: the sample mean and variance of batch lambdas are Beta(alpha,
+    /// alpha)'s, 1/2 and 1 / (4 (2 alpha + 1)).
+    #[test]
+    fn lambdas_have_the_moments_of_beta_alpha_alpha() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for alpha in [0.2, 1.0, 4.0, 16.0] {
+            let cfg = MixupConfig {
+                alpha,
+                ..Default::default()
+            };
+            let n = 40_000;
+            let draws: Vec<f64> = (0..n)
+                .map(|_| cfg.sample(1, &mut rng).lambdas[0] as f64)
+                .collect();
+            let mean = draws.iter().sum::<f64>() / n as f64;
+            let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            let want = 1.0 / (4.0 * (2.0 * alpha + 1.0));
+            assert!((mean - 0.5).abs() < 0.01, "alpha {alpha}: mean {mean}");
+            assert!(
+                (var / want - 1.0).abs() < 0.05,
+                "alpha {alpha}: variance {var}, Beta's {want}"
+            );
+        }
     }
 }

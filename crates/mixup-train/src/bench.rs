@@ -204,7 +204,7 @@ pub fn bench_model<M: Module + MixingPoints>(
         let batch = StepBatch {
             items: &a_refs,
             partner_items: method.separate_batch().then_some(&b_refs[..]),
-            mixing: method != MixMethod::None,
+            mixing: plan.mixes(),
         };
         let start = Instant::now();
         let (next, report) = train_step(

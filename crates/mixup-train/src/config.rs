@@ -20,6 +20,18 @@ pub enum LossForm {
     Interpolated,
 }
 
+/// How a mixed step adds the clean (unmixed) loss, for SSMix and `clean_loss`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanWeighting {
+    /// `(mixed + clean) / 2`: the official SSMix code's mean of its four terms (clean and
+    /// mixed, each half of the batch), so gradients have the scale of one loss.
+    #[default]
+    Mean,
+    /// `mixed + clean`: twice the gradient scale, as this project trained before.
+    Sum,
+}
+
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +84,9 @@ pub struct StepConfig {
     /// Add the clean (unmixed) loss to mixed steps (SSMix always trains it).
     #[config(default = false)]
     pub clean_loss: bool,
+    /// How the clean loss is added: the mean of the two (the paper's code) or their sum.
+    #[config(default = "CleanWeighting::Mean")]
+    pub clean_weighting: CleanWeighting,
     /// The eligible mixing points (indices into the model's [`mixup_models::MixingPoints::points`]);
     /// one is drawn per step. `None`: the method's default ([`MixMethod::eligible`]).
     pub points: Option<Vec<usize>>,
@@ -161,7 +176,8 @@ pub struct TrainConfig {
     /// Seeds initialisation, dropout, shuffling and mixing.
     #[config(default = 0)]
     pub seed: u64,
-    /// Stop mixing from this 1-based epoch on (timm's `mixup_off_epoch`); `None`: never.
+    /// Mix in the first `off_epoch` epochs only, as timm's `mixup_off_epoch = N` (which mixes
+    /// its 0-based epochs 0..N): epochs `1..=N` mix, later ones train clean. `None`: always.
     pub off_epoch: Option<usize>,
     /// Optimiser steps between checkpoints within an epoch (0: only at epoch ends; none are
     /// written without a checkpoint folder).

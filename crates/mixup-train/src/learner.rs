@@ -155,9 +155,8 @@ impl<M: Module + ModuleDisplay + MixingPoints + 'static> TrainStep for Mixup<M> 
         let items: Vec<&EncodedExample> = batch.items.iter().collect();
         let partners: Option<Vec<&EncodedExample>> =
             batch.partners.as_ref().map(|p| p.iter().collect());
-        let mixing = self.plan.method != MixMethod::None
-            && self.plan.mix_config.enabled()
-            && (!self.plan.method.separate_batch() || partners.is_some());
+        let mixing =
+            self.plan.mixes() && (!self.plan.method.separate_batch() || partners.is_some());
         let step = StepBatch {
             items: &items,
             partner_items: partners.as_deref(),

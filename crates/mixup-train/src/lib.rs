@@ -28,7 +28,9 @@ pub mod step;
 pub mod train;
 
 pub use atomic::{commit, write_atomic};
-pub use config::{LossForm, OptimConfig, OptimizerKind, Schedule, StepConfig, TrainConfig};
+pub use config::{
+    CleanWeighting, LossForm, OptimConfig, OptimizerKind, Schedule, StepConfig, TrainConfig,
+};
 pub use error::{Result, TrainError};
 pub use step::{StepBatch, StepPlan, StepReport, train_step};
 pub use train::{Event, TextData, TrainSetup, Trained, seed_device, train};

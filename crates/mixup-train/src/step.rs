@@ -18,7 +18,7 @@ use rand::{RngExt, rngs::StdRng};
 
 use crate::{
     TrainError,
-    config::{LossForm, StepConfig},
+    config::{CleanWeighting, LossForm, StepConfig},
     error::Result,
     optim::clip_grad_norm,
 };
@@ -40,6 +40,8 @@ pub struct StepPlan {
     pub loss: LossForm,
     /// Add the clean loss to mixed steps (SSMix always does).
     pub clean_loss: bool,
+    /// How the clean loss is added to the mixed one.
+    pub clean_weighting: CleanWeighting,
     /// SSMix's span settings.
     pub ssmix: SsmixSettings,
     /// Longest sequence.
@@ -119,6 +121,7 @@ impl StepPlan {
             smoothing: config.label_smoothing,
             loss: config.loss,
             clean_loss: config.clean_loss,
+            clean_weighting: config.clean_weighting,
             ssmix: SsmixSettings {
                 mode: config.span,
                 layout,
@@ -127,6 +130,24 @@ impl StepPlan {
             max_len: config.max_len,
             clip_grad_norm: config.clip_grad_norm,
         })
+    }
+}
+
+impl StepPlan {
+    /// Whether this plan mixes at all: any method but `none`, and for the methods that draw
+    /// lambda, a config that can draw one (`alpha > 0` and `prob > 0`). SSMix draws no lambda
+    /// (its label ratio comes from its span), so `alpha` does not switch it off.
+    pub fn mixes(&self) -> bool {
+        self.method != MixMethod::None
+            && (self.method == MixMethod::Ssmix || self.mix_config.enabled())
+    }
+
+    /// The factors of the mixed and the clean loss when both are trained.
+    fn loss_weights(&self) -> (f32, f32) {
+        match self.clean_weighting {
+            CleanWeighting::Mean => (0.5, 0.5),
+            CleanWeighting::Sum => (1.0, 1.0),
+        }
     }
 }
 
@@ -396,12 +417,33 @@ fn mixed_step<M: Module + MixingPoints>(
 ) -> Result<Forward> {
     let (items, n) = (batch.items, text.len());
     let own: Vec<usize> = items.iter().map(|e| e.label).collect();
-    let mut params: MixParams = plan.mix_config.sample(n, rng);
+    let is_ssmix = plan.method == MixMethod::Ssmix;
+    // SSMix draws partners only (its ratio comes from the span); the others lambdas too.
+    let (mut params, span_partners) = if is_ssmix {
+        let partners = plan.mix_config.sample_partners(n, rng);
+        (MixParams::identity(n), Some(partners))
+    } else {
+        (plan.mix_config.sample(n, rng), None)
+    };
     let point = plan.eligible[rng.random_range(0..plan.eligible.len())];
+    let trains_clean = is_ssmix || plan.clean_loss;
+    let (mixed_w, clean_w) = if trains_clean {
+        plan.loss_weights()
+    } else {
+        (1.0, 1.0)
+    };
     let mut ssmix = None;
-    let (logits, partner) = if plan.method == MixMethod::Ssmix {
-        let (logits, partners, ratios, pass) =
-            ssmix_forward(model, plan, items, &text, &params, rng, device, weight)?;
+    let (logits, partner) = if let Some(partners) = span_partners {
+        let (logits, ratios, pass) = ssmix_forward(
+            model,
+            plan,
+            items,
+            &text,
+            &partners,
+            rng,
+            device,
+            weight * clean_w,
+        )?;
         params = MixParams {
             lambdas: ratios,
             partners: partners.clone(),
@@ -444,10 +486,13 @@ fn mixed_step<M: Module + MixingPoints>(
             &params.lambdas,
         ),
     };
-    if plan.clean_loss && plan.method != MixMethod::Ssmix {
+    if trains_clean {
+        loss = loss.mul_scalar(mixed_w);
+    }
+    if plan.clean_loss && !is_ssmix {
         let clean = model.forward(text.ids, text.mask);
         let targets = soft_targets(text.labels, classes, smoothing);
-        loss = loss + soft_cross_entropy(clean, targets, None);
+        loss = loss + soft_cross_entropy(clean, targets, None).mul_scalar(clean_w);
     }
     let dominant: Vec<usize> = (0..n)
         .map(|i| {
@@ -460,9 +505,10 @@ fn mixed_step<M: Module + MixingPoints>(
         .collect();
     Ok(match ssmix {
         Some(pass) => Forward {
-            logged: loss.clone().detach() + pass.clean_loss,
+            logged: loss.clone().detach() + pass.clean_loss.mul_scalar(clean_w),
             // The surrogate comes from the saliency pass's gradient, which already carries
-            // `weight`; the whole loss is multiplied by `weight` later, so undo it here.
+            // `weight` (and the clean loss's factor); the whole loss is multiplied by `weight`
+            // later, so undo that here.
             loss: loss + pass.surrogate.div_scalar(weight),
             logits,
             dominant,
@@ -478,22 +524,22 @@ fn mixed_step<M: Module + MixingPoints>(
     })
 }
 
-/// SSMix's forward: the saliency pass, then each row with its partner's most salient span
-/// copied over its own least salient one (chosen on the device; the random ablations mix
-/// the ids on the host). Returns the mixed logits, the partners, each row's label ratio and
-/// the saliency pass.
+/// SSMix's forward: the saliency pass (its clean loss differentiated with factor `weight`),
+/// then each row with its partner's most salient span copied over its own least salient one
+/// (chosen on the device; the random ablations mix the ids on the host). Returns the mixed
+/// logits, each row's label ratio and the saliency pass.
 #[allow(clippy::too_many_arguments)]
 fn ssmix_forward<M: MixingPoints>(
     model: &M,
     plan: &StepPlan,
     items: &[&EncodedExample],
     text: &TextBatch,
-    params: &MixParams,
+    partners: &[usize],
     rng: &mut StdRng,
     device: &Device,
     weight: f32,
-) -> Result<(Tensor<2>, Vec<usize>, Vec<f32>, SaliencyPass)> {
-    let partners = params.effective_partners();
+) -> Result<(Tensor<2>, Vec<f32>, SaliencyPass)> {
+    let partners = partners.to_vec();
     let mut pass = ssmix_saliency(model, text, plan.num_classes, plan.smoothing, weight)?;
     let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
         let l = text.ids.dims()[1];
@@ -514,7 +560,7 @@ fn ssmix_forward<M: MixingPoints>(
         let aug_batch = TextBatch::new(&aug_refs, plan.max_len, device);
         (aug_batch.ids, aug_batch.mask, ratios)
     };
-    Ok((model.forward(aug_ids, aug_mask), partners, ratios, pass))
+    Ok((model.forward(aug_ids, aug_mask), ratios, pass))
 }
 
 /// What SSMix's saliency pass leaves: the clean loss (its value, for the report), the
@@ -876,6 +922,81 @@ mod tests {
                     .map(|(x, y)| (0.25 * x - y).abs())
                     .fold(0.0, f32::max);
                 assert!(diff < 1e-6, "{method}: weighted gradient off by {diff}");
+            }
+        }
+    }
+
+    /// SSMix draws no lambda, so alpha = 0 must not turn it into clean training (it did: the
+    /// partners of rows with lambda 1 were the rows themselves); and with the clean loss, a
+    /// step trains their mean by default (the official code), half the gradient of the sum.
+    #[test]
+    fn ssmix_mixes_at_alpha_zero_and_the_clean_loss_is_averaged() {
+        use crate::config::CleanWeighting;
+        let (ad, model) = tiny_cnn(5);
+        let rows = toy_rows(7);
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        let run = |config: &StepConfig, mixing: bool| {
+            let plan = StepPlan::new(config, &model.points(), 3, Layout::PLAIN).expect("plan");
+            let batch = StepBatch {
+                items: &refs,
+                partner_items: None,
+                mixing,
+            };
+            let (g, r) =
+                step_gradients(&model, &plan, &batch, &mut seeded(4), &ad, 1.0).expect("step");
+            (plan.mixes(), g, r.loss.into_scalar::<f32>())
+        };
+        let ssmix = crate::bench::default_step_config(MixMethod::Ssmix)
+            .with_alpha(0.0)
+            .with_clean_weighting(CleanWeighting::Sum);
+        let (mixes, at_zero, _) = run(&ssmix, true);
+        assert!(mixes, "ssmix with alpha 0 still mixes");
+        let (_, clean, _) = run(&StepConfig::new(), false);
+        let id = model.embedding.weight.id;
+        let (a, c) = (grad_of(&at_zero, id), grad_of(&clean, id));
+        let off = a
+            .iter()
+            .zip(&c)
+            .map(|(x, y)| (x - 2.0 * y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            off > 1e-4,
+            "the span-mixed rows must differ from the clean ones ({off})"
+        );
+        for config in [
+            crate::bench::default_step_config(MixMethod::Ssmix),
+            StepConfig::new()
+                .with_method(MixMethod::Word)
+                .with_clean_loss(true),
+        ] {
+            assert_eq!(
+                config.clean_weighting,
+                CleanWeighting::Mean,
+                "the paper's default"
+            );
+            let (_, mean, l_mean) = run(&config, true);
+            let (_, sum, l_sum) = run(
+                &config.clone().with_clean_weighting(CleanWeighting::Sum),
+                true,
+            );
+            assert!(
+                (2.0 * l_mean - l_sum).abs() < 1e-5,
+                "{:?}: {l_mean} vs {l_sum}",
+                config.method
+            );
+            for id in [model.embedding.weight.id, model.output.weight.id] {
+                let (m, s) = (grad_of(&mean, id), grad_of(&sum, id));
+                assert!(s.iter().any(|&v| v != 0.0));
+                let diff = m
+                    .iter()
+                    .zip(&s)
+                    .map(|(x, y)| (2.0 * x - y).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    diff < 1e-5,
+                    "{:?}: mean is not half the sum ({diff})",
+                    config.method
+                );
             }
         }
     }

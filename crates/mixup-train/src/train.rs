@@ -12,7 +12,7 @@ use burn::{
     tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::Layout;
-use mixup_core::{MixMethod, soft_cross_entropy, soft_targets};
+use mixup_core::{soft_cross_entropy, soft_targets};
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
 use mixup_models::MixingPoints;
 use rand::{SeedableRng, rngs::StdRng};
@@ -519,9 +519,7 @@ impl Run<'_> {
     ) -> Result<(M, EpochSums)> {
         let (t, data) = (self.setup.config, self.setup.data);
         let method = self.plan.method;
-        let mixing = method != MixMethod::None
-            && self.plan.mix_config.enabled()
-            && t.off_epoch.is_none_or(|off| epoch < off);
+        let mixing = self.plan.mixes() && t.off_epoch.is_none_or(|off| epoch <= off);
         let mut shuffle = StdRng::seed_from_u64(derive_seed(t.seed, SHUFFLE, epoch as u64, 0));
         let batches = batch_indices(data.train.len(), t.batch_size, Some(&mut shuffle));
         // A second, independent order of the training set: the partner batches of methods that
@@ -745,6 +743,7 @@ fn read_running(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mixup_core::MixMethod;
 
     #[test]
     fn derived_seeds_differ_by_stream_and_step() {
@@ -753,5 +752,60 @@ mod tests {
         assert_ne!(a, derive_seed(0, SHUFFLE, 1, 0));
         assert_ne!(a, derive_seed(1, MIX, 1, 0));
         assert_eq!(a, derive_seed(0, MIX, 1, 0));
+    }
+
+    fn rows() -> Vec<EncodedExample> {
+        (0..12u32)
+            .map(|i| EncodedExample {
+                ids: (0..3 + i % 3).map(|t| 2 + (i * 5 + t) % 27).collect(),
+                label: (i % 3) as usize,
+            })
+            .collect()
+    }
+
+    fn run(step: crate::StepConfig, epochs: usize, off_epoch: Option<usize>) -> Vec<bool> {
+        let rows = rows();
+        let config = TrainConfig::new()
+            .with_step(step.with_max_len(8))
+            .with_epochs(epochs)
+            .with_batch_size(4)
+            .with_off_epoch(off_epoch);
+        let setup = TrainSetup {
+            config: &config,
+            name: "t",
+            data: TextData {
+                train: &rows,
+                dev: None,
+                test: &rows,
+                num_classes: 3,
+                vocab_size: 30,
+                layout: Layout::PLAIN,
+            },
+            device: Device::flex(),
+            device_name: "flex".into(),
+            replicas: Vec::new(),
+            checkpoint_dir: None,
+            resume: None,
+        };
+        let build = |d: &Device| {
+            Ok(mixup_models::TextCnnConfig::new(30, 3)
+                .with_d_embed(8)
+                .with_n_filters(4)
+                .init(d))
+        };
+        let trained = train(build, &setup, &mut |_| {}).expect("train");
+        trained.epochs.iter().map(|e| e.mixing).collect()
+    }
+
+    /// `off_epoch = N` mixes N epochs, as timm's `mixup_off_epoch = N` (it mixed N - 1).
+    #[test]
+    fn off_epoch_n_mixes_the_first_n_epochs() {
+        let word = crate::StepConfig::new().with_method(MixMethod::Word);
+        assert_eq!(run(word.clone(), 3, Some(2)), [true, true, false]);
+        assert_eq!(run(word.clone(), 2, Some(1)), [true, false]);
+        assert_eq!(run(word, 2, None), [true, true]);
+        // SSMix mixes whatever alpha is (it used to train clean at alpha 0).
+        let ssmix = crate::bench::default_step_config(MixMethod::Ssmix).with_alpha(0.0);
+        assert_eq!(run(ssmix, 1, None), [true]);
     }
 }
