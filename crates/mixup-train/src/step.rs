@@ -1000,4 +1000,63 @@ mod tests {
             }
         }
     }
+
+    /// TMix mixes each row with the row of the same index in its separate partner batch:
+    /// changing partner row 1 changes the mixed logits of row 1 and of no other row (a
+    /// Transformer without dropout treats rows independently), and so the partner is used.
+    #[test]
+    fn tmix_mixes_each_row_with_its_own_partner_row() {
+        let ad = Device::flex().autodiff();
+        ad.seed(2);
+        let model = mixup_models::TransformerClassifierConfig::new(30, 3)
+            .with_d_model(8)
+            .with_n_heads(2)
+            .with_n_layers(2)
+            .with_d_ff(16)
+            .with_dropout(0.0)
+            .with_max_positions(8)
+            .init(&ad);
+        let config = StepConfig::new()
+            .with_method(MixMethod::Tmix)
+            .with_alpha(16.0)
+            .with_max_len(8);
+        let plan = StepPlan::new(&config, &model.points(), 3, Layout::PLAIN).expect("plan");
+        let own = toy_rows(3);
+        let partners = toy_rows(11);
+        let mut changed = partners.clone();
+        changed[1].ids = vec![29, 28, 27, 26];
+        let logits = |partner_rows: &[EncodedExample]| -> Vec<Vec<f32>> {
+            let items: Vec<&EncodedExample> = own.iter().collect();
+            let pitems: Vec<&EncodedExample> = partner_rows.iter().collect();
+            let batch = StepBatch {
+                items: &items,
+                partner_items: Some(&pitems),
+                mixing: true,
+            };
+            let (_, report) =
+                step_gradients(&model, &plan, &batch, &mut seeded(5), &ad, 1.0).expect("step");
+            let flat: Vec<f32> = report
+                .logits
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .expect("f32");
+            flat.chunks(3).map(<[f32]>::to_vec).collect()
+        };
+        let (a, b) = (logits(&partners), logits(&changed));
+        for (row, (x, y)) in a.iter().zip(&b).enumerate() {
+            let diff = max_diff(x, y);
+            if row == 1 {
+                assert!(
+                    diff > 1e-4,
+                    "row 1's partner changed, its logits must ({diff})"
+                );
+            } else {
+                assert!(
+                    diff < 1e-5,
+                    "row {row} does not mix with partner row 1 ({diff})"
+                );
+            }
+        }
+    }
 }
