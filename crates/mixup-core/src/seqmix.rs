@@ -385,4 +385,41 @@ mod tests {
         assert_eq!(out[0].labels[0], vec![(1, 1.0)]);
         assert!(out[0].ids[0] != 1 && out[0].ids[0] != 9);
     }
+
+    /// On random vectors, the projection returns exactly the token a brute-force cosine search
+    /// on the host (in f64) finds, with the exclusions and specials skipped.
+    #[test]
+    fn nearest_tokens_is_the_brute_force_nearest() {
+        use burn::tensor::TensorData;
+        use rand::{RngExt, SeedableRng, rngs::StdRng};
+        let device = Device::flex();
+        let mut rng = StdRng::seed_from_u64(9);
+        let (v, d, k) = (40usize, 6usize, 8usize);
+        let mut draw =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let table_v = draw(v * d);
+        let mixed_v = draw(k * d);
+        let exclude: Vec<Vec<u32>> = (0..k as u32).map(|r| vec![r, r + 7]).collect();
+        let specials = [0u32, 1];
+        let got = nearest_tokens(
+            Tensor::from_data(TensorData::new(mixed_v.clone(), [k, d]), &device),
+            Tensor::from_data(TensorData::new(table_v.clone(), [v, d]), &device),
+            &exclude,
+            &specials,
+        );
+        let norm = |x: &[f32]| x.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+        for (row, got) in got.iter().enumerate() {
+            let m = &mixed_v[row * d..(row + 1) * d];
+            let best = (0..v as u32)
+                .filter(|id| !exclude[row].contains(id) && !specials.contains(id))
+                .map(|id| {
+                    let t = &table_v[id as usize * d..(id as usize + 1) * d];
+                    let dot: f64 = m.iter().zip(t).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    (id, dot / (norm(m) * norm(t)))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(id, _)| id);
+            assert_eq!(*got, best, "row {row}");
+        }
+    }
 }
