@@ -539,23 +539,24 @@ fn ssmix_forward<M: MixingPoints>(
     device: &Device,
     weight: f32,
 ) -> Result<(Tensor<2>, Vec<f32>, SaliencyPass)> {
-    let partners = partners.to_vec();
     let mut pass = ssmix_saliency(model, text, plan.num_classes, plan.smoothing, weight)?;
     let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
         let l = text.ids.dims()[1];
         let lens: Vec<usize> = items.iter().map(|e| e.ids.len().min(l)).collect();
-        let saliency = std::mem::replace(&mut pass.saliency, Tensor::zeros([1, 1], device));
+        let saliency = pass.saliency.take().ok_or_else(|| {
+            TrainError::Method("ssmix: the saliency pass left no saliency".into())
+        })?;
         let (ids, ratios) = saliency_span_mix(
             text.ids.clone(),
             saliency,
             &lens,
-            &partners,
+            partners,
             plan.ssmix.layout,
             plan.ssmix.share,
         );
         (ids, text.mask.clone(), ratios)
     } else {
-        let (aug, ratios) = ssmix_random_rows(items, &partners, &plan.ssmix, rng);
+        let (aug, ratios) = ssmix_random_rows(items, partners, &plan.ssmix, rng);
         let aug_refs: Vec<&EncodedExample> = aug.iter().collect();
         let aug_batch = TextBatch::new(&aug_refs, plan.max_len, device);
         (aug_batch.ids, aug_batch.mask, ratios)
@@ -571,7 +572,8 @@ struct SaliencyPass {
     clean_loss: Tensor<1>,
     grads: burn::tensor::Gradients,
     surrogate: Tensor<1>,
-    saliency: Tensor<2>,
+    /// Taken (once) by the span choice.
+    saliency: Option<Tensor<2>>,
 }
 
 /// The clean forward and backward of SSMix: the embedding output is cut from the graph
@@ -626,7 +628,7 @@ fn ssmix_saliency<M: MixingPoints>(
         clean_loss,
         grads,
         surrogate,
-        saliency,
+        saliency: Some(saliency),
     })
 }
 
@@ -707,10 +709,9 @@ mod tests {
         );
         let want = GradientsParams::from_grads(reference.backward(), &model);
         let pass = ssmix_saliency(&model, &batch, 3, 0.0, 1.0).expect("saliency pass");
-        assert_eq!(pass.saliency.dims(), [3, 5]);
-        let saliency: Vec<f32> = pass
-            .saliency
-            .clone()
+        let tensor = pass.saliency.clone().expect("saliency");
+        assert_eq!(tensor.dims(), [3, 5]);
+        let saliency: Vec<f32> = tensor
             .into_data()
             .convert::<f32>()
             .try_to_vec()
