@@ -90,15 +90,15 @@ impl StepPlan {
                     ));
                 }
                 if method == MixMethod::Tmix
-                    && let Some(bad) = set
-                        .iter()
-                        .find(|&&p| !matches!(points[p], PointKind::Layer(_)))
+                    && let Some(bad) = set.iter().find(|&&p| {
+                        !matches!(points[p], PointKind::Layer(_) | PointKind::Embedding)
+                    })
                 {
                     return Err(TrainError::config(
                         "points",
                         format!(
-                            "point {bad} is {:?}; tmix mixes after encoder layers (points \
-                             1..={})",
+                            "point {bad} is {:?}; tmix mixes sequences: the embedding output \
+                             or an encoder layer's (points 0..={})",
                             points[*bad],
                             points.len().saturating_sub(2)
                         ),
