@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         &Format::Csv {
             text_column: "text".into(),
             label_column: "label".into(),
+            text_b_column: None,
         },
     );
 });

@@ -99,7 +99,7 @@ pub fn bench_recipe(
                 );
             }
             let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, &ad)?;
-            let model = bert_classifier(m, encoder, spec.classes, &ad, true)?;
+            let model = bert_classifier(m, encoder, spec.classes, &ad, true, None)?;
             let vocab = prepared.config.vocab_size;
             bench_model(model, &target(Layout::BERT, vocab), spec, &ad, device_name)
         }

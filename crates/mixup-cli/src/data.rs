@@ -123,6 +123,46 @@ impl TextTokenizer {
         }
     }
 
+    /// The ids of a text or, with `text_b`, of a pair (`a <sep> b` for a word vocabulary,
+    /// `[CLS] a [SEP] b [SEP]` for WordPiece), at most `max_len` of them. `path` and `line`
+    /// name the input in errors.
+    ///
+    /// # Errors
+    ///
+    /// A pair for a word vocabulary without `<sep>` (a run trained on single texts), or a
+    /// [`DataError::Tokenizer`] failure.
+    pub fn encode_text(
+        &self,
+        text: &str,
+        text_b: Option<&str>,
+        max_len: usize,
+        path: &Path,
+        line: usize,
+    ) -> Result<Vec<u32>, DataError> {
+        let Some(b) = text_b else {
+            return self.encode(text, max_len);
+        };
+        match self {
+            Self::Word(t) => t.encode_pair(text, b, max_len).ok_or_else(|| {
+                DataError::line(
+                    path,
+                    line,
+                    "a text pair, but this vocabulary has no <sep> token: the run was \
+                     trained on single texts",
+                )
+            }),
+            Self::WordPiece(t) => t.encode_pair(text, b, max_len),
+        }
+    }
+
+    /// The `[SEP]` id of a WordPiece tokenizer (`None` for word vocabularies).
+    pub fn bert_sep_id(&self) -> Option<u32> {
+        match self {
+            Self::Word(_) => None,
+            Self::WordPiece(t) => Some(t.sep_id()),
+        }
+    }
+
     /// Number of ids (rows of the embedding table it needs).
     pub fn vocab_size(&self) -> usize {
         match self {
@@ -131,11 +171,14 @@ impl TextTokenizer {
         }
     }
 
-    /// Where the special tokens of its rows are.
+    /// Where the special tokens of its rows are, and the separator of pairs.
     pub fn layout(&self) -> Layout {
         match self {
-            Self::Word(_) => Layout::PLAIN,
-            Self::WordPiece(_) => Layout::BERT,
+            Self::Word(t) => match t.sep_id() {
+                Some(sep) => Layout::PLAIN.with_sep(sep),
+                None => Layout::PLAIN,
+            },
+            Self::WordPiece(t) => Layout::BERT.with_sep(t.sep_id()),
         }
     }
 }
@@ -189,7 +232,7 @@ pub fn encode(
         .iter()
         .map(|e| {
             Ok(EncodedExample {
-                ids: tokenizer.encode(&e.text, max_len)?,
+                ids: tokenizer.encode_text(&e.text, e.text_b.as_deref(), max_len, path, e.line)?,
                 label: labels.encode(e, path)?,
             })
         })
@@ -198,17 +241,18 @@ pub fn encode(
 
 /// Reads and encodes the splits in `dir` as the recipe says: with `wordpiece` when given
 /// (a pretrained encoder's tokenizer), else with a word vocabulary built from the training
-/// texts (`data.lowercase`, `data.min_freq`, `data.max_vocab`).
+/// texts (`data.lowercase`, `data.min_freq`, `data.max_vocab`; with `<sep>` when the
+/// training set holds text pairs).
 ///
 /// # Errors
 ///
-/// The first [`DataError`] of any file.
+/// The first [`DataError`] of any file; splits that are not all single texts or all pairs.
 pub fn load_encoded(
     dir: &Path,
     recipe: &Recipe,
     wordpiece: Option<WordPieceTokenizer>,
 ) -> Result<Encoded, DataError> {
-    let splits = Splits::load(dir)?;
+    let splits = load_splits(dir)?;
     let d = &recipe.data;
     let train = &splits.train.1;
     let tokenizer = match wordpiece {
@@ -219,12 +263,70 @@ pub fn load_encoded(
                 min_freq: d.min_freq,
                 max_vocab: d.max_vocab,
             };
-            TextTokenizer::Word(config.build(train.iter().map(|e| e.text.as_str())))
+            let texts = train
+                .iter()
+                .flat_map(|e| std::iter::once(e.text.as_str()).chain(e.text_b.as_deref()));
+            let words = config.build(texts);
+            // Pairs join their texts with <sep>.
+            TextTokenizer::Word(if is_pairs(train) {
+                words.with_separator()
+            } else {
+                words
+            })
         }
     };
     let labels = LabelSet::from_examples(train);
-    let enc =
-        |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, d.max_len);
+    encode_splits(&splits, tokenizer, labels, d.max_len)
+}
+
+/// Reads and encodes the splits in `dir` with a given tokenizer and label set (a finished
+/// run's, for `train.init_from`).
+///
+/// # Errors
+///
+/// As [`load_encoded`]; a label the label set lacks, naming file and line.
+pub fn load_encoded_with(
+    dir: &Path,
+    tokenizer: TextTokenizer,
+    labels: LabelSet,
+    max_len: usize,
+) -> Result<Encoded, DataError> {
+    encode_splits(&load_splits(dir)?, tokenizer, labels, max_len)
+}
+
+fn is_pairs(ex: &[Example]) -> bool {
+    ex.first().is_some_and(|e| e.text_b.is_some())
+}
+
+/// The splits of `dir`, all of single texts or all of pairs.
+fn load_splits(dir: &Path) -> Result<Splits, DataError> {
+    let splits = Splits::load(dir)?;
+    let train = &splits.train.1;
+    for (path, ex) in splits.dev.iter().chain([&splits.test]) {
+        if is_pairs(ex) != is_pairs(train) {
+            let what = |p: bool| if p { "text pairs" } else { "single texts" };
+            return Err(DataError::line(
+                path,
+                ex.first().map_or(1, |e| e.line),
+                format!(
+                    "{}, but {} holds {}: every split must have the same shape",
+                    what(is_pairs(ex)),
+                    splits.train.0.display(),
+                    what(is_pairs(train))
+                ),
+            ));
+        }
+    }
+    Ok(splits)
+}
+
+fn encode_splits(
+    splits: &Splits,
+    tokenizer: TextTokenizer,
+    labels: LabelSet,
+    max_len: usize,
+) -> Result<Encoded, DataError> {
+    let enc = |(path, ex): &(PathBuf, Vec<Example>)| encode(ex, path, &tokenizer, &labels, max_len);
     let train = enc(&splits.train)?;
     let dev = splits.dev.as_ref().map(enc).transpose()?;
     let test = enc(&splits.test)?;

@@ -898,17 +898,24 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
         return Ok(());
     }
     let run = load_run(run, &device)?;
-    let texts: Vec<&str> = lines
+    // One text a line, or a pair `text_a<TAB>text_b`.
+    let texts: Vec<(usize, &str)> = lines
         .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
         .collect();
     let max_len = run.recipe.data.max_len;
+    let source = file.unwrap_or(Path::new("(standard input)"));
     let encoded: Vec<mixup_data::EncodedExample> = texts
         .iter()
-        .map(|t| {
+        .map(|&(line, t)| {
+            let (a, b) = match t.split_once('\t') {
+                Some((a, b)) => (a.trim(), Some(b.trim())),
+                None => (t, None),
+            };
             Ok(mixup_data::EncodedExample {
-                ids: run.tokenizer.encode(t, max_len)?,
+                ids: run.tokenizer.encode_text(a, b, max_len, source, line)?,
                 label: 0,
             })
         })
@@ -921,7 +928,7 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
         &device,
     )?;
     let mut stdout = std::io::stdout().lock();
-    for (text, p) in texts.iter().zip(probs) {
+    for ((_, text), p) in texts.iter().zip(probs) {
         let (best, prob) = p
             .iter()
             .copied()

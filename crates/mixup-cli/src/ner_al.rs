@@ -20,7 +20,7 @@
 //! the whole pool.
 
 use burn::{module::Module, tensor::Device};
-use mixup_core::{SeqMixVariant, TaggedIds, labelled_windows, seqmix_pair};
+use mixup_core::{Projection, SeqMixVariant, TaggedIds, labelled_windows, seqmix_pair};
 use mixup_data::KneserNeyLm;
 use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Beta, Distribution};
@@ -34,7 +34,7 @@ use mixup_train::{
 
 use crate::{
     ner::{NerData, build_tagger},
-    recipe::Recipe,
+    recipe::{Recipe, SeqMixSection},
 };
 
 /// How the next sentences to label are chosen.
@@ -188,6 +188,23 @@ pub fn run_active_learning(
         }
     }
     Ok(rows)
+}
+
+/// A round's projection: `seqmix.projection` and `top_k`, never `<pad>` or `<unk>`, and with
+/// `seqmix.exclude_untrained` only the ids `seen` in the labelled sentences (the embedding
+/// rows the tagger has trained) of a `vocab`-row table.
+fn round_projection(
+    sm: &SeqMixSection,
+    vocab: usize,
+    seen: impl IntoIterator<Item = u32>,
+) -> Projection {
+    let p =
+        Projection::new(sm.projection, sm.top_k).block([mixup_data::PAD_ID, mixup_data::UNK_ID]);
+    if sm.exclude_untrained {
+        p.allow_only(vocab, seen)
+    } else {
+        p
+    }
 }
 
 /// What every arm of one study shares.
@@ -366,6 +383,14 @@ impl Study<'_> {
         }
     }
 
+    /// The round's projection (see [`round_projection`]).
+    fn projection(&self, vocab: usize, labelled: &[usize]) -> Projection {
+        let seen = labelled
+            .iter()
+            .flat_map(|&i| self.train[i].ids.iter().copied());
+        round_projection(self.sm, vocab, seen)
+    }
+
     /// SeqMix sentences for the `newly` labelled ones (`seqmix.rate` of them), each paired
     /// with a labelled partner (of equal length for `whole`), kept when they pass the
     /// perplexity filter; returns them and how many were generated before the filter.
@@ -378,8 +403,8 @@ impl Study<'_> {
         rng: &mut StdRng,
     ) -> (Vec<NerItem>, usize) {
         let (sm, train, vocab) = (self.sm, self.train, self.vocab);
-        let specials = [mixup_data::PAD_ID, mixup_data::UNK_ID];
         let table = eval.embedding_table();
+        let projection = self.projection(table.dims()[0], labelled);
         // The filter scores generated sentences as vocabulary tokens (lowercased under
         // `data.lowercase`, `<unk>` for rare words), so it is trained on the labelled
         // sentences in the same form, not on their raw text.
@@ -435,7 +460,7 @@ impl Study<'_> {
                 sm.min_labelled,
                 vocab.outside,
                 &table,
-                &specials,
+                &projection,
             );
             for g in pair {
                 generated += 1;
@@ -679,6 +704,24 @@ mod stream_tests {
         // A sentence labelled elsewhere drops out; the others keep their order.
         let shrunk: Vec<usize> = pool.iter().copied().filter(|&i| i != a[0]).collect();
         assert_eq!(candidates(&shrunk, 50, 9, 3, 1), a[1..].to_vec());
+    }
+
+    /// Only trained rows (ids of labelled sentences) may be produced, never the specials;
+    /// `exclude_untrained = false` allows every other id.
+    #[test]
+    fn projection_blocks_untrained_rows_and_specials() {
+        let sm = SeqMixSection::default();
+        assert!(sm.exclude_untrained, "the default");
+        let p = round_projection(&sm, 10, [1, 3, 4, 3]);
+        let allowed: Vec<u32> = (0..10).filter(|&id| !p.is_blocked(id)).collect();
+        assert_eq!(allowed, vec![3, 4], "seen ids but <unk> (1)");
+        let all = SeqMixSection {
+            exclude_untrained: false,
+            ..SeqMixSection::default()
+        };
+        let p = round_projection(&all, 10, [3]);
+        let allowed: Vec<u32> = (0..10).filter(|&id| !p.is_blocked(id)).collect();
+        assert_eq!(allowed, (2..10).collect::<Vec<_>>());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mixup_core::{LambdaMode, MixMethod, Pairing, SeqMixVariant, SpanMode};
+use mixup_core::{LambdaMode, MixMethod, Pairing, ProjectionMetric, SeqMixVariant, SpanMode};
 pub use mixup_train::{CleanWeighting, LossForm, OptimizerKind, Schedule};
 use mixup_train::{OptimConfig, StepConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,15 @@ pub struct SeqMixSection {
     pub max_perplexity: Option<f64>,
     /// Order of that n-gram model.
     pub lm_order: usize,
+    /// How a mixed embedding becomes a token: `cosine` (the nearest by cosine similarity) or
+    /// `squared-l2` (the official code's distance).
+    pub projection: ProjectionMetric,
+    /// Take the first non-source token among the `top_k` nearest (the official code: 7);
+    /// none: the nearest non-source token.
+    pub top_k: Option<usize>,
+    /// Never produce a word the tagger has not trained: only ids of the round's labelled
+    /// sentences are candidates (the others' embedding rows are still random).
+    pub exclude_untrained: bool,
 }
 
 impl Default for SeqMixSection {
@@ -173,6 +182,9 @@ impl Default for SeqMixSection {
             rate: 0.2,
             max_perplexity: None,
             lm_order: 3,
+            projection: ProjectionMetric::Cosine,
+            top_k: None,
+            exclude_untrained: true,
         }
     }
 }
@@ -447,6 +459,12 @@ pub struct TrainSection {
     /// epoch). Checkpoints let `mixup train --resume` continue a killed run exactly; they are
     /// removed when the run finishes.
     pub checkpoint_every: usize,
+    /// Start from a finished run's weights (its folder, relative to the working folder), as
+    /// SSMix's protocol does (a plain fine-tune, then mixup from its model at a lower rate).
+    /// The run's vocabulary and labels are reused, its `[model]` must equal this recipe's;
+    /// the optimiser, schedule and epochs start afresh. Classification only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainSection {
@@ -464,6 +482,7 @@ impl Default for TrainSection {
             schedule: Schedule::Constant,
             clip_grad_norm: None,
             checkpoint_every: 500,
+            init_from: None,
         }
     }
 }
@@ -640,6 +659,9 @@ impl Recipe {
             if !(sm.rate >= 0.0 && sm.rate.is_finite()) {
                 return Err(bad("seqmix.rate", sm.rate.to_string(), "must be 0 or more"));
             }
+            if sm.top_k == Some(0) {
+                return Err(bad("seqmix.top_k", "0".into(), "must be at least 1"));
+            }
             if sm.max_perplexity.is_some_and(|p| p.is_nan() || p <= 0.0) {
                 return Err(bad(
                     "seqmix.max_perplexity",
@@ -810,6 +832,15 @@ impl Recipe {
                 "train.clip_grad_norm",
                 c.to_string(),
                 "must be a positive number (leave it out for no clipping)",
+            ));
+        }
+        if let Some(dir) = &t.init_from
+            && self.task == Task::Ner
+        {
+            return Err(bad(
+                "train.init_from",
+                format!("{:?}", dir.display().to_string()),
+                "starts classifiers only; ner recipes cannot use it yet",
             ));
         }
         Ok(())

@@ -33,7 +33,7 @@ use mixup_train::{
 };
 
 use crate::{
-    data::{TextTokenizer, load_encoded, resolve_dataset, resolve_pretrained},
+    data::{TextTokenizer, load_encoded, load_encoded_with, resolve_dataset, resolve_pretrained},
     fetch,
     plot::{Series, plot_training},
     recipe::{
@@ -168,6 +168,7 @@ pub fn transformer_config(
 /// classes with `model.dropout`; the pooler kept and used with `model.pooler = true` (the
 /// checkpoint must have one), dropped otherwise. With `freeze`, the embeddings and the first
 /// `model.freeze_layers` encoder layers stop requiring gradients, so no step updates them.
+/// With `sep_id` (the tokenizer's `[SEP]`), the second text of a pair gets token type 1.
 ///
 /// # Errors
 ///
@@ -179,6 +180,7 @@ pub fn bert_classifier(
     num_classes: usize,
     device: &Device,
     freeze: bool,
+    sep_id: Option<u32>,
 ) -> anyhow::Result<BertClassifier> {
     let mut encoder = match (m.pooler, encoder.pooler.is_some()) {
         (true, false) => anyhow::bail!(
@@ -210,7 +212,11 @@ pub fn bert_classifier(
             })
             .collect();
     }
-    Ok(BertClassifier::new(encoder, num_classes, m.dropout, device).with_pooler(m.pooler))
+    let model = BertClassifier::new(encoder, num_classes, m.dropout, device).with_pooler(m.pooler);
+    Ok(match sep_id {
+        Some(sep) => model.with_segments(sep),
+        None => model,
+    })
 }
 
 /// A `kind = "bert"` recipe's checkpoint, found and checked before any data is read.
@@ -490,11 +496,31 @@ pub fn train_recipe(
         )),
         _ => None,
     };
-    let data = load_encoded(
-        &dir,
-        recipe,
-        bert.as_ref().map(|(_, b)| b.tokenizer.clone()),
-    )?;
+    let init = match &recipe.train.init_from {
+        Some(from) => Some(InitFrom::load(from, recipe)?),
+        None => None,
+    };
+    let data = match &init {
+        // The finished run's vocabulary and labels, so that its weights mean the same ids.
+        Some(init) => load_encoded_with(
+            &dir,
+            init.tokenizer.clone(),
+            init.labels.clone(),
+            recipe.data.max_len,
+        )?,
+        None => load_encoded(
+            &dir,
+            recipe,
+            bert.as_ref().map(|(_, b)| b.tokenizer.clone()),
+        )?,
+    };
+    if let Some(init) = &init {
+        say(&format!(
+            "starting from the weights of {} ({})",
+            init.dir.display(),
+            init.recipe.name
+        ));
+    }
     let out = run.out;
     // Fail now, not after the whole run, when the run folder cannot be written.
     std::fs::create_dir_all(out)
@@ -540,6 +566,7 @@ pub fn train_recipe(
         dir.display()
     ));
     let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
+    let sep_id = data.tokenizer.bert_sep_id();
     let config = recipe.train_config(run.log_every);
     let setup = TrainSetup {
         config: &config,
@@ -552,14 +579,16 @@ pub fn train_recipe(
         resume,
     };
     let build = |d: &Device| -> anyhow::Result<ZooModel> {
-        match &bert {
+        let model = match &bert {
             Some((m, b)) => {
                 let (encoder, _) = BertEncoder::from_pretrained(&b.dir, d)?;
-                Ok(ZooModel::Bert(bert_classifier(
-                    m, encoder, classes, d, true,
-                )?))
+                ZooModel::Bert(bert_classifier(m, encoder, classes, d, true, sep_id)?)
             }
-            None => build_model(recipe, vocab, classes, d),
+            None => build_model(recipe, vocab, classes, d)?,
+        };
+        match &init {
+            Some(init) => load_weights(model, &init.dir, &init.recipe, vocab, classes),
+            None => Ok(model),
         }
     };
     let build = |d: &Device| build(d).map_err(|e| TrainError::Model(format!("{e:#}")));
@@ -598,6 +627,34 @@ pub struct LoadedRun {
 ///
 /// A missing or malformed file, or a checkpoint that does not fit the recipe's model, named.
 pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
+    let (recipe, tokenizer, labels) = load_run_vocabulary(dir)?;
+    let model = match (&recipe.model, &tokenizer) {
+        (ModelSection::Bert(m), TextTokenizer::WordPiece(wp)) => {
+            let config = BertConfig::from_json_file(dir.join(BERT_CONFIG))?;
+            let encoder = config.init(device);
+            let model = bert_classifier(m, encoder, labels.len(), device, false, Some(wp.sep_id()))
+                .with_context(|| dir.join(BERT_CONFIG).display().to_string())?;
+            ZooModel::Bert(model)
+        }
+        _ => build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)?,
+    };
+    let model = load_weights(model, dir, &recipe, tokenizer.vocab_size(), labels.len())?.valid();
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        recipe,
+        tokenizer,
+        labels,
+        model,
+    })
+}
+
+/// A finished run's resolved recipe, tokenizer (its word vocabulary, or the WordPiece
+/// tokenizer it keeps) and labels: what encoding new data for its model needs.
+///
+/// # Errors
+///
+/// A missing folder or file, or one that does not parse, named.
+pub fn load_run_vocabulary(dir: &Path) -> anyhow::Result<(Recipe, TextTokenizer, LabelSet)> {
     if !dir.is_dir() {
         anyhow::bail!("{}: no such run folder", dir.display());
     }
@@ -611,8 +668,8 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
     if labels.is_empty() {
         anyhow::bail!("{}: no labels", dir.join("labels.json").display());
     }
-    let (tokenizer, model) = match &recipe.model {
-        ModelSection::Bert(m) => {
+    let tokenizer = match &recipe.model {
+        ModelSection::Bert(_) => {
             let sub = dir.join(WORDPIECE_DIR);
             if !sub.is_dir() {
                 anyhow::bail!(
@@ -620,15 +677,7 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
                     sub.display()
                 );
             }
-            let tokenizer = WordPieceTokenizer::from_dir(&sub)?;
-            let config = BertConfig::from_json_file(dir.join(BERT_CONFIG))?;
-            let encoder = config.init(device);
-            let model = bert_classifier(m, encoder, labels.len(), device, false)
-                .with_context(|| dir.join(BERT_CONFIG).display().to_string())?;
-            (
-                TextTokenizer::WordPiece(Box::new(tokenizer)),
-                ZooModel::Bert(model),
-            )
+            TextTokenizer::WordPiece(Box::new(WordPieceTokenizer::from_dir(&sub)?))
         }
         _ => {
             let tokenizer: WordTokenizer = serde_json::from_slice(&read("tokenizer.json")?)
@@ -638,10 +687,24 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
                         dir.join("tokenizer.json").display()
                     )
                 })?;
-            let model = build_model(&recipe, tokenizer.vocab_size(), labels.len(), device)?;
-            (TextTokenizer::Word(tokenizer), model)
+            TextTokenizer::Word(tokenizer)
         }
     };
+    Ok((recipe, tokenizer, labels))
+}
+
+/// `model` with the weights of the run in `dir` (its `model.bpk`).
+///
+/// # Errors
+///
+/// An unreadable checkpoint, or one that does not fit `model`, named with the run's recipe.
+fn load_weights(
+    model: ZooModel,
+    dir: &Path,
+    recipe: &Recipe,
+    vocab: usize,
+    classes: usize,
+) -> anyhow::Result<ZooModel> {
     let model_path = dir.join("model.bpk");
     let record = ModuleRecord::load(&model_path).map_err(|e| {
         anyhow::anyhow!(
@@ -649,25 +712,49 @@ pub fn load_run(dir: &Path, device: &Device) -> anyhow::Result<LoadedRun> {
             model_path.display()
         )
     })?;
-    let model = model
-        .try_load_record(record)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: the checkpoint does not match the model of {} (vocab {}, {} classes): {e:?}",
-                model_path.display(),
-                dir.join("recipe.toml").display(),
-                tokenizer.vocab_size(),
-                labels.len()
-            )
-        })?
-        .valid();
-    Ok(LoadedRun {
-        dir: dir.to_path_buf(),
-        recipe,
-        tokenizer,
-        labels,
-        model,
+    model.try_load_record(record).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the checkpoint does not match the model of {} ({}, vocab {vocab}, {classes} \
+             classes): {e:?}",
+            model_path.display(),
+            dir.join("recipe.toml").display(),
+            recipe.name,
+        )
     })
+}
+
+/// What `train.init_from` gives a run: the finished run's folder, recipe, tokenizer and
+/// labels.
+struct InitFrom {
+    dir: PathBuf,
+    recipe: Recipe,
+    tokenizer: TextTokenizer,
+    labels: LabelSet,
+}
+
+impl InitFrom {
+    /// The run in `dir`, checked against `recipe`: its `[model]` must be the same.
+    fn load(dir: &Path, recipe: &Recipe) -> anyhow::Result<Self> {
+        let (from, tokenizer, labels) = load_run_vocabulary(dir)
+            .with_context(|| format!("train.init_from = {:?}", dir.display().to_string()))?;
+        if from.model != recipe.model {
+            let show =
+                |r: &Recipe| toml::to_string(&r.model).unwrap_or_else(|_| format!("{:?}", r.model));
+            anyhow::bail!(
+                "train.init_from = {:?}: that run's [model] differs from this recipe's, so its \
+                 weights do not fit.\nThe run's:\n{}\nThis recipe's:\n{}",
+                dir.display().to_string(),
+                show(&from),
+                show(recipe)
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            recipe: from,
+            tokenizer,
+            labels,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -736,8 +823,8 @@ mod tests {
         let ModelSection::Bert(m) = &recipe.model else {
             panic!("bert recipe")
         };
-        let model =
-            bert_classifier(m, tiny_encoder(&ad), 3, &ad, true).unwrap_or_else(|e| panic!("{e}"));
+        let model = bert_classifier(m, tiny_encoder(&ad), 3, &ad, true, None)
+            .unwrap_or_else(|e| panic!("{e}"));
         let before = snapshot(&model);
         let plan = StepPlan::new(&recipe.step_config(), &model.points(), 3, Layout::BERT)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -782,23 +869,25 @@ mod tests {
         let ModelSection::Bert(m) = &recipe.model else {
             panic!("bert recipe")
         };
-        let e = bert_classifier(m, tiny_encoder(&ad), 3, &ad, true).expect_err("3 of 2 layers");
+        let e =
+            bert_classifier(m, tiny_encoder(&ad), 3, &ad, true, None).expect_err("3 of 2 layers");
         assert!(e.to_string().contains("model.freeze_layers = 3"), "{e}");
         let recipe = bert_recipe("pooler = true");
         let ModelSection::Bert(m) = &recipe.model else {
             panic!("bert recipe")
         };
-        let e = bert_classifier(m, tiny_encoder(&ad).without_pooler(), 3, &ad, false)
+        let e = bert_classifier(m, tiny_encoder(&ad).without_pooler(), 3, &ad, false, None)
             .expect_err("no pooler");
         assert!(e.to_string().contains("model.pooler"), "{e}");
         // pooler = false drops the checkpoint's pooler; true keeps and uses it.
-        let with = bert_classifier(m, tiny_encoder(&ad), 3, &ad, false).expect("pooler");
+        let with = bert_classifier(m, tiny_encoder(&ad), 3, &ad, false, None).expect("pooler");
         assert!(with.use_pooler && with.encoder.pooler.is_some());
         let recipe = bert_recipe("");
         let ModelSection::Bert(m) = &recipe.model else {
             panic!("bert recipe")
         };
-        let without = bert_classifier(m, tiny_encoder(&ad), 3, &ad, false).expect("no pooler");
+        let without =
+            bert_classifier(m, tiny_encoder(&ad), 3, &ad, false, None).expect("no pooler");
         assert!(!without.use_pooler && without.encoder.pooler.is_none());
         assert!(build_model(&recipe, 12, 3, &ad).is_err());
     }

@@ -1135,3 +1135,192 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
         text(&o)
     );
 }
+
+/// A two-class pair dataset `pairs/`: `SAME` when both texts carry the same class word,
+/// `DIFF` otherwise (neither text alone tells). Texts are 2 to 4 words, so that a pair fits
+/// the tiny BERT's 16 positions.
+fn toy_pairs(root: &Path) {
+    let dir = root.join("pairs");
+    std::fs::create_dir_all(&dir).expect("dataset dir");
+    let words = ["apple", "river", "engine"];
+    let filler = ["the", "a", "of", "and", "to", "in"];
+    let make = |n: usize, offset: usize| -> String {
+        let mut s = String::new();
+        for i in 0..n {
+            let ca = (i + offset) % 3;
+            let same = i % 2 == 0;
+            let cb = if same { ca } else { (ca + 1 + i / 2 % 2) % 3 };
+            let side = |c: usize, k: usize| -> String {
+                let len = 2 + (i + k) % 3;
+                (0..len)
+                    .map(|t| {
+                        if t == (i + k) % len {
+                            words[c]
+                        } else {
+                            filler[(i * 3 + t + k) % filler.len()]
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let label = if same { "SAME" } else { "DIFF" };
+            s.push_str(&format!("{label}\t{}\t{}\n", side(ca, 0), side(cb, 1)));
+        }
+        s
+    };
+    std::fs::write(dir.join("train.tsv"), make(96, 0)).expect("train");
+    std::fs::write(dir.join("test.tsv"), make(30, 1)).expect("test");
+}
+
+/// Text pairs from the CLI: a word model (`a <sep> b`) and a BERT model (`[CLS] a [SEP] b
+/// [SEP]`) train with SSMix, their runs evaluate and predict pairs (`a<TAB>b` lines), and a
+/// run trained on single texts refuses a pair with a clear error.
+#[test]
+fn text_pairs_train_word_and_bert_models_with_ssmix() {
+    let t = tmp("pairs");
+    toy_pairs(&t.0);
+    toy_dataset(&t.0);
+    tiny_bert(&t.0.join("tiny-bert"));
+    let word = t.0.join("pairs-word.toml");
+    std::fs::write(
+        &word,
+        "name = \"pairs-word\"\n[data]\ndataset = \"pairs\"\nmax_len = 12\n\
+         [model]\nkind = \"bilstm\"\nd_embed = 16\nd_hidden = 16\n\
+         [method]\nkind = \"ssmix\"\nspan_share = 0.3\n\
+         [train]\nepochs = 3\nbatch_size = 16\nlr = 0.01\n",
+    )
+    .expect("recipe");
+    let bert = t.0.join("pairs-bert.toml");
+    std::fs::write(
+        &bert,
+        format!(
+            "name = \"pairs-bert\"\n[data]\ndataset = \"pairs\"\nmax_len = 16\n\
+             [model]\nkind = \"bert\"\npretrained = \"tiny-bert\"\n\
+             [method]\nkind = \"ssmix\"\nspan_share = 0.3\n\
+             [train]\nepochs = 3\nbatch_size = 16\nlr = 0.005\n{BERT_TRAIN}\n"
+        ),
+    )
+    .expect("recipe");
+    let test_file = t.0.join("pairs/test.tsv");
+    for (name, recipe) in [("word", &word), ("bert", &bert)] {
+        let out = t.0.join("runs").join(name);
+        let o = train_recipe(&t.0, recipe, &out);
+        let log = text(&o);
+        assert!(o.status.success(), "{name}: {log}");
+        assert!(log.contains(", mixing)"), "{name}: SSMix mixed: {log}");
+        if name == "word" {
+            let vocab = std::fs::read_to_string(out.join("tokenizer.json")).expect("vocab");
+            assert!(
+                vocab.contains("\"<sep>\""),
+                "the pair separator is in the vocabulary"
+            );
+        }
+        let acc = final_json(&out)["test_accuracy"]
+            .as_f64()
+            .expect("accuracy");
+        assert_eq!(
+            eval_json(&out, &test_file)["accuracy"].as_f64(),
+            Some(acc),
+            "{name}: eval reads the pair file as the run did"
+        );
+        let input = t.0.join("pairs.txt");
+        std::fs::write(&input, "apple the\ta apple\nriver of\tengine\n").expect("input");
+        let o = run(bin().args(["predict", "--run"]).arg(&out).arg(&input));
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_eq!(stdout.lines().count(), 2, "{name}: {stdout}");
+        assert!(
+            stdout
+                .lines()
+                .all(|l| l.starts_with("SAME\t") || l.starts_with("DIFF\t")),
+            "{stdout}"
+        );
+    }
+    // A single-text word run cannot encode a pair.
+    let single = t.0.join("runs/single");
+    let o = train(&t.0, "none", &single, 0);
+    assert!(o.status.success(), "{}", text(&o));
+    let input = t.0.join("pair-for-single.txt");
+    std::fs::write(&input, "apple\tapple\n").expect("input");
+    let o = run(bin().args(["predict", "--run"]).arg(&single).arg(&input));
+    let m = text(&o);
+    assert!(!o.status.success(), "{m}");
+    assert!(
+        m.contains("pair-for-single.txt:1") && m.contains("<sep>"),
+        "{m}"
+    );
+    // A dataset whose test split is single texts while train holds pairs is refused.
+    std::fs::copy(t.0.join("toy/test.tsv"), t.0.join("pairs/test.tsv")).expect("copy");
+    let o = train_recipe(&t.0, &word, &t.0.join("runs/mixed"));
+    let m = text(&o);
+    assert!(!o.status.success(), "{m}");
+    assert!(
+        m.contains("pairs/test.tsv:1") && m.contains("same shape"),
+        "{m}"
+    );
+}
+
+/// `train.init_from`: a run starts from a finished run's weights and vocabulary. With a
+/// learning rate too small to move them, its test accuracy is the finished run's; a fresh
+/// start is not; a run folder that is missing, or whose model differs, is a clear error.
+#[test]
+fn init_from_starts_from_a_finished_runs_weights() {
+    let t = tmp("init-from");
+    toy_dataset(&t.0);
+    let first = t.0.join("runs/first");
+    let o = train(&t.0, "none", &first, 0);
+    assert!(o.status.success(), "{}", text(&o));
+    let acc = final_json(&first)["test_accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    let model = "kind = \"textcnn\"\nd_embed = 16\nn_filters = 8";
+    let second = |init: Option<&Path>, model: &str| -> Output {
+        let p = t.0.join("second.toml");
+        let init = init.map_or(String::new(), |p| {
+            format!("init_from = {:?}\n", p.display().to_string())
+        });
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"second\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n[model]\n{model}\n\
+                 [method]\nkind = \"word\"\nalpha = 0.4\n\
+                 [train]\nepochs = 1\nbatch_size = 16\nlr = 1e-12\nseed = 5\n{init}"
+            ),
+        )
+        .expect("recipe");
+        train_recipe(&t.0, &p, &t.0.join("runs/second"))
+    };
+    let o = second(Some(&first), model);
+    assert!(o.status.success(), "{}", text(&o));
+    let got = final_json(&t.0.join("runs/second"))["test_accuracy"].as_f64();
+    assert_eq!(
+        got,
+        Some(acc),
+        "the finished run's weights, unchanged by lr 1e-12"
+    );
+    let o = second(None, model);
+    assert!(o.status.success(), "{}", text(&o));
+    let fresh = final_json(&t.0.join("runs/second"))["test_accuracy"]
+        .as_f64()
+        .expect("acc");
+    assert!(
+        fresh < acc,
+        "a fresh start at lr 1e-12 learns nothing ({fresh} vs {acc})"
+    );
+
+    let o = second(Some(&t.0.join("runs/nowhere")), model);
+    let m = text(&o);
+    assert!(
+        !o.status.success() && m.contains("train.init_from") && m.contains("nowhere"),
+        "{m}"
+    );
+    let o = second(
+        Some(&first),
+        "kind = \"textcnn\"\nd_embed = 8\nn_filters = 8",
+    );
+    let m = text(&o);
+    assert!(
+        !o.status.success() && m.contains("train.init_from") && m.contains("[model]"),
+        "{m}"
+    );
+}

@@ -28,6 +28,7 @@ fn every_corpus_and_crash_input_parses_or_errors() {
             Format::Csv {
                 text_column: "text".into(),
                 label_column: "label".into(),
+                text_b_column: None,
             },
         ),
         ("jsonl", Format::Jsonl),

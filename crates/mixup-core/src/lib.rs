@@ -58,12 +58,12 @@ pub use method::{MixMethod, PointKind, UnknownMethod};
 pub use mix::{lambda_tensor, mix_rows, mix_with, partner_rows};
 pub use params::MixParams;
 pub use seqmix::{
-    SeqMixVariant, SoftTagged, TaggedIds, labelled_windows, matching_windows, nearest_tokens,
-    seqmix_pair,
+    Projection, ProjectionMetric, SeqMixVariant, SoftTagged, TaggedIds, labelled_windows,
+    matching_windows, nearest_tokens, seqmix_pair,
 };
 pub use ssmix::{
-    Layout, SpanMix, SpanMode, choose_span, saliency_span_mix, span_len, token_saliency,
-    window_means,
+    Layout, SpanMix, SpanMode, choose_segment_spans, choose_span, saliency_span_mix,
+    saliency_span_mix_segments, span_len, token_saliency, window_means,
 };
 pub use state::{MixState, masked_mean, zero_padding};
 pub use targets::{mix_targets, soft_targets};

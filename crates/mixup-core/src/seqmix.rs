@@ -10,9 +10,10 @@
 //! - **Label-constrained**: two windows whose tag sequences are identical; both sentences get
 //!   the mixed window, their tags unchanged (two new sentences, hard labels).
 //!
-//! At each mixed position the new token is the vocabulary row with the highest cosine
-//! similarity to `lambda * E[a] + (1 - lambda) * E[b]`, skipping the two source tokens and the
-//! excluded (special) ids, and its label is `lambda * onehot(tag_a) + (1 - lambda) *
+//! At each mixed position the new token is the vocabulary row nearest to
+//! `lambda * E[a] + (1 - lambda) * E[b]` ([`Projection`]: by cosine similarity, or by squared
+//! L2 distance among the `top_k` nearest as the official code does), skipping the two source
+//! tokens and the blocked ids (specials, and rows the model never trained), and its label is `lambda * onehot(tag_a) + (1 - lambda) *
 //! onehot(tag_b)` (hard for label-constrained). These soft labels are trained with a soft
 //! cross-entropy, so their gradient reaches the model (the released code detaches them).
 
@@ -117,9 +118,80 @@ pub fn matching_windows(
     out
 }
 
-/// For each row of `mixed` (`[k, d]`), the id of the row of `table` (`[V, d]`) with the highest
-/// cosine similarity, skipping the ids in `exclude[row]` and in `specials`. Returns `None` for
-/// a row when every id is excluded.
+/// How [`Projection`] ranks vocabulary rows against a mixed vector.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, burn::serde::Serialize, burn::serde::Deserialize,
+)]
+#[serde(crate = "burn::serde", rename_all = "kebab-case")]
+pub enum ProjectionMetric {
+    /// Highest cosine similarity (the paper's "nearest token").
+    #[default]
+    Cosine,
+    /// Smallest squared L2 distance (the official code's `most_similar`).
+    SquaredL2,
+}
+
+/// How a mixed embedding is mapped back to a token: the metric, how many of the nearest
+/// tokens are candidates, and which ids may never be produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Projection {
+    /// The ranking.
+    pub metric: ProjectionMetric,
+    /// Only the `k` nearest allowed tokens are candidates, and the first of them that is not a
+    /// source token is taken (the official code takes 7); when all are source tokens, the
+    /// position has no projection. `None`: the nearest allowed token that is not a source.
+    pub top_k: Option<usize>,
+    /// `blocked[id]`: the id is never produced (specials, rows the model never trained). Ids
+    /// past its end are allowed.
+    pub blocked: Vec<bool>,
+}
+
+impl Projection {
+    /// A projection by `metric` over `top_k` candidates, nothing blocked.
+    pub fn new(metric: ProjectionMetric, top_k: Option<usize>) -> Self {
+        Self {
+            metric,
+            top_k,
+            blocked: Vec::new(),
+        }
+    }
+
+    /// Also blocks `ids`.
+    pub fn block(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
+        for id in ids {
+            let i = id as usize;
+            if self.blocked.len() <= i {
+                self.blocked.resize(i + 1, false);
+            }
+            self.blocked[i] = true;
+        }
+        self
+    }
+
+    /// Blocks every id of a `vocab`-row table but `allowed` (and keeps what was blocked).
+    pub fn allow_only(mut self, vocab: usize, allowed: impl IntoIterator<Item = u32>) -> Self {
+        let mut keep = vec![false; vocab];
+        for id in allowed {
+            if let Some(k) = keep.get_mut(id as usize) {
+                *k = true;
+            }
+        }
+        self.blocked.resize(vocab.max(self.blocked.len()), false);
+        for (b, k) in self.blocked.iter_mut().zip(keep) {
+            *b = *b || !k;
+        }
+        self
+    }
+
+    /// Whether `id` is never produced.
+    pub fn is_blocked(&self, id: u32) -> bool {
+        self.blocked.get(id as usize).copied().unwrap_or(false)
+    }
+}
+
+/// For each row of `mixed` (`[k, d]`), the id of the nearest row of `table` (`[V, d]`) by
+/// `projection`, skipping the ids in `exclude[row]` (the source tokens) and the blocked ids.
+/// Returns `None` for a row when no candidate is left.
 ///
 /// # Panics
 ///
@@ -128,7 +200,7 @@ pub fn nearest_tokens(
     mixed: Tensor<2>,
     table: Tensor<2>,
     exclude: &[Vec<u32>],
-    specials: &[u32],
+    projection: &Projection,
 ) -> Vec<Option<u32>> {
     let [k, d] = mixed.dims();
     assert_eq!(
@@ -137,25 +209,53 @@ pub fn nearest_tokens(
         "mixed vectors and embedding table widths"
     );
     assert_eq!(exclude.len(), k, "one exclusion list per mixed vector");
-    let unit = |t: Tensor<2>| {
-        let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-        t / norm
+    // Higher is nearer.
+    let scores = match projection.metric {
+        ProjectionMetric::Cosine => {
+            let unit = |t: Tensor<2>| {
+                let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+                t / norm
+            };
+            unit(mixed).matmul(unit(table).transpose())
+        }
+        // -|m - t|^2 = 2 m.t - |t|^2 - |m|^2; the last term is the same for every t.
+        ProjectionMetric::SquaredL2 => {
+            let sq = table.clone().square().sum_dim(1).transpose(); // [1, V]
+            mixed.matmul(table.transpose()).mul_scalar(2.0) - sq
+        }
     };
-    let sims = unit(mixed).matmul(unit(table).transpose());
-    let v = sims.dims()[1];
-    let data = sims.into_data();
-    let values: Vec<f32> = match data.try_to_vec::<f32>() {
+    let v = scores.dims()[1];
+    let values: Vec<f32> = match scores.into_data().try_to_vec::<f32>() {
         Ok(values) => values,
-        Err(e) => panic!("cosine similarities could not be read back: {e:?}"),
+        Err(e) => panic!("projection scores could not be read back: {e:?}"),
     };
     (0..k)
         .map(|row| {
-            let scores = &values[row * v..(row + 1) * v];
-            (0..v as u32)
-                .filter(|id| !exclude[row].contains(id) && !specials.contains(id))
-                .max_by(|&x, &y| scores[x as usize].total_cmp(&scores[y as usize]))
+            let s = &values[row * v..(row + 1) * v];
+            let allowed = (0..v as u32).filter(|&id| !projection.is_blocked(id));
+            match projection.top_k {
+                None => allowed
+                    .filter(|id| !exclude[row].contains(id))
+                    .min_by(nearest_first(s)),
+                Some(top) => {
+                    let mut ranked: Vec<u32> = allowed.collect();
+                    let top = top.min(ranked.len());
+                    if top == 0 {
+                        return None;
+                    }
+                    ranked.select_nth_unstable_by(top - 1, nearest_first(s));
+                    ranked.truncate(top);
+                    ranked.sort_by(nearest_first(s));
+                    ranked.into_iter().find(|id| !exclude[row].contains(id))
+                }
+            }
         })
         .collect()
+}
+
+/// Orders ids nearest first by their scores `s` (higher is nearer).
+fn nearest_first(s: &[f32]) -> impl Fn(&u32, &u32) -> std::cmp::Ordering + '_ {
+    move |x, y| s[*y as usize].total_cmp(&s[*x as usize])
 }
 
 fn one_hot(tag: usize) -> Vec<(usize, f32)> {
@@ -179,7 +279,7 @@ fn project_pairs(
     pairs: &[(usize, usize)],
     lambda: f32,
     table: &Tensor<2>,
-    specials: &[u32],
+    projection: &Projection,
 ) -> Option<Vec<u32>> {
     let device = table.device();
     let idx = |ids: Vec<i64>| {
@@ -197,14 +297,15 @@ fn project_pairs(
         .iter()
         .map(|&(i, j)| vec![a.ids[i], b.ids[j]])
         .collect();
-    nearest_tokens(mixed, table.clone(), &exclude, specials)
+    nearest_tokens(mixed, table.clone(), &exclude, projection)
         .into_iter()
         .collect()
 }
 
 /// Generates SeqMix sentences from the pair `(a, b)` with mixing weight `lambda` (drawn by the
 /// caller from Beta(alpha, alpha)) over the embedding `table`. `outside` is the `O` tag,
-/// `specials` the ids never produced (padding, unknown). For the window variants, the first
+/// `projection` maps mixed vectors to tokens (its blocked ids: padding, unknown, untrained
+/// rows, are never produced). For the window variants, the first
 /// qualifying window (pair) is used, as in the paper's code. Returns no sentence when the
 /// pair does not qualify (lengths differ for `Whole`, no window, no matching tags).
 #[allow(clippy::too_many_arguments)]
@@ -217,7 +318,7 @@ pub fn seqmix_pair(
     min_labelled: usize,
     outside: usize,
     table: &Tensor<2>,
-    specials: &[u32],
+    projection: &Projection,
 ) -> Vec<SoftTagged> {
     match variant {
         SeqMixVariant::Whole => {
@@ -229,7 +330,7 @@ pub fn seqmix_pair(
                 return Vec::new();
             }
             let pairs: Vec<(usize, usize)> = (0..a.ids.len()).map(|i| (i, i)).collect();
-            let Some(ids) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+            let Some(ids) = project_pairs(a, b, &pairs, lambda, table, projection) else {
                 return Vec::new();
             };
             let labels = (0..a.ids.len())
@@ -244,7 +345,7 @@ pub fn seqmix_pair(
                 return Vec::new();
             };
             let pairs: Vec<(usize, usize)> = (0..window).map(|i| (sa + i, sb + i)).collect();
-            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, projection) else {
                 return Vec::new();
             };
             let mut ids = a.ids.clone();
@@ -262,7 +363,7 @@ pub fn seqmix_pair(
                 return Vec::new();
             };
             let pairs: Vec<(usize, usize)> = (0..window).map(|i| (sa + i, sb + i)).collect();
-            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, specials) else {
+            let Some(mixed) = project_pairs(a, b, &pairs, lambda, table, projection) else {
                 return Vec::new();
             };
             let with_window = |s: &TaggedIds, start: usize| {
@@ -311,7 +412,7 @@ mod tests {
     fn projected_tokens_are_vocabulary_ids_other_than_the_sources() {
         let device = Device::flex();
         let t = table(&device);
-        let specials = [0u32];
+        let specials = Projection::default().block([0]);
         let a = TaggedIds {
             ids: vec![1, 2, 3, 5, 6],
             tags: vec![1, 2, 0, 1, 2],
@@ -360,7 +461,7 @@ mod tests {
                 1,
                 0,
                 &t,
-                &specials
+                &specials,
             )
             .is_empty()
         );
@@ -400,26 +501,60 @@ mod tests {
         let table_v = draw(v * d);
         let mixed_v = draw(k * d);
         let exclude: Vec<Vec<u32>> = (0..k as u32).map(|r| vec![r, r + 7]).collect();
-        let specials = [0u32, 1];
-        let got = nearest_tokens(
-            Tensor::from_data(TensorData::new(mixed_v.clone(), [k, d]), &device),
-            Tensor::from_data(TensorData::new(table_v.clone(), [v, d]), &device),
-            &exclude,
-            &specials,
-        );
+        // Specials 0 and 1; ids 30.. are rows the model never trained.
+        let blocked: Vec<u32> = [0u32, 1].into_iter().chain(30..v as u32).collect();
         let norm = |x: &[f32]| x.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
-        for (row, got) in got.iter().enumerate() {
-            let m = &mixed_v[row * d..(row + 1) * d];
-            let best = (0..v as u32)
-                .filter(|id| !exclude[row].contains(id) && !specials.contains(id))
-                .map(|id| {
-                    let t = &table_v[id as usize * d..(id as usize + 1) * d];
-                    let dot: f64 = m.iter().zip(t).map(|(&a, &b)| a as f64 * b as f64).sum();
-                    (id, dot / (norm(m) * norm(t)))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(id, _)| id);
-            assert_eq!(*got, best, "row {row}");
+        let dot = |m: &[f32], t: &[f32]| -> f64 {
+            m.iter().zip(t).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let mut limited = 0;
+        for (metric, top_k) in [
+            (ProjectionMetric::Cosine, None),
+            (ProjectionMetric::SquaredL2, None),
+            (ProjectionMetric::SquaredL2, Some(7)),
+            (ProjectionMetric::Cosine, Some(1)),
+        ] {
+            let projection = Projection::new(metric, top_k)
+                .block([0, 1])
+                .allow_only(v, 0..30);
+            let got = nearest_tokens(
+                Tensor::from_data(TensorData::new(mixed_v.clone(), [k, d]), &device),
+                Tensor::from_data(TensorData::new(table_v.clone(), [v, d]), &device),
+                &exclude,
+                &projection,
+            );
+            for (row, got) in got.iter().enumerate() {
+                let m = &mixed_v[row * d..(row + 1) * d];
+                // Every allowed id, nearest first, by a host search in f64.
+                let mut ranked: Vec<(u32, f64)> = (0..v as u32)
+                    .filter(|id| !blocked.contains(id))
+                    .map(|id| {
+                        let t = &table_v[id as usize * d..(id as usize + 1) * d];
+                        let score = match metric {
+                            ProjectionMetric::Cosine => dot(m, t) / (norm(m) * norm(t)),
+                            ProjectionMetric::SquaredL2 => -m
+                                .iter()
+                                .zip(t)
+                                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                                .sum::<f64>(),
+                        };
+                        (id, score)
+                    })
+                    .collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                ranked.truncate(top_k.unwrap_or(usize::MAX));
+                let best = ranked
+                    .iter()
+                    .map(|&(id, _)| id)
+                    .find(|id| !exclude[row].contains(id));
+                limited += usize::from(best.is_none());
+                assert_eq!(*got, best, "{metric:?} top {top_k:?}, row {row}");
+                assert!(got.is_none_or(|id| !blocked.contains(&id)));
+            }
         }
+        assert!(
+            limited > 0,
+            "top 1 must sometimes leave only a source token"
+        );
     }
 }

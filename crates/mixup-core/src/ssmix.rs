@@ -14,6 +14,12 @@
 //! ([`SpanMode::RandomSpan`]: the same start in both sentences) and random tokens without
 //! a span ([`SpanMode::RandomTokens`]: a random set of aligned positions).
 //!
+//! Text pairs (NLI, paraphrase) keep their structure, as the official code does: a row's text
+//! is cut into segments at its separator tokens ([`Layout::sep`]), each segment of A takes a
+//! span from the same segment of B, spans never cross or copy a separator, and the label ratio
+//! is `1 - (sum of spans) / (sum of segment lengths)`: the segments' ratios weighted by their
+//! lengths ([`choose_segment_spans`], [`saliency_span_mix_segments`]).
+//!
 //! [`choose_span`] works on one pair at a time, on plain slices, so that each invariant is
 //! testable on hand-made saliency vectors; it is the reference, and what the random ablations
 //! use. [`saliency_span_mix`] makes the saliency choice for a whole batch on the device (no
@@ -38,25 +44,65 @@ pub enum SpanMode {
 }
 
 /// Where the non-special tokens of a row are: `front` special tokens (e.g. `[CLS]`), then the
-/// text, then `back` special tokens (e.g. `[SEP]`), then padding.
+/// text, then `back` special tokens (e.g. `[SEP]`), then padding. With `sep`, the text is a
+/// pair (or more) of segments separated by that id (`a [SEP] b` inside `[CLS] ... [SEP]`, or
+/// `a <sep> b` for word vocabularies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// Special tokens at the start of every row.
     pub front: usize,
     /// Special tokens at the end of every row's valid part.
     pub back: usize,
+    /// The id that separates the segments of a text pair, if rows can be pairs.
+    pub sep: Option<u32>,
 }
 
 impl Layout {
     /// A word-level row: no special tokens.
-    pub const PLAIN: Layout = Layout { front: 0, back: 0 };
+    pub const PLAIN: Layout = Layout {
+        front: 0,
+        back: 0,
+        sep: None,
+    };
     /// A BERT row: `[CLS]` first, `[SEP]` last.
-    pub const BERT: Layout = Layout { front: 1, back: 1 };
+    pub const BERT: Layout = Layout {
+        front: 1,
+        back: 1,
+        sep: None,
+    };
+
+    /// This layout with rows that may be pairs separated by `sep`.
+    pub const fn with_sep(self, sep: u32) -> Layout {
+        Layout {
+            sep: Some(sep),
+            ..self
+        }
+    }
 
     /// The non-special positions `front..len - back` of a row of valid length `len`.
     pub fn text(&self, len: usize) -> std::ops::Range<usize> {
         let end = len.saturating_sub(self.back);
         self.front.min(end)..end
+    }
+
+    /// The segments of the row `ids` (its valid part): [`Layout::text`] cut at every
+    /// separator, the separators themselves in none (empty segments are kept, so segment `k`
+    /// of two rows is the same part of the pair). One segment without `sep`.
+    pub fn segments(&self, ids: &[u32]) -> Vec<std::ops::Range<usize>> {
+        let text = self.text(ids.len());
+        let Some(sep) = self.sep else {
+            return vec![text];
+        };
+        let mut out = Vec::new();
+        let mut start = text.start;
+        for t in text.clone() {
+            if ids[t] == sep {
+                out.push(start..t);
+                start = t + 1;
+            }
+        }
+        out.push(start..text.end.max(start));
+        out
     }
 }
 
@@ -182,6 +228,60 @@ pub fn choose_span<R: Rng + ?Sized>(
     SpanMix { positions, ratio }
 }
 
+/// [`choose_span`] for rows made of segments ([`Layout::segments`]): segment `k` of A takes a
+/// span from segment `k` of B (their texts only; a segment B lacks, or one too short, is left
+/// as it is), and A's ratio is `1 - (sum of spans) / (sum of A's segment lengths)`, the
+/// segments' ratios weighted by their lengths. With one segment this is [`choose_span`].
+///
+/// # Panics
+///
+/// If a range is out of the saliency slices in [`SpanMode::Saliency`].
+#[allow(clippy::too_many_arguments)]
+pub fn choose_segment_spans<R: Rng + ?Sized>(
+    mode: SpanMode,
+    sal_a: &[f32],
+    segs_a: &[std::ops::Range<usize>],
+    sal_b: &[f32],
+    segs_b: &[std::ops::Range<usize>],
+    share: f64,
+    rng: &mut R,
+) -> SpanMix {
+    let total: usize = segs_a.iter().map(|r| r.len()).sum();
+    let mut positions = Vec::new();
+    for (ra, rb) in segs_a.iter().zip(segs_b) {
+        let slice = |sal: &[f32], r: &std::ops::Range<usize>| -> Vec<f32> {
+            if mode == SpanMode::Saliency {
+                sal[r.clone()].to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        let (sa, sb) = (slice(sal_a, ra), slice(sal_b, rb));
+        let mix = choose_span(
+            mode,
+            &sa,
+            ra.len(),
+            &sb,
+            rb.len(),
+            Layout::PLAIN,
+            share,
+            rng,
+        );
+        positions.extend(
+            mix.positions
+                .into_iter()
+                .map(|(dst, src)| (ra.start + dst, rb.start + src)),
+        );
+    }
+    if positions.is_empty() || total == 0 {
+        return SpanMix::none();
+    }
+    SpanMix {
+        ratio: 1.0 - positions.len() as f32 / total as f32,
+        positions,
+    }
+}
+
 fn argbest(values: &[f32], better: impl Fn(f32, f32) -> bool) -> usize {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate().skip(1) {
@@ -239,25 +339,95 @@ pub fn saliency_span_mix(
     layout: Layout,
     share: f64,
 ) -> (Tensor<2, Int>, Vec<f32>) {
+    let n = ids.dims()[0];
+    assert!(
+        lens.len() == n,
+        "saliency_span_mix: {n} rows, {} lengths",
+        lens.len()
+    );
+    let l = ids.dims()[1];
+    let segments: Vec<Vec<std::ops::Range<usize>>> = lens
+        .iter()
+        .map(|&len| vec![layout.text(len.min(l))])
+        .collect();
+    saliency_span_mix_segments(ids, saliency, &segments, partners, share)
+}
+
+/// [`saliency_span_mix`] for rows made of segments (`segments[i]`: row `i`'s, from
+/// [`Layout::segments`]): the choice of [`choose_segment_spans`] for every row, segment by
+/// segment, on the device.
+///
+/// # Panics
+///
+/// If `segments` or `partners` do not have `n` entries, a partner is out of range or a segment
+/// reaches past `L`.
+pub fn saliency_span_mix_segments(
+    ids: Tensor<2, Int>,
+    saliency: Tensor<2>,
+    segments: &[Vec<std::ops::Range<usize>>],
+    partners: &[usize],
+    share: f64,
+) -> (Tensor<2, Int>, Vec<f32>) {
     let [n, l] = ids.dims();
     assert!(
-        lens.len() == n && partners.len() == n && partners.iter().all(|&j| j < n),
-        "saliency_span_mix: {n} rows, {} lengths, {} partners (all below {n})",
-        lens.len(),
+        segments.len() == n
+            && partners.len() == n
+            && partners.iter().all(|&j| j < n)
+            && segments.iter().flatten().all(|r| r.end <= l),
+        "saliency_span_mix: {n} rows of {l}, {} segment lists, {} partners (all below {n})",
+        segments.len(),
         partners.len()
     );
+    let most = segments.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = ids;
+    let mut spans = vec![0usize; n];
+    let empty = 0..0;
+    for k in 0..most {
+        let pick = |i: usize| segments[i].get(k).unwrap_or(&empty).clone();
+        let dst: Vec<_> = (0..n).map(pick).collect();
+        let src: Vec<_> = (0..n).map(|i| pick(partners[i])).collect();
+        let (mixed, widths) = span_mix_once(ids, saliency.clone(), &dst, &src, partners, share);
+        ids = mixed;
+        for (s, w) in spans.iter_mut().zip(widths) {
+            *s += w;
+        }
+    }
+    let ratios = (0..n)
+        .map(|i| {
+            let total: usize = segments[i].iter().map(|r| r.len()).sum();
+            if spans[i] == 0 || total == 0 {
+                1.0
+            } else {
+                1.0 - spans[i] as f32 / total as f32
+            }
+        })
+        .collect();
+    (ids, ratios)
+}
+
+/// One span per row: row `i`'s least salient window inside `dst[i]` takes the most salient
+/// window of row `partners[i]` inside `src[i]`, both of `span_len(dst[i])`. Returns the ids
+/// and each row's span width (0: unchanged).
+fn span_mix_once(
+    ids: Tensor<2, Int>,
+    saliency: Tensor<2>,
+    dst_ranges: &[std::ops::Range<usize>],
+    src_ranges: &[std::ops::Range<usize>],
+    partners: &[usize],
+    share: f64,
+) -> (Tensor<2, Int>, Vec<usize>) {
+    let [n, l] = ids.dims();
     let device = ids.device();
-    // Host side: each row's span width (0 = unchanged), ratio, the end index of every window
+    // Host side: each row's span width (0 = unchanged), the end index of every window
     // start in the cumulative sums, and the starts that are allowed in A and in B.
     const OFF: f32 = 1e30;
     let mut width = vec![0i64; n];
-    let mut ratios = vec![1.0f32; n];
     let mut ends = Vec::with_capacity(n * l);
     let mut penalty_a = Vec::with_capacity(n * l);
     let mut penalty_b = Vec::with_capacity(n * l);
     for i in 0..n {
         let j = partners[i];
-        let (ta, tb) = (layout.text(lens[i].min(l)), layout.text(lens[j].min(l)));
+        let (ta, tb) = (dst_ranges[i].clone(), src_ranges[i].clone());
         let w = if ta.is_empty() {
             0
         } else {
@@ -266,7 +436,6 @@ pub fn saliency_span_mix(
         let on = j != i && w > 0 && tb.len() >= w;
         if on {
             width[i] = w as i64;
-            ratios[i] = 1.0 - w as f32 / ta.len() as f32;
         }
         for t in 0..l {
             ends.push((t + w.max(1)).min(l) as i64);
@@ -287,6 +456,7 @@ pub fn saliency_span_mix(
     let saliency = saliency.detach();
     let dst = (window_sums(saliency.clone()) + grid(penalty_a)).argmin(1); // [n, 1]
     let src = (window_sums(saliency.select(0, partner_rows.clone())) + grid(penalty_b)).argmax(1);
+    let widths: Vec<usize> = width.iter().map(|&w| w as usize).collect();
     let width = Tensor::<2, Int>::from_data(TensorData::new(width, [n, 1]), &device);
     let pos = Tensor::<1, Int>::arange(0..l as i64, &device)
         .reshape([1, l])
@@ -299,7 +469,7 @@ pub fn saliency_span_mix(
         .bool_and(pos.clone().lower(end));
     let from = (pos - dst + src.repeat_dim(1, l)).clamp(0, l as i64 - 1);
     let copied = ids.clone().select(0, partner_rows).gather(1, from);
-    (ids.mask_where(in_span, copied), ratios)
+    (ids.mask_where(in_span, copied), widths)
 }
 
 #[cfg(test)]
@@ -429,6 +599,123 @@ mod tests {
                 prop_assert_eq!(&out[ta.end..], &a[ta.end..]);
             }
         }
+    }
+
+    #[test]
+    fn segments_split_at_the_separator() {
+        let bert = Layout::BERT.with_sep(102);
+        // [CLS] a a [SEP] b [SEP]
+        assert_eq!(bert.segments(&[101, 5, 6, 102, 7, 102]), vec![1..3, 4..5]);
+        assert_eq!(bert.segments(&[101, 5, 6, 102]), vec![1..3], "one text");
+        assert_eq!(Layout::BERT.segments(&[101, 5, 102, 7, 102]), vec![1..4]);
+        let words = Layout::PLAIN.with_sep(9);
+        assert_eq!(words.segments(&[3, 9, 4, 5]), vec![0..1, 2..4]);
+        assert_eq!(
+            words.segments(&[9, 4]),
+            vec![0..0, 1..2],
+            "empty first text kept"
+        );
+    }
+
+    /// Pairs: each segment takes its span from the same segment of the partner, no span
+    /// touches a separator, the ratio weighs the segments by length, and the device agrees.
+    #[test]
+    fn pair_segments_mix_apart_on_host_and_device() {
+        const SEP: i64 = 999;
+        let device = Device::flex();
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut changed = 0;
+        for case in 0..30 {
+            let n = 2 + case % 5;
+            let layout = if case % 2 == 0 {
+                Layout::BERT.with_sep(SEP as u32)
+            } else {
+                Layout::PLAIN.with_sep(SEP as u32)
+            };
+            let rows: Vec<Vec<i64>> = (0..n)
+                .map(|i| {
+                    let (la, lb) = (rng.random_range(1..9), rng.random_range(1..9));
+                    let mut r = Vec::new();
+                    if layout.front == 1 {
+                        r.push(101);
+                    }
+                    r.extend((0..la).map(|t| (100 * i + t + 1) as i64));
+                    r.push(SEP);
+                    r.extend((0..lb).map(|t| (100 * i + 50 + t) as i64));
+                    if layout.back == 1 {
+                        r.push(SEP);
+                    }
+                    r
+                })
+                .collect();
+            let l = rows.iter().map(Vec::len).max().unwrap_or(1);
+            let partners: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let (mut ids, mut sal) = (vec![0i64; n * l], vec![0.0f32; n * l]);
+            for (i, r) in rows.iter().enumerate() {
+                for (t, &v) in r.iter().enumerate() {
+                    ids[i * l + t] = v;
+                    sal[i * l + t] = rng.random::<f32>();
+                }
+            }
+            let segs: Vec<Vec<std::ops::Range<usize>>> = rows
+                .iter()
+                .map(|r| layout.segments(&r.iter().map(|&v| v as u32).collect::<Vec<_>>()))
+                .collect();
+            let share = [0.2, 0.5][case % 2];
+            let (mixed, ratios) = saliency_span_mix_segments(
+                Tensor::from_data(TensorData::new(ids.clone(), [n, l]), &device),
+                Tensor::from_data(TensorData::new(sal.clone(), [n, l]), &device),
+                &segs,
+                &partners,
+                share,
+            );
+            let mixed: Vec<i64> = mixed
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .expect("ids");
+            for i in 0..n {
+                let j = partners[i];
+                let host = if i == j {
+                    SpanMix::none()
+                } else {
+                    choose_segment_spans(
+                        SpanMode::Saliency,
+                        &sal[i * l..(i + 1) * l],
+                        &segs[i],
+                        &sal[j * l..(j + 1) * l],
+                        &segs[j],
+                        share,
+                        &mut rng,
+                    )
+                };
+                for &(dst, src) in &host.positions {
+                    let k = segs[i]
+                        .iter()
+                        .position(|r| r.contains(&dst))
+                        .expect("in a segment");
+                    assert!(
+                        segs[j][k].contains(&src),
+                        "case {case}: a span crossed segments"
+                    );
+                }
+                let total: usize = segs[i].iter().map(|r| r.len()).sum();
+                if !host.positions.is_empty() {
+                    changed += 1;
+                    let want = 1.0 - host.positions.len() as f32 / total as f32;
+                    assert!((host.ratio - want).abs() < 1e-6);
+                }
+                let want = host.apply(&ids[i * l..(i + 1) * l], &ids[j * l..(j + 1) * l]);
+                assert_eq!(&mixed[i * l..(i + 1) * l], &want[..], "case {case} row {i}");
+                assert_eq!(
+                    want.iter().filter(|&&v| v == SEP).count(),
+                    rows[i].iter().filter(|&&v| v == SEP).count(),
+                    "separators stay where they were"
+                );
+                assert!((ratios[i] - host.ratio).abs() < 1e-6, "case {case} row {i}");
+            }
+        }
+        assert!(changed >= 20, "only {changed} rows were mixed");
     }
 
     #[test]

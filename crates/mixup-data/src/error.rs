@@ -78,7 +78,8 @@ impl DataError {
         }
     }
 
-    pub(crate) fn line(path: &std::path::Path, line: usize, message: impl Into<String>) -> Self {
+    /// A [`DataError::Line`] at `path`:`line`.
+    pub fn line(path: &std::path::Path, line: usize, message: impl Into<String>) -> Self {
         Self::Line {
             path: path.to_path_buf(),
             line,

@@ -88,6 +88,7 @@ mod tests {
     fn ex(label: &str, line: usize) -> Example {
         Example {
             text: "t".into(),
+            text_b: None,
             label: label.into(),
             line,
         }

@@ -1,4 +1,8 @@
-//! Loaders: TSV, CSV, JSONL and TREC's original format.
+//! Loaders: TSV, CSV, JSONL and TREC's original format, for single texts and text pairs.
+//!
+//! A file holds single texts or pairs, never both: a TSV line `label<TAB>text_a<TAB>text_b`,
+//! a CSV file with a `text_b` column, or JSONL objects with a `"text_b"` string make every
+//! example a pair ([`Example::text_b`]), and a line without the second text is then an error.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +15,11 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// One labelled text, with the place it came from (for error messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
-    /// The text, trimmed.
+    /// The text (the first of a pair), trimmed.
     pub text: String,
+    /// The second text of a pair (NLI hypothesis, paraphrase candidate), trimmed; `None` for
+    /// single-text examples.
+    pub text_b: Option<String>,
     /// The label, as written in the file.
     pub label: String,
     /// 1-based line number in its file.
@@ -32,16 +39,21 @@ pub enum TrecLabels {
 /// A file format [`read_examples`] knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// `label<TAB>text`, no header.
+    /// `label<TAB>text` or, for pairs, `label<TAB>text_a<TAB>text_b`; no header.
     Tsv,
-    /// Comma-separated with a header row; the two columns are picked by name.
+    /// Comma-separated with a header row; the columns are picked by name.
     Csv {
-        /// Header of the text column.
+        /// Header of the text column (of the first text of a pair). `text` also finds a
+        /// column named `text_a` when the header has no `text`.
         text_column: String,
         /// Header of the label column.
         label_column: String,
+        /// Header of the second text of a pair. `None`: the file holds pairs when its header
+        /// has a `text_b` column.
+        text_b_column: Option<String>,
     },
-    /// One JSON object a line with a string `text` and a string or integer `label`.
+    /// One JSON object a line with a string `text` (or `text_a`), for pairs a string
+    /// `text_b`, and a string or integer `label`.
     Jsonl,
     /// TREC's original `COARSE:fine question` lines.
     Trec(TrecLabels),
@@ -62,6 +74,7 @@ impl Format {
             "csv" => Some(Format::Csv {
                 text_column: "text".into(),
                 label_column: "label".into(),
+                text_b_column: None,
             }),
             "jsonl" => Some(Format::Jsonl),
             "label" => Some(Format::Trec(TrecLabels::Coarse)),
@@ -100,7 +113,14 @@ pub fn parse_examples(
         Format::Csv {
             text_column,
             label_column,
-        } => parse_csv(path, bytes, text_column, label_column),
+            text_b_column,
+        } => parse_csv(
+            path,
+            bytes,
+            text_column,
+            label_column,
+            text_b_column.as_deref(),
+        ),
         Format::Jsonl => parse_jsonl(path, bytes),
         Format::Trec(labels) => parse_trec(path, bytes, *labels),
     }
@@ -164,7 +184,13 @@ fn non_empty(path: &Path, out: Vec<Example>) -> Result<Vec<Example>, DataError> 
     Ok(out)
 }
 
-fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example, DataError> {
+fn example(
+    path: &Path,
+    line: usize,
+    label: &str,
+    text: &str,
+    text_b: Option<&str>,
+) -> Result<Example, DataError> {
     let label = label.trim();
     let text = text.trim();
     if label.is_empty() {
@@ -173,14 +199,42 @@ fn example(path: &Path, line: usize, label: &str, text: &str) -> Result<Example,
     if text.is_empty() {
         return Err(DataError::line(path, line, "empty text"));
     }
+    let text_b = match text_b.map(str::trim) {
+        Some("") => return Err(DataError::line(path, line, "empty second text (text_b)")),
+        other => other.map(str::to_string),
+    };
     Ok(Example {
         text: text.to_string(),
+        text_b,
         label: label.to_string(),
         line,
     })
 }
 
-/// Reads `label<TAB>text` lines (no header).
+/// Refuses a file that mixes single texts and pairs: `first` is whether its first example is
+/// a pair.
+fn same_shape(path: &Path, out: &[Example], e: &Example) -> Result<(), DataError> {
+    match out.first() {
+        Some(first) if first.text_b.is_some() != e.text_b.is_some() => Err(DataError::line(
+            path,
+            e.line,
+            if first.text_b.is_some() {
+                format!(
+                    "one text, but line {} starts a file of text pairs (every line needs both)",
+                    first.line
+                )
+            } else {
+                format!(
+                    "a text pair, but line {} starts a file of single texts",
+                    first.line
+                )
+            },
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `label<TAB>text` (or `label<TAB>text_a<TAB>text_b`) lines (no header).
 ///
 /// # Errors
 ///
@@ -194,14 +248,26 @@ fn parse_tsv(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
     for item in lines(path, bytes) {
         let (n, raw) = item?;
         let line = utf8(path, n, raw)?;
-        let Some((label, text)) = line.split_once('\t') else {
+        let mut fields = line.split('\t');
+        let (Some(label), Some(text)) = (fields.next(), fields.next()) else {
             return Err(DataError::line(
                 path,
                 n,
-                "no tab: expected `label<TAB>text`",
+                "no tab: expected `label<TAB>text` or `label<TAB>text_a<TAB>text_b`",
             ));
         };
-        out.push(example(path, n, label, text)?);
+        let text_b = fields.next();
+        if fields.next().is_some() {
+            return Err(DataError::line(
+                path,
+                n,
+                "more than 3 tab-separated fields: expected `label<TAB>text` or \
+                 `label<TAB>text_a<TAB>text_b` (texts cannot contain tabs)",
+            ));
+        }
+        let e = example(path, n, label, text, text_b)?;
+        same_shape(path, &out, &e)?;
+        out.push(e);
     }
     non_empty(path, out)
 }
@@ -262,6 +328,7 @@ fn parse_trec(path: &Path, bytes: &[u8], labels: TrecLabels) -> Result<Vec<Examp
             parse_trec_line(&line, labels).map_err(|m| DataError::line(path, n, m))?;
         out.push(Example {
             text,
+            text_b: None,
             label,
             line: n,
         });
@@ -275,6 +342,7 @@ fn parse_csv(
     bytes: &[u8],
     text_column: &str,
     label_column: &str,
+    text_b_column: Option<&str>,
 ) -> Result<Vec<Example>, DataError> {
     if let Some(pos) = bytes
         .split(|&b| b == b'\n')
@@ -324,7 +392,18 @@ fn parse_csv(
             )
         })
     };
+    let has = |name: &str| names.iter().any(|h| h == name);
+    let text_column = if text_column == "text" && !has("text") && has("text_a") {
+        "text_a"
+    } else {
+        text_column
+    };
     let (ti, li) = (find(text_column)?, find(label_column)?);
+    let bi = match text_b_column {
+        Some(name) => Some(find(name)?),
+        None if has("text_b") => Some(find("text_b")?),
+        None => None,
+    };
     let mut out = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {
@@ -350,12 +429,16 @@ fn parse_csv(
         }
         let text = utf8(path, line, record.get(ti).unwrap_or_default())?;
         let label = utf8(path, line, record.get(li).unwrap_or_default())?;
-        out.push(example(path, line, label, text)?);
+        let text_b = bi
+            .map(|b| utf8(path, line, record.get(b).unwrap_or_default()))
+            .transpose()?;
+        out.push(example(path, line, label, text, text_b)?);
     }
     non_empty(path, out)
 }
 
-/// Reads one JSON object a line: `{"text": "...", "label": "..." | 3}`.
+/// Reads one JSON object a line: `{"text": "...", "label": "..." | 3}`, for pairs with
+/// `"text_b": "..."` (and `"text_a"` allowed for `"text"`).
 fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
     let mut out = Vec::new();
     for item in lines(path, bytes) {
@@ -363,17 +446,21 @@ fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
         let line = utf8(path, n, raw)?;
         let value: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| DataError::line(path, n, format!("invalid JSON: {e}")))?;
-        let text = match value.get("text") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(DataError::line(
-                    path,
-                    n,
-                    format!("\"text\" is not a string: {other}"),
-                ));
-            }
-            None => return Err(DataError::line(path, n, "missing field \"text\"")),
+        let string = |key: &str| match value.get(key) {
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(DataError::line(
+                path,
+                n,
+                format!("\"{key}\" is not a string: {other}"),
+            )),
+            None => Ok(None),
         };
+        let text = match string("text")? {
+            Some(t) => t,
+            None => string("text_a")?
+                .ok_or_else(|| DataError::line(path, n, "missing field \"text\""))?,
+        };
+        let text_b = string("text_b")?;
         let label = match value.get("label") {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(x)) if x.is_i64() || x.is_u64() => x.to_string(),
@@ -386,7 +473,9 @@ fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DataError> {
             }
             None => return Err(DataError::line(path, n, "missing field \"label\"")),
         };
-        out.push(example(path, n, &label, &text)?);
+        let e = example(path, n, &label, &text, text_b.as_deref())?;
+        same_shape(path, &out, &e)?;
+        out.push(e);
     }
     non_empty(path, out)
 }
@@ -440,6 +529,7 @@ mod tests {
             ex[0],
             Example {
                 text: "good film".into(),
+                text_b: None,
                 label: "POS".into(),
                 line: 1
             }
@@ -500,6 +590,7 @@ mod tests {
         let f = Format::Csv {
             text_column: "text".into(),
             label_column: "label".into(),
+            text_b_column: None,
         };
         let ex = read_examples(&p, &f).expect("reads");
         assert_eq!(ex.len(), 2);
@@ -508,6 +599,7 @@ mod tests {
             ex[1],
             Example {
                 text: "bad".into(),
+                text_b: None,
                 label: "NEG".into(),
                 line: 3
             }
@@ -516,6 +608,7 @@ mod tests {
         let f = Format::Csv {
             text_column: "sentence".into(),
             label_column: "label".into(),
+            text_b_column: None,
         };
         let m = err(read_examples(&p, &f));
         assert!(m.contains("a.csv:1") && m.contains("\"sentence\""), "{m}");
@@ -556,6 +649,70 @@ mod tests {
         );
         let p = write(&d, "d.jsonl", b"{oops\n");
         assert!(err(read_examples(&p, &Format::Jsonl)).contains("d.jsonl:1: invalid JSON"));
+    }
+
+    /// Pairs in all three formats; a file mixing single texts and pairs names the line.
+    #[test]
+    fn pairs_in_tsv_csv_and_jsonl() {
+        let d = tmp("pairs");
+        let want = |ex: &[Example]| {
+            assert_eq!(ex.len(), 2);
+            assert_eq!(ex[0].text, "A man sleeps.");
+            assert_eq!(ex[0].text_b.as_deref(), Some("Someone rests."));
+            assert_eq!(ex[1].label, "no");
+        };
+        let p = write(
+            &d,
+            "a.tsv",
+            b"yes\tA man sleeps.\tSomeone rests.\nno\tDogs bark.\tCats fly.\n",
+        );
+        want(&read_tsv(&p).expect("tsv pairs"));
+        let p = write(
+            &d,
+            "a.csv",
+            b"label,text_a,text_b\nyes,A man sleeps.,Someone rests.\nno,Dogs bark.,Cats fly.\n",
+        );
+        want(&read_examples(&p, &Format::from_path(&p).expect("csv")).expect("csv pairs"));
+        let f = Format::Csv {
+            text_column: "premise".into(),
+            label_column: "label".into(),
+            text_b_column: Some("hypothesis".into()),
+        };
+        let p = write(
+            &d,
+            "named.csv",
+            b"premise,hypothesis,label\nA man sleeps.,Someone rests.,yes\nDogs bark.,Cats fly.,no\n",
+        );
+        want(&read_examples(&p, &f).expect("named columns"));
+        let p = write(&d, "nohyp.csv", b"premise,label\nA,yes\n");
+        let m = err(read_examples(&p, &f));
+        assert!(
+            m.contains("nohyp.csv:1") && m.contains("\"hypothesis\""),
+            "{m}"
+        );
+        let p = write(
+            &d,
+            "a.jsonl",
+            b"{\"text\": \"A man sleeps.\", \"text_b\": \"Someone rests.\", \"label\": \"yes\"}\n\
+              {\"text_a\": \"Dogs bark.\", \"text_b\": \"Cats fly.\", \"label\": \"no\"}\n",
+        );
+        want(&read_examples(&p, &Format::Jsonl).expect("jsonl pairs"));
+
+        let p = write(&d, "mixed.tsv", b"yes\ta\tb\nno\tonly one\n");
+        let m = err(read_tsv(&p));
+        assert!(m.contains("mixed.tsv:2") && m.contains("pairs"), "{m}");
+        let p = write(&d, "mixed2.tsv", b"yes\ta\nno\ta\tb\n");
+        let m = err(read_tsv(&p));
+        assert!(
+            m.contains("mixed2.tsv:2") && m.contains("single texts"),
+            "{m}"
+        );
+        let p = write(&d, "four.tsv", b"yes\ta\tb\tc\n");
+        assert!(err(read_tsv(&p)).contains("four.tsv:1: more than 3"));
+        let p = write(&d, "emptyb.tsv", b"yes\ta\t  \n");
+        assert!(err(read_tsv(&p)).contains("emptyb.tsv:1: empty second text"));
+        let p = write(&d, "mixed.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"a\", \"text_b\": \"b\", \"label\": 1}\n");
+        assert!(err(read_examples(&p, &Format::Jsonl)).contains("mixed.jsonl:2"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const PAD_ID: u32 = 0;
 /// Id of the unknown-word token `<unk>`.
 pub const UNK_ID: u32 = 1;
+/// The word placed between the two texts of a pair ([`WordTokenizer::with_separator`]).
+pub const SEP_TOKEN: &str = "<sep>";
 
 /// How a [`WordTokenizer`] is built.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +124,42 @@ fn split(text: &str, lowercase: bool) -> Vec<String> {
 }
 
 impl WordTokenizer {
+    /// The tokenizer with [`SEP_TOKEN`] in its vocabulary (appended when missing), so that it
+    /// can encode text pairs.
+    pub fn with_separator(mut self) -> Self {
+        if !self.index.contains_key(SEP_TOKEN) {
+            self.index
+                .insert(SEP_TOKEN.to_string(), self.tokens.len() as u32);
+            self.tokens.push(SEP_TOKEN.to_string());
+        }
+        self
+    }
+
+    /// The id of [`SEP_TOKEN`], when the vocabulary has it.
+    pub fn sep_id(&self) -> Option<u32> {
+        self.index.get(SEP_TOKEN).copied()
+    }
+
+    /// The ids of a text pair: `a`'s words, [`SEP_TOKEN`], `b`'s words, at most `max_len` ids
+    /// in all (at least 3). Longer pairs lose words from the end of the longer text first
+    /// (BERT's "longest first"); each text keeps at least one id (`<unk>` for an empty one).
+    /// `None` when the vocabulary has no separator ([`WordTokenizer::with_separator`]).
+    pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Option<Vec<u32>> {
+        let sep = self.sep_id()?;
+        let budget = max_len.max(3) - 1;
+        let (mut a, mut b) = (self.encode(a, usize::MAX), self.encode(b, usize::MAX));
+        while a.len() + b.len() > budget {
+            if a.len() >= b.len() {
+                a.pop();
+            } else {
+                b.pop();
+            }
+        }
+        a.push(sep);
+        a.extend(b);
+        Some(a)
+    }
+
     /// Vocabulary size, `<pad>` and `<unk>` included.
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
@@ -176,6 +214,26 @@ mod tests {
         }
         .build(texts);
         assert_eq!(capped.vocab_size(), 4);
+
+        let pairs = tok.clone().with_separator();
+        let sep = pairs.sep_id().expect("a separator");
+        assert_eq!(sep as usize, tok.vocab_size(), "appended after the words");
+        assert_eq!(pairs.clone().with_separator(), pairs, "added once");
+        assert_eq!(
+            tok.encode_pair("the", "cat", 8),
+            None,
+            "no separator, no pair"
+        );
+        assert_eq!(
+            pairs.encode_pair("the cat", "a", 8),
+            Some(vec![3, 2, sep, 4])
+        );
+        // Longest first: 5 + 2 words into 5 ids leave 2 + 2 around the separator.
+        assert_eq!(
+            pairs.encode_pair("the cat sat the cat", "cat the", 5),
+            Some(vec![3, 2, sep, 2, 3])
+        );
+        assert_eq!(pairs.encode_pair("the", "", 1), Some(vec![3, sep, UNK_ID]));
 
         let json = serde_json::to_string(&tok).expect("json");
         let back: WordTokenizer = serde_json::from_str(&json).expect("back");

@@ -232,6 +232,42 @@ impl WordPieceTokenizer {
         Ok(self.encode_input(text, max_len)?.get_ids().to_vec())
     }
 
+    /// The ids of a text pair, `[CLS] a [SEP] b [SEP]`, at most `max_len` ids (at least 3):
+    /// longer pairs lose sub-tokens from the end of the longer text first (Hugging Face's
+    /// `longest_first`). The second text starts after the first `[SEP]` (its token type is 1;
+    /// BERT-family models find it there).
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Tokenizer`] if the tokenizer fails on a text.
+    pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Result<Vec<u32>, DataError> {
+        let fail = |e: tokenizers::Error| {
+            DataError::tokenizer(&self.source, format!("encoding failed: {e}"))
+        };
+        let ea = self.tokenizer.encode(a, false).map_err(fail)?;
+        let eb = self.tokenizer.encode(b, false).map_err(fail)?;
+        let special = self
+            .tokenizer
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, true));
+        let params = tokenizers::TruncationParams {
+            max_length: max_len.max(special + 1).saturating_sub(special),
+            strategy: tokenizers::TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        let (mut ea, eb) = tokenizers::utils::truncation::truncate_encodings(ea, Some(eb), &params)
+            .map_err(fail)?;
+        ea.set_overflowing(Vec::new());
+        let mut eb = eb.unwrap_or_default();
+        eb.set_overflowing(Vec::new());
+        let joined = self
+            .tokenizer
+            .post_process(ea, Some(eb), true)
+            .map_err(fail)?;
+        Ok(joined.get_ids().to_vec())
+    }
+
     /// The ids of pre-split `words` (each may become several sub-tokens), cut as
     /// [`WordPieceTokenizer::encode`], and for each id the index of its word in `words`
     /// (`None` for `[CLS]` and `[SEP]`).
@@ -325,6 +361,39 @@ mod tests {
                     ids.iter().map(|&i| tok.token(i).expect("token")).collect();
                 assert_eq!(tokens, want_tokens, "{}: {text}", tok.source().display());
             }
+        }
+    }
+
+    /// A pair is `[CLS] a [SEP] b [SEP]`, and a cut pair loses sub-tokens from the end of the
+    /// longer text first.
+    #[test]
+    fn pairs_join_with_sep_and_cut_the_longer_text_first() {
+        let Some(dir) = minilm_dir() else { return };
+        let (a, b) = (
+            "How did serfdom develop in and then leave Russia ?",
+            "Why ?",
+        );
+        for tok in both(&dir) {
+            let (ia, ib) = (
+                tok.encode(a, 512).expect("a"),
+                tok.encode(b, 512).expect("b"),
+            );
+            let (ca, cb) = (&ia[1..ia.len() - 1], &ib[1..ib.len() - 1]);
+            let mut want = vec![tok.cls_id()];
+            want.extend_from_slice(ca);
+            want.push(tok.sep_id());
+            want.extend_from_slice(cb);
+            want.push(tok.sep_id());
+            assert_eq!(tok.encode_pair(a, b, 512).expect("pair"), want);
+            // 12 + 2 content tokens into 8 - 3 = 5: the longer loses 9, the shorter nothing.
+            let cut = tok.encode_pair(a, b, 8).expect("cut");
+            let mut want = vec![tok.cls_id()];
+            want.extend_from_slice(&ca[..3]);
+            want.push(tok.sep_id());
+            want.extend_from_slice(cb);
+            want.push(tok.sep_id());
+            assert_eq!(cut, want);
+            assert_eq!(tok.encode_pair(a, b, 0).expect("tiny").len(), 4);
         }
     }
 

@@ -834,6 +834,25 @@ pub struct BertClassifier {
     pub head: Linear,
     /// Pass the `[CLS]` state through the encoder's pooler (ignored without one).
     pub use_pooler: bool,
+    /// The `[SEP]` id, when rows may be text pairs: token type 1 from the first `[SEP]` on
+    /// (`[CLS] a [SEP]` are type 0, `b [SEP]` type 1), as BERT was pre-trained. `None`: every
+    /// token is type 0. Single-text rows get type 0 either way.
+    pub segment_sep: Option<usize>,
+}
+
+/// BERT's token types of rows `[CLS] a [SEP] b [SEP]`: 1 after the first `sep` (padding 0).
+///
+/// # Shapes
+///
+/// - `ids`, `mask`: `[n, L]`; returns `[n, L]`
+pub fn pair_token_types(
+    ids: &Tensor<2, Int>,
+    mask: &Tensor<2, Bool>,
+    sep: usize,
+) -> Tensor<2, Int> {
+    let is_sep = ids.clone().equal_elem(sep as i64).int();
+    let before = is_sep.clone().cumsum(1) - is_sep;
+    before.greater_equal_elem(1).bool_and(mask.clone()).int()
 }
 
 impl BertClassifier {
@@ -852,7 +871,14 @@ impl BertClassifier {
                 })
                 .init(device),
             use_pooler,
+            segment_sep: None,
         }
+    }
+
+    /// Sets the `[SEP]` id that starts the second text of a pair (token type 1).
+    pub fn with_segments(mut self, sep_id: u32) -> Self {
+        self.segment_sep = Some(sep_id as usize);
+        self
     }
 
     /// Sets whether the sentence vector goes through the pooler.
@@ -882,7 +908,10 @@ impl MixingPoints for BertClassifier {
     ///
     /// If the sequence is longer than the position table.
     fn embed(&self, ids: Tensor<2, Int>, mask: Tensor<2, Bool>) -> MixState {
-        let hidden = self.encoder.embed(ids, mask.clone(), None);
+        let types = self
+            .segment_sep
+            .map(|sep| pair_token_types(&ids, &mask, sep));
+        let hidden = self.encoder.embed(ids, mask.clone(), types);
         MixState::Sequence { hidden, mask }
     }
 
@@ -1258,6 +1287,65 @@ mod tests {
         let diff = |a: Tensor<3>, b: Tensor<3>| -> f32 { (a - b).abs().max().into_scalar() };
         assert_eq!(diff(out.clone(), same), 0.0);
         assert!(diff(out, other) > 0.0);
+    }
+
+    /// With `segment_sep`, the second text of a pair is type 1: the classifier equals the
+    /// encoder run with explicit types, and single-text rows are unchanged.
+    #[test]
+    fn pair_rows_get_token_type_one_after_the_first_sep() {
+        let device = Device::flex();
+        device.seed(3);
+        let sep = 4i64;
+        // [CLS]=2 a [SEP] b [SEP], then a single text [CLS] a [SEP] pad pad.
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![2i64, 5, sep, 6, sep, 2, 7, sep, 0, 0], [2, 5]),
+            &device,
+        );
+        let mask = ids.clone().not_equal_elem(0);
+        let types = pair_token_types(&ids, &mask, sep as usize);
+        assert_eq!(
+            types
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("ints"),
+            vec![0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+        );
+        let plain = classifier(&device, true).valid();
+        let paired = plain.clone().with_segments(sep as u32);
+        let diff = |a: Tensor<2>, b: Tensor<2>| -> f32 { (a - b).abs().max().into_scalar() };
+        let by_hand = plain
+            .encoder
+            .forward(ids.clone(), mask.clone(), Some(types));
+        let want = plain.head.forward(plain.sentence_vector(by_hand));
+        let got = paired.forward(ids.clone(), mask.clone());
+        assert!(diff(got.clone(), want) < 1e-6, "types from the ids");
+        let untyped = plain.forward(ids.clone(), mask.clone());
+        assert!(
+            diff(got.slice([1..2]), untyped.slice([1..2])) < 1e-6,
+            "single text"
+        );
+        // The embedding output differs exactly at the second text (positions 3 and 4 of row 0).
+        let hidden = |m: &BertClassifier| -> Tensor<3> {
+            match m.embed(ids.clone(), mask.clone()) {
+                MixState::Sequence { hidden, .. } => hidden,
+                MixState::Pooled(_) => panic!("sequence"),
+            }
+        };
+        let delta = (hidden(&paired) - hidden(&plain)).abs().max_dim(2);
+        let delta: Vec<f32> = delta
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .expect("f32");
+        for (k, d) in delta.iter().enumerate() {
+            if k == 3 || k == 4 {
+                assert!(*d > 1e-3, "position {k} is type 1 ({d})");
+            } else {
+                assert!(*d < 1e-6, "position {k} is type 0 ({d})");
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod transformer;
 
 pub use bert::{
     BertClassifier, BertConfig, BertEmbeddings, BertEncoder, BertLayer, BertLoadError,
-    BertSelfAttention, BertTokenClassifier, HF_TO_BURN,
+    BertSelfAttention, BertTokenClassifier, HF_TO_BURN, pair_token_types,
 };
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use mixing::MixingPoints;

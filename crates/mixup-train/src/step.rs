@@ -8,9 +8,9 @@ use burn::{
     tensor::{Device, Int, Tensor, TensorData},
 };
 use mixup_core::{
-    Layout, MixMethod, MixParams, MixState, MixupConfig, PointKind, SpanMode, choose_span,
-    interpolated_cross_entropy, mix_with, saliency_span_mix, soft_cross_entropy, soft_targets,
-    token_saliency,
+    Layout, MixMethod, MixParams, MixState, MixupConfig, PointKind, SpanMode, choose_segment_spans,
+    interpolated_cross_entropy, mix_with, saliency_span_mix_segments, soft_cross_entropy,
+    soft_targets, token_saliency,
 };
 use mixup_data::{EncodedExample, TextBatch};
 use mixup_models::MixingPoints;
@@ -542,16 +542,18 @@ fn ssmix_forward<M: MixingPoints>(
     let mut pass = ssmix_saliency(model, text, plan.num_classes, plan.smoothing, weight)?;
     let (aug_ids, aug_mask, ratios) = if plan.ssmix.mode == SpanMode::Saliency {
         let l = text.ids.dims()[1];
-        let lens: Vec<usize> = items.iter().map(|e| e.ids.len().min(l)).collect();
+        let segments: Vec<_> = items
+            .iter()
+            .map(|e| plan.ssmix.layout.segments(&e.ids[..e.ids.len().min(l)]))
+            .collect();
         let saliency = pass.saliency.take().ok_or_else(|| {
             TrainError::Method("ssmix: the saliency pass left no saliency".into())
         })?;
-        let (ids, ratios) = saliency_span_mix(
+        let (ids, ratios) = saliency_span_mix_segments(
             text.ids.clone(),
             saliency,
-            &lens,
+            &segments,
             partners,
-            plan.ssmix.layout,
             plan.ssmix.share,
         );
         (ids, text.mask.clone(), ratios)
@@ -649,13 +651,12 @@ fn ssmix_random_rows(
         let mix = if j == i {
             mixup_core::SpanMix::none()
         } else {
-            choose_span(
+            choose_segment_spans(
                 settings.mode,
                 &[],
-                a.ids.len(),
+                &settings.layout.segments(&a.ids),
                 &[],
-                b.ids.len(),
-                settings.layout,
+                &settings.layout.segments(&b.ids),
                 settings.share,
                 rng,
             )
