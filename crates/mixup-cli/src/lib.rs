@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod claim;
 pub mod data;
 pub mod device;
 pub mod fetch;

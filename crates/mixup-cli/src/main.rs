@@ -15,6 +15,7 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mixup_cli::{
+    claim::Shard,
     data::encode,
     device::{select_device, select_devices},
     fetch,
@@ -111,6 +112,18 @@ enum Command {
         /// Train nothing: only gather the runs already finished into the results.
         #[arg(long)]
         report_only: bool,
+        /// Train only shard K of N (0 <= K < N) of the runs; default: the scheduler's index
+        /// (Slurm array, Kubernetes Indexed Job), else every run.
+        #[arg(long)]
+        shard: Option<String>,
+        /// The number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes)
+        /// or a Slurm array without SLURM_ARRAY_TASK_COUNT.
+        #[arg(long)]
+        shard_count: Option<usize>,
+        /// Seconds without a heartbeat after which another process's claim on a run is taken
+        /// over (its process is taken to be dead).
+        #[arg(long, default_value_t = 600.0)]
+        claim_timeout: f64,
     },
     /// Accuracy of a finished run on a labelled file (.tsv, .csv, .jsonl); entity F1 of a
     /// tagging run on a CoNLL file.
@@ -294,6 +307,9 @@ fn main() -> ExitCode {
             device,
             data_dir,
             report_only,
+            shard,
+            shard_count,
+            claim_timeout,
         } => cmd_sweep(&SweepArgs {
             recipes: &recipes,
             seeds,
@@ -303,6 +319,9 @@ fn main() -> ExitCode {
             device: device.as_deref(),
             data_dir: data_dir.as_deref(),
             report_only,
+            shard: shard.as_deref(),
+            shard_count,
+            claim_timeout,
         }),
         Command::Eval { run, data, device } => cmd_eval(&run, &data, device.as_deref()),
         Command::Predict { run, file, device } => {
@@ -705,6 +724,9 @@ struct SweepArgs<'a> {
     device: Option<&'a str>,
     data_dir: Option<&'a Path>,
     report_only: bool,
+    shard: Option<&'a str>,
+    shard_count: Option<usize>,
+    claim_timeout: f64,
 }
 
 fn cmd_sweep(args: &SweepArgs<'_>) -> anyhow::Result<()> {
@@ -719,14 +741,34 @@ fn cmd_sweep(args: &SweepArgs<'_>) -> anyhow::Result<()> {
     let plan = sweep::plan(&paths, args.seed_start..end, args.epochs, args.out)?;
     let mut failed = Vec::new();
     if !args.report_only {
+        if !(args.claim_timeout.is_finite() && args.claim_timeout > 0.0) {
+            anyhow::bail!(
+                "--claim-timeout {}: must be a positive number of seconds",
+                args.claim_timeout
+            );
+        }
+        let shard = match args.shard {
+            Some(s) => Some(Shard::parse(s).map_err(anyhow::Error::msg)?),
+            None => match Shard::from_env(|k| std::env::var(k).ok(), args.shard_count)
+                .map_err(anyhow::Error::msg)?
+            {
+                Some((s, from)) => {
+                    println!("sweep: shard {s} (from the {from} index)");
+                    Some(s)
+                }
+                None => None,
+            },
+        };
         let (device, device_name) = select_device(args.device)?;
         println!(
-            "sweep: {} recipe(s) x {} seed(s) = {} runs on {device_name}, into {}",
+            "sweep: {} recipe(s) x {} seed(s) = {} runs on {device_name}, into {}{}",
             paths.len(),
             args.seeds,
             plan.len(),
-            args.out.display()
+            args.out.display(),
+            shard.map_or(String::new(), |s| format!(", shard {s}"))
         );
+        let owner = mixup_cli::claim::owner_name();
         let outcome = sweep::run_sweep(
             &plan,
             &sweep::SweepSetup {
@@ -734,6 +776,9 @@ fn cmd_sweep(args: &SweepArgs<'_>) -> anyhow::Result<()> {
                 device_name,
                 data_dir: args.data_dir,
                 log_every: 25,
+                shard,
+                owner,
+                claim_timeout: std::time::Duration::from_secs_f64(args.claim_timeout),
             },
             &mut |line: &str| println!("{line}"),
             // Epoch lines only: a sweep's log is read afterwards, not watched step by step.
@@ -744,10 +789,17 @@ fn cmd_sweep(args: &SweepArgs<'_>) -> anyhow::Result<()> {
             },
         );
         println!(
-            "sweep: {} trained, {} skipped (finished), {} failed",
+            "sweep: {} trained, {} skipped (finished), {} claimed by other processes, {} \
+             failed{}",
             outcome.trained,
             outcome.skipped,
-            outcome.failed.len()
+            outcome.busy,
+            outcome.failed.len(),
+            if shard.is_some() {
+                format!(", {} of other shards", outcome.other_shards)
+            } else {
+                String::new()
+            }
         );
         failed = outcome.failed;
     }

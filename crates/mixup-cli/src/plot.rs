@@ -88,8 +88,8 @@ pub(crate) fn start_png(path: &Path) -> Result<std::path::PathBuf, PlotError> {
 /// The temporary file a plot of `path` is drawn into before [`commit_png`] (`.png` last: the
 /// bitmap backend picks the format by extension).
 fn png_temp(path: &Path) -> std::path::PathBuf {
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!("{stem}.tmp.png"))
+    // Unique to this process and call (sweeps share folders); plotters wants a .png name.
+    mixup_train::atomic::temp_path(path, "tmp.png")
 }
 
 /// Moves a finished plot into place the way every other file is written

@@ -15,12 +15,18 @@
 //! (the description aside). Finished runs are never trained again, so an interrupted sweep
 //! resumes where it stopped; any other run is trained from scratch into its folder.
 //!
+//! Several processes may share one sweep folder (a cluster's job array): each trains only its
+//! shard of the plan when given one, and claims a run folder before training it, so that no
+//! run is trained twice at once and a run whose process was killed is taken over
+//! ([`crate::claim`]).
+//!
 //! Nothing here prints: progress goes through the `say` and `on_event` callbacks.
 
 use std::{
     collections::BTreeMap,
     ops::Range,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -32,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use mixup_train::train::{Event, FinalMetrics};
 
 use crate::{
+    claim::{Claimed, Shard, claim},
     plot::{FAMILY, PlotError},
     recipe::Recipe,
     run::{RecipeRun, train_recipe, write_atomic},
@@ -272,6 +279,12 @@ pub struct SweepSetup<'a> {
     pub data_dir: Option<&'a Path>,
     /// Report progress every this many steps.
     pub log_every: usize,
+    /// Train only this shard of the plan (all of it when `None`).
+    pub shard: Option<Shard>,
+    /// This process's name in claim files ([`crate::claim::owner_name`]).
+    pub owner: String,
+    /// A claim whose heartbeat is older than this is taken over.
+    pub claim_timeout: Duration,
 }
 
 /// What [`run_sweep`] did.
@@ -281,6 +294,10 @@ pub struct SweepOutcome {
     pub trained: usize,
     /// Runs skipped because they were finished.
     pub skipped: usize,
+    /// Runs skipped because another live process had claimed them.
+    pub busy: usize,
+    /// Runs of other shards (not looked at).
+    pub other_shards: usize,
     /// Runs that failed: `(which, the error)`.
     pub failed: Vec<(String, String)>,
 }
@@ -300,7 +317,39 @@ pub fn run_sweep(
     let mut outcome = SweepOutcome::default();
     let total = plan.len();
     for (i, run) in plan.iter().enumerate() {
+        if setup.shard.is_some_and(|s| !s.keeps(i)) {
+            outcome.other_shards += 1;
+            continue;
+        }
         let label = format!("[{}/{total}] {} seed {}", i + 1, run.recipe.name, run.seed);
+        if let RunStatus::Finished(_) = run_status(run) {
+            say(&format!("{label}: skipped (finished)"));
+            outcome.skipped += 1;
+            continue;
+        }
+        let _claim = match claim(&run.dir, &setup.owner, setup.claim_timeout) {
+            Ok(Claimed::Mine(guard, took_over)) => {
+                if let Some(old) = took_over {
+                    say(&format!(
+                        "{label}: taking over from {old} (no heartbeat for {:.0} s)",
+                        setup.claim_timeout.as_secs_f64()
+                    ));
+                }
+                guard
+            }
+            Ok(Claimed::Busy(owner)) => {
+                say(&format!("{label}: skipped (claimed by {owner})"));
+                outcome.busy += 1;
+                continue;
+            }
+            Err(e) => {
+                let msg = format!("cannot claim {}: {e}", run.dir.display());
+                say(&format!("{label}: failed: {msg}"));
+                outcome.failed.push((label, msg));
+                continue;
+            }
+        };
+        // Looked at again under the claim: another process may have finished it meanwhile.
         let resume = interrupted(run);
         match run_status(run) {
             RunStatus::Finished(_) => {

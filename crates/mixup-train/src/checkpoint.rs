@@ -10,7 +10,7 @@
 //! SHA-256 of everything above     32 bytes
 //! ```
 //!
-//! It is written to `<name>.tmp`, flushed to disk (`fsync`), renamed into place, and the
+//! It is written to a temporary file beside it ([`crate::atomic::temp_path`]), flushed to disk (`fsync`), renamed into place, and the
 //! folder is synced, so a reader sees either a whole checkpoint or none. The two newest are
 //! kept. [`latest`] returns the newest one whose length and checksum verify, and warns about
 //! every newer file it had to skip (truncated, corrupt, or from another format).

@@ -5,10 +5,19 @@ use std::{
     process::Command,
 };
 
-/// The `mixup` binary, with the environment that picks devices and data cleared.
+/// The `mixup` binary, with the environment that picks devices, data and sweep shards
+/// cleared.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mixup"));
     c.env_remove("BURN_DEVICE").env_remove("MIXUP_DATA_DIR");
+    // A sweep reads its shard from a scheduler's environment.
+    for key in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "JOB_COMPLETION_INDEX",
+    ] {
+        c.env_remove(key);
+    }
     c
 }
 
