@@ -18,6 +18,7 @@ pub mod device;
 pub mod fetch;
 pub mod ner;
 pub mod ner_al;
+pub mod paired;
 pub mod plot;
 pub mod recipe;
 pub mod run;

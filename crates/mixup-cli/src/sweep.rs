@@ -462,7 +462,7 @@ pub struct ResultRow {
 }
 
 /// The mean of `xs` (0 when empty).
-pub(crate) fn mean(xs: &[f64]) -> f64 {
+pub fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }
@@ -470,7 +470,7 @@ pub(crate) fn mean(xs: &[f64]) -> f64 {
 }
 
 /// The sample standard deviation of `xs` (n - 1 in the denominator); 0 for fewer than two.
-pub(crate) fn sample_std(xs: &[f64]) -> f64 {
+pub fn sample_std(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
         return 0.0;
     }
@@ -625,6 +625,9 @@ pub fn results_markdown(
         s.push_str("No run has finished yet.\n");
     } else {
         s.push_str(&markdown_table(rows));
+        s.push_str(&crate::paired::markdown(&crate::paired::compare(
+            rows, runs,
+        )));
     }
     s
 }
@@ -700,7 +703,13 @@ pub fn write_results(
         &out.join("results.json"),
         &serde_json::to_vec_pretty(&rows)?,
     )?;
+    let paired = crate::paired::compare(&rows, &runs);
+    write_atomic(
+        &out.join("paired.json"),
+        &serde_json::to_vec_pretty(&paired)?,
+    )?;
     plot_results(&out.join("results.png"), &rows).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::paired::plot(&out.join("paired.png"), &paired).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(WrittenResults {
         markdown,
         table: if rows.is_empty() {
@@ -1071,7 +1080,11 @@ mod tests {
             md.contains("Device: flex. Finished runs: 6 of 8 planned."),
             "{md}"
         );
-        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let (table, paired) = md
+            .split_once("\n## Paired by seed")
+            .expect("a paired section");
+        assert!(paired.contains("| trec | textcnn |"), "{paired}");
+        let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(lines.len(), 6, "{md}");
         assert_eq!(
             lines[0],
