@@ -137,6 +137,9 @@ enum Command {
         /// Backend (as for train).
         #[arg(long)]
         device: Option<String>,
+        /// Also draw the confusion matrix as a heatmap into this .png (classification runs).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Predict the label of each line of FILE (or of standard input); a tagging run tags
     /// each line's whitespace-separated tokens (CoNLL columns out).
@@ -323,7 +326,12 @@ fn main() -> ExitCode {
             shard_count,
             claim_timeout,
         }),
-        Command::Eval { run, data, device } => cmd_eval(&run, &data, device.as_deref()),
+        Command::Eval {
+            run,
+            data,
+            device,
+            plot,
+        } => cmd_eval(&run, &data, device.as_deref(), plot.as_deref()),
         Command::Predict { run, file, device } => {
             cmd_predict(&run, file.as_deref(), device.as_deref())
         }
@@ -867,10 +875,22 @@ fn run_recipe(run: &Path) -> anyhow::Result<Recipe> {
     Ok(Recipe::load(&run.join("recipe.toml"))?)
 }
 
-fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()> {
+fn cmd_eval(
+    run: &Path,
+    data: &Path,
+    device: Option<&str>,
+    plot: Option<&Path>,
+) -> anyhow::Result<()> {
     let (device, _) = select_device(device)?;
     let recipe = run_recipe(run)?;
     if recipe.task == Task::Ner {
+        if let Some(p) = plot {
+            anyhow::bail!(
+                "--plot {}: the confusion matrix is drawn for classification runs; this is a \
+                 tagging run (its per-type scores are in the JSON)",
+                p.display()
+            );
+        }
         let tagger = mixup_cli::ner::load_tagger_run(run, recipe, &device)?;
         let (sentences, scores) = tagger.evaluate(data, &device)?;
         let per_type: serde_json::Map<String, serde_json::Value> = scores
@@ -915,6 +935,50 @@ fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()>
         run.labels.len(),
         &device,
     );
+    let probs = predict_proba(
+        &run.model,
+        &encoded,
+        run.recipe.train.eval_batch_size,
+        max_len,
+        &device,
+    )?;
+    let predicted: Vec<usize> = probs
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect();
+    let truth: Vec<usize> = encoded.iter().map(|e| e.label).collect();
+    let scores = mixup_train::metrics::class_scores(&truth, &predicted, run.labels.len());
+    let names = run.labels.names();
+    let per_class: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(&scores.per_class)
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                serde_json::json!({
+                    "precision": c.precision, "recall": c.recall, "f1": c.f1,
+                    "support": c.support,
+                }),
+            )
+        })
+        .collect();
+    if let Some(p) = plot {
+        let title = format!(
+            "{}: confusion on {} (accuracy {acc:.4}, macro-F1 {:.4})",
+            run.recipe.name,
+            data.file_name().map_or_else(
+                || data.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
+            scores.macro_f1
+        );
+        mixup_cli::plot::plot_confusion(p, &title, names, &scores.confusion)?;
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -923,6 +987,14 @@ fn cmd_eval(run: &Path, data: &Path, device: Option<&str>) -> anyhow::Result<()>
             "examples": encoded.len(),
             "accuracy": acc,
             "loss": loss,
+            "macro_f1": scores.macro_f1,
+            "per_class": per_class,
+            "confusion": {
+                "labels": names,
+                "rows": "true class",
+                "columns": "predicted class",
+                "matrix": scores.confusion,
+            },
         })
     );
     Ok(())

@@ -1324,3 +1324,64 @@ fn init_from_starts_from_a_finished_runs_weights() {
         "{m}"
     );
 }
+
+/// `mixup eval` reports macro-F1, per-class scores and the confusion matrix, and draws the
+/// matrix with `--plot`.
+#[test]
+fn eval_reports_macro_f1_and_the_confusion_matrix() {
+    let t = tmp("eval-confusion");
+    toy_dataset(&t.0);
+    let out = t.0.join("run");
+    let o = train(&t.0, "none", &out, 0);
+    assert!(o.status.success(), "{}", text(&o));
+    let png = t.0.join("confusion.png");
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&out)
+        .arg("--data")
+        .arg(t.0.join("toy/test.tsv"))
+        .arg("--plot")
+        .arg(&png));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let labels: Vec<&str> = v["confusion"]["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| l.as_str().expect("label"))
+        .collect();
+    assert_eq!(labels, ["FRUIT", "MACHINE", "WATER"]);
+    let matrix: Vec<Vec<u64>> =
+        serde_json::from_value(v["confusion"]["matrix"].clone()).expect("a matrix");
+    assert_eq!(
+        matrix.iter().flatten().sum::<u64>(),
+        30,
+        "every example once"
+    );
+    let diagonal: u64 = (0..3).map(|i| matrix[i][i]).sum();
+    let acc = v["accuracy"].as_f64().expect("accuracy");
+    assert!(
+        (diagonal as f64 / 30.0 - acc).abs() < 1e-9,
+        "diagonal = accuracy"
+    );
+    for (i, name) in labels.iter().enumerate() {
+        let support: u64 = matrix[i].iter().sum();
+        assert_eq!(v["per_class"][name]["support"].as_u64(), Some(support));
+    }
+    let f1 = v["macro_f1"].as_f64().expect("macro_f1");
+    assert!((0.0..=1.0).contains(&f1), "{f1}");
+    assert_eq!(&std::fs::read(&png).expect("png")[..4], b"\x89PNG");
+    // A path that is not a .png is refused by name.
+    let o = run(bin()
+        .args(["eval", "--run"])
+        .arg(&out)
+        .arg("--data")
+        .arg(t.0.join("toy/test.tsv"))
+        .arg("--plot")
+        .arg(t.0.join("confusion.jpg")));
+    assert!(
+        !o.status.success() && text(&o).contains("confusion.jpg"),
+        "{}",
+        text(&o)
+    );
+}

@@ -22,6 +22,7 @@ pub mod config;
 mod error;
 #[cfg(feature = "learner")]
 pub mod learner;
+pub mod metrics;
 pub mod ner;
 pub mod optim;
 pub mod step;
