@@ -9,7 +9,10 @@ use mixup_data::{
 
 use mixup_core::Layout;
 
-use crate::{fetch, recipe::Recipe};
+use crate::{
+    fetch,
+    recipe::{DataSection, Recipe},
+};
 
 /// Where a dataset was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,8 +255,8 @@ pub fn load_encoded(
     recipe: &Recipe,
     wordpiece: Option<WordPieceTokenizer>,
 ) -> Result<Encoded, DataError> {
-    let splits = load_splits(dir)?;
     let d = &recipe.data;
+    let splits = load_splits(dir, d)?;
     let train = &splits.train.1;
     let tokenizer = match wordpiece {
         Some(t) => TextTokenizer::WordPiece(Box::new(t)),
@@ -287,20 +290,37 @@ pub fn load_encoded(
 /// As [`load_encoded`]; a label the label set lacks, naming file and line.
 pub fn load_encoded_with(
     dir: &Path,
+    data: &DataSection,
     tokenizer: TextTokenizer,
     labels: LabelSet,
-    max_len: usize,
 ) -> Result<Encoded, DataError> {
-    encode_splits(&load_splits(dir)?, tokenizer, labels, max_len)
+    encode_splits(&load_splits(dir, data)?, tokenizer, labels, data.max_len)
 }
 
 fn is_pairs(ex: &[Example]) -> bool {
     ex.first().is_some_and(|e| e.text_b.is_some())
 }
 
-/// The splits of `dir`, all of single texts or all of pairs.
-fn load_splits(dir: &Path) -> Result<Splits, DataError> {
-    let splits = Splits::load(dir)?;
+/// The splits of `dir`, all of single texts or all of pairs, with a dev split carved from
+/// train when `data.dev_from_train` asks.
+fn load_splits(dir: &Path, data: &DataSection) -> Result<Splits, DataError> {
+    let mut splits = Splits::load(dir)?;
+    if let Some(share) = data.dev_from_train {
+        if let Some((path, _)) = &splits.dev {
+            return Err(DataError::line(
+                path,
+                1,
+                format!(
+                    "data.dev_from_train = {share}: this dataset has its own dev split; \
+                     leave dev_from_train out to use it"
+                ),
+            ));
+        }
+        let (train, dev) = carve_dev(&splits.train.1, share, data.split_seed);
+        let path = splits.train.0.clone();
+        splits.train.1 = train;
+        splits.dev = Some((path, dev));
+    }
     let train = &splits.train.1;
     for (path, ex) in splits.dev.iter().chain([&splits.test]) {
         if is_pairs(ex) != is_pairs(train) {
@@ -318,6 +338,38 @@ fn load_splits(dir: &Path) -> Result<Splits, DataError> {
         }
     }
     Ok(splits)
+}
+
+/// Splits `train` into (train, dev): `share` of each label's examples (rounded, at least one
+/// when the label has two or more, never all of them) drawn by a generator seeded with `seed`;
+/// both keep the file order.
+pub fn carve_dev(train: &[Example], share: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    use rand::{SeedableRng, seq::SliceRandom};
+    let mut by_label: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, e) in train.iter().enumerate() {
+        by_label.entry(e.label.as_str()).or_default().push(i);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut to_dev = vec![false; train.len()];
+    for idx in by_label.values_mut() {
+        idx.shuffle(&mut rng);
+        let n = idx.len();
+        let k = ((n as f64 * share).round() as usize)
+            .max(usize::from(n >= 2))
+            .min(n.saturating_sub(1));
+        for &i in &idx[..k] {
+            to_dev[i] = true;
+        }
+    }
+    let (mut kept, mut dev) = (Vec::new(), Vec::new());
+    for (e, d) in train.iter().zip(to_dev) {
+        if d {
+            dev.push(e.clone());
+        } else {
+            kept.push(e.clone());
+        }
+    }
+    (kept, dev)
 }
 
 fn encode_splits(
@@ -377,5 +429,47 @@ pub fn resolve_dataset(
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(label: &str, line: usize) -> Example {
+        Example {
+            text: format!("text {line}"),
+            text_b: None,
+            label: label.into(),
+            line,
+        }
+    }
+
+    /// The carved dev split is stratified, disjoint from train, the same for the same seed,
+    /// keeps file order and never takes a whole class.
+    #[test]
+    fn carved_dev_is_stratified_seeded_and_disjoint() {
+        let mut train: Vec<Example> = (0..50).map(|i| ex("A", i + 1)).collect();
+        train.extend((0..20).map(|i| ex("B", 51 + i)));
+        train.push(ex("C", 71));
+        let (kept, dev) = carve_dev(&train, 0.2, 7);
+        let count = |v: &[Example], l: &str| v.iter().filter(|e| e.label == l).count();
+        assert_eq!(
+            (count(&dev, "A"), count(&dev, "B"), count(&dev, "C")),
+            (10, 4, 0)
+        );
+        assert_eq!(kept.len() + dev.len(), train.len());
+        let lines = |v: &[Example]| v.iter().map(|e| e.line).collect::<Vec<_>>();
+        assert!(
+            lines(&dev).iter().all(|l| !lines(&kept).contains(l)),
+            "disjoint"
+        );
+        assert!(lines(&dev).windows(2).all(|w| w[0] < w[1]), "file order");
+        assert_eq!(carve_dev(&train, 0.2, 7).1, dev, "same seed, same split");
+        assert_ne!(
+            lines(&carve_dev(&train, 0.2, 8).1),
+            lines(&dev),
+            "another seed"
+        );
     }
 }

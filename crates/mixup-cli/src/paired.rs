@@ -266,6 +266,7 @@ mod tests {
                 test_accuracy: acc,
                 test_loss: 0.0,
                 dev_accuracy: None,
+                selected_epoch: 1,
                 train_samples_per_s: 100.0,
                 median_epoch_seconds: 1.0,
                 total_seconds: 1.0,

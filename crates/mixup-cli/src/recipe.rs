@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mixup_core::{LambdaMode, MixMethod, Pairing, ProjectionMetric, SeqMixVariant, SpanMode};
 pub use mixup_train::{CleanWeighting, LossForm, OptimizerKind, Schedule};
-use mixup_train::{OptimConfig, StepConfig, TrainConfig};
+use mixup_train::{OptimConfig, Selection, StepConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// What a recipe trains.
@@ -205,6 +205,12 @@ pub struct DataSection {
     pub max_vocab: Option<usize>,
     /// Tag scheme of `ner` data: `bio` or `iob1` (converted to BIO on reading).
     pub tag_scheme: TagSchemeName,
+    /// Carve a dev split of this share of the training set when the dataset has none
+    /// (stratified by label, chosen by `split_seed`); classification only.
+    pub dev_from_train: Option<f64>,
+    /// Seeds the carved dev split: the same for every training seed and method, so that
+    /// their comparisons are paired.
+    pub split_seed: u64,
 }
 
 impl Default for DataSection {
@@ -216,6 +222,8 @@ impl Default for DataSection {
             min_freq: 1,
             max_vocab: None,
             tag_scheme: TagSchemeName::Bio,
+            dev_from_train: None,
+            split_seed: 0,
         }
     }
 }
@@ -465,6 +473,9 @@ pub struct TrainSection {
     /// the optimiser, schedule and epochs start afresh. Classification only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Which epoch's model the run keeps and reports: `last`, or `best-dev` (the highest dev
+    /// accuracy; needs a dev split, or `data.dev_from_train`). Test data never chooses.
+    pub select: Selection,
 }
 
 impl Default for TrainSection {
@@ -483,6 +494,7 @@ impl Default for TrainSection {
             clip_grad_norm: None,
             checkpoint_every: 500,
             init_from: None,
+            select: Selection::Last,
         }
     }
 }
@@ -834,6 +846,29 @@ impl Recipe {
                 "must be a positive number (leave it out for no clipping)",
             ));
         }
+        if let Some(share) = self.data.dev_from_train {
+            if !(share > 0.0 && share < 1.0) {
+                return Err(bad(
+                    "data.dev_from_train",
+                    share.to_string(),
+                    "is a share of the training set: must be in (0, 1)",
+                ));
+            }
+            if self.task == Task::Ner {
+                return Err(bad(
+                    "data.dev_from_train",
+                    share.to_string(),
+                    "carves dev splits for classification; ner datasets bring their dev.txt",
+                ));
+            }
+        }
+        if t.select != Selection::Last && self.task == Task::Ner {
+            return Err(bad(
+                "train.select",
+                "\"best-dev\"".into(),
+                "selects classifiers; ner runs keep their last epoch",
+            ));
+        }
         if let Some(dir) = &t.init_from
             && self.task == Task::Ner
         {
@@ -894,6 +929,7 @@ impl Recipe {
             .with_off_epoch(self.method.off_epoch)
             .with_checkpoint_every(t.checkpoint_every)
             .with_log_every(log_every)
+            .with_select(t.select)
     }
 
     /// The recipe key a library config key belongs to (`alpha` is `method.alpha`, `lr` is
@@ -902,7 +938,9 @@ impl Recipe {
         match key {
             "max_len" => "data.max_len".into(),
             "clip_grad_norm" | "lr" | "warmup" | "epochs" | "batch_size" | "seed"
-            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" => format!("train.{key}"),
+            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" | "select" => {
+                format!("train.{key}")
+            }
             "data" | "seq" | "steps" | "batch" | "vocab" => key.into(),
             _ => format!("method.{key}"),
         }

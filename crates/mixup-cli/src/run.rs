@@ -504,9 +504,9 @@ pub fn train_recipe(
         // The finished run's vocabulary and labels, so that its weights mean the same ids.
         Some(init) => load_encoded_with(
             &dir,
+            &recipe.data,
             init.tokenizer.clone(),
             init.labels.clone(),
-            recipe.data.max_len,
         )?,
         None => load_encoded(
             &dir,

@@ -937,6 +937,7 @@ mod tests {
             test_accuracy: acc,
             test_loss: 0.4,
             dev_accuracy: None,
+            selected_epoch: 10,
             train_samples_per_s: sps,
             median_epoch_seconds: 2.0,
             total_seconds: 20.0 + seed as f64,

@@ -1385,3 +1385,65 @@ fn eval_reports_macro_f1_and_the_confusion_matrix() {
         text(&o)
     );
 }
+
+/// `data.dev_from_train` carves a dev split and `train.select = "best-dev"` reports the epoch
+/// of the best dev accuracy; a dataset with its own dev split refuses the carve, and
+/// best-dev without any dev split is an error naming the key.
+#[test]
+fn best_dev_selection_on_a_carved_dev_split() {
+    let t = tmp("best-dev");
+    toy_dataset(&t.0);
+    let write = |name: &str, extra_data: &str, extra_train: &str| -> PathBuf {
+        let p = t.0.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\n[data]\ndataset = \"toy\"\nmax_len = 12\n{extra_data}\n\
+                 [model]\nkind = \"textcnn\"\nd_embed = 16\nn_filters = 8\n\
+                 [train]\nepochs = 4\nbatch_size = 16\nlr = 0.003\n{extra_train}\n"
+            ),
+        )
+        .expect("recipe");
+        p
+    };
+    let r = write("sel", "dev_from_train = 0.25", "select = \"best-dev\"");
+    let out = t.0.join("runs/sel");
+    let o = train_recipe(&t.0, &r, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = final_json(&out);
+    let metrics: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    let dev: Vec<f64> = metrics
+        .iter()
+        .map(|m| m["dev_acc"].as_f64().expect("a dev accuracy each epoch"))
+        .collect();
+    let best = dev.iter().copied().fold(f64::MIN, f64::max);
+    let chosen = report["selected_epoch"].as_u64().expect("selected_epoch") as usize;
+    assert_eq!(
+        chosen,
+        dev.iter().position(|&d| d == best).expect("best") + 1
+    );
+    assert_eq!(
+        report["test_accuracy"].as_f64(),
+        metrics[chosen - 1]["test_acc"].as_f64()
+    );
+    assert_eq!(
+        report["train_size"].as_u64(),
+        Some(72),
+        "96 less the 24 carved out"
+    );
+
+    std::fs::copy(t.0.join("toy/test.tsv"), t.0.join("toy/dev.tsv")).expect("a dev split");
+    let o = train_recipe(&t.0, &r, &t.0.join("runs/sel2"));
+    let m = text(&o);
+    assert!(
+        !o.status.success() && m.contains("dev.tsv") && m.contains("own dev split"),
+        "{m}"
+    );
+    std::fs::remove_file(t.0.join("toy/dev.tsv")).expect("remove");
+    let r = write("nodev", "", "select = \"best-dev\"");
+    let o = train_recipe(&t.0, &r, &t.0.join("runs/nodev"));
+    let m = text(&o);
+    assert!(!o.status.success() && m.contains("train.select"), "{m}");
+}

@@ -26,7 +26,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{TrainError, atomic::write_atomic, error::Result, train::EpochMetrics};
 
+/// Checkpoints of three sections (state, model, optimiser).
 const MAGIC: &[u8; 8] = b"MIXUPCK1";
+/// Checkpoints with a fourth: the model of the best dev epoch so far (`train.select =
+/// "best-dev"`).
+const MAGIC_BEST: &[u8; 8] = b"MIXUPCK2";
 /// Checkpoints kept in a run folder.
 const KEEP: usize = 2;
 /// The folder of a run's checkpoints.
@@ -57,6 +61,10 @@ pub struct TrainState {
     pub epochs: Vec<EpochMetrics>,
     /// Wall-clock seconds of the run before this checkpoint.
     pub elapsed_seconds: f64,
+    /// The epoch of the best dev accuracy so far, when the run selects on dev (its model is
+    /// [`Checkpoint::best_model`]).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
 }
 
 /// A whole checkpoint in memory.
@@ -68,14 +76,22 @@ pub struct Checkpoint {
     pub model: Vec<u8>,
     /// The optimiser's record (`ModuleOptimizer::into_bytes()`).
     pub optim: Vec<u8>,
+    /// The record of the best dev epoch's model, when the run selects on dev.
+    pub best_model: Option<Vec<u8>>,
 }
 
 fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     let state = serde_json::to_vec(&ck.state)
         .map_err(|e| TrainError::Checkpoint(format!("serialising the loop state: {e}")))?;
-    let mut out = Vec::with_capacity(8 + 24 + state.len() + ck.model.len() + ck.optim.len() + 32);
-    out.extend_from_slice(MAGIC);
-    for part in [&state[..], &ck.model[..], &ck.optim[..]] {
+    let best = ck.best_model.as_deref();
+    let mut out = Vec::with_capacity(
+        8 + 32 + state.len() + ck.model.len() + ck.optim.len() + best.map_or(0, <[u8]>::len) + 32,
+    );
+    out.extend_from_slice(if best.is_some() { MAGIC_BEST } else { MAGIC });
+    for part in [&state[..], &ck.model[..], &ck.optim[..]]
+        .into_iter()
+        .chain(best)
+    {
         out.extend_from_slice(&(part.len() as u64).to_le_bytes());
         out.extend_from_slice(part);
     }
@@ -92,16 +108,20 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
             bytes.len()
         ));
     }
-    if &bytes[..8] != MAGIC {
+    let sections: &[&str] = if &bytes[..8] == MAGIC {
+        &["state", "model", "optimiser"]
+    } else if &bytes[..8] == MAGIC_BEST {
+        &["state", "model", "optimiser", "best model"]
+    } else {
         return Err("not a mixup-zoo checkpoint (bad magic)".into());
-    }
+    };
     let (body, digest) = bytes.split_at(bytes.len() - 32);
     if Sha256::digest(body).as_slice() != digest {
         return Err("checksum mismatch (truncated or corrupt)".into());
     }
     let mut rest = &body[8..];
-    let mut parts = Vec::with_capacity(3);
-    for name in ["state", "model", "optimiser"] {
+    let mut parts = Vec::with_capacity(4);
+    for &name in sections {
         if rest.len() < 8 {
             return Err(format!("the {name} section is missing"));
         }
@@ -121,6 +141,7 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
             rest.len()
         ));
     }
+    let best_model = (sections.len() == 4).then(|| parts.pop().unwrap_or_default());
     let optim = parts.pop().unwrap_or_default();
     let model = parts.pop().unwrap_or_default();
     let state = serde_json::from_slice(&parts.pop().unwrap_or_default())
@@ -129,6 +150,7 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         state,
         model,
         optim,
+        best_model,
     })
 }
 
@@ -198,6 +220,23 @@ pub fn remove_all(run_dir: &Path) {
     let _ = std::fs::remove_dir_all(run_dir.join(DIR));
 }
 
+/// The file helpers, for the loop's tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The checkpoint files of a run folder, newest first.
+    pub(crate) fn files(run_dir: &Path) -> Vec<PathBuf> {
+        super::files(run_dir)
+    }
+
+    /// A checkpoint file, decoded.
+    pub(crate) fn read(path: &Path) -> Checkpoint {
+        let bytes = std::fs::read(path).expect("checkpoint file");
+        decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,10 +256,27 @@ mod tests {
                 epoch_train_seconds: 1.25,
                 epochs: Vec::new(),
                 elapsed_seconds: 9.0,
+                best_epoch: None,
             },
             model: vec![1, 2, 3, step as u8],
             optim: vec![9; 100],
+            best_model: None,
         }
+    }
+
+    /// A checkpoint with the best dev epoch's model round-trips it; one without has none.
+    #[test]
+    fn the_best_model_section_round_trips() {
+        let mut with = ck(7);
+        with.state.best_epoch = Some(2);
+        with.best_model = Some(vec![4, 5, 6]);
+        let back = decode(&encode(&with).expect("encode")).expect("decode");
+        assert_eq!(back.best_model.as_deref(), Some(&[4u8, 5, 6][..]));
+        assert_eq!(back.state.best_epoch, Some(2));
+        assert_eq!((back.model, back.optim), (with.model, with.optim));
+        let plain = encode(&ck(7)).expect("encode");
+        assert_eq!(&plain[..8], MAGIC, "old format when there is no best model");
+        assert_eq!(decode(&plain).expect("decode").best_model, None);
     }
 
     #[test]

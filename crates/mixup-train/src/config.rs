@@ -54,6 +54,18 @@ pub enum Schedule {
     Linear,
 }
 
+/// Which epoch's model a run keeps and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The last epoch's.
+    #[default]
+    Last,
+    /// The epoch with the highest dev accuracy (the first of equals); needs a dev split.
+    /// Test data never chooses anything.
+    BestDev,
+}
+
 /// What one training step does: the method, its mixing parameters, the loss, and clipping.
 #[derive(Config, Debug, PartialEq)]
 pub struct StepConfig {
@@ -186,6 +198,9 @@ pub struct TrainConfig {
     /// Report progress every this many steps (and at the end of each epoch).
     #[config(default = 50)]
     pub log_every: usize,
+    /// Which epoch's model is kept and reported.
+    #[config(default = "Selection::Last")]
+    pub select: Selection,
 }
 
 impl TrainConfig {

@@ -30,7 +30,8 @@ pub mod train;
 
 pub use atomic::{commit, write_atomic};
 pub use config::{
-    CleanWeighting, LossForm, OptimConfig, OptimizerKind, Schedule, StepConfig, TrainConfig,
+    CleanWeighting, LossForm, OptimConfig, OptimizerKind, Schedule, Selection, StepConfig,
+    TrainConfig,
 };
 pub use error::{Result, TrainError};
 pub use step::{StepBatch, StepPlan, StepReport, train_step};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     TrainError,
     checkpoint::{self, Checkpoint, TrainState},
-    config::TrainConfig,
+    config::{Selection, TrainConfig},
     error::Result,
     optim::{LrSchedule, build_optimizer},
     step::{StepBatch, StepPlan, train_step, train_step_replicated},
@@ -73,6 +73,10 @@ pub struct FinalMetrics {
     pub test_loss: f64,
     /// Development accuracy of the final model, when there is a dev split.
     pub dev_accuracy: Option<f64>,
+    /// The epoch whose model is reported and kept: the last, or the best on dev
+    /// (`select = "best-dev"`). 0 in reports written before selection existed.
+    #[serde(default)]
+    pub selected_epoch: usize,
     /// Training examples per second over all epochs (training phase only).
     pub train_samples_per_s: f64,
     /// Median seconds of an epoch's training phase.
@@ -315,13 +319,28 @@ where
         epochs: Vec::with_capacity(t.epochs),
         elapsed_before: 0.0,
         last_checkpoint: None,
+        best: None,
+        best_bytes: None,
     };
+    if t.select == Selection::BestDev && setup.data.dev.is_none() {
+        return Err(TrainError::config(
+            "select",
+            "best-dev selects on the dev split, and this data has none",
+        ));
+    }
     let mut first_epoch = 1;
     let mut resumed = None;
+    // The best dev epoch's model so far (`select = "best-dev"`).
+    let mut best: Option<(usize, M)> = None;
     if let Some(ck) = &setup.resume {
         (model, optim) = run.restore(ck, model, optim, steps_per_epoch)?;
         first_epoch = ck.state.epoch;
         resumed = Some(ck.state.clone());
+        if let (Some(epoch), Some(bytes)) = (ck.state.best_epoch, &ck.best_model) {
+            best = Some((epoch, load_model_bytes(model.clone(), bytes)?));
+            run.best = Some(epoch);
+            run.best_bytes = Some(bytes.clone());
+        }
     }
     for epoch in first_epoch..=t.epochs {
         let within = resumed.take().filter(|st| st.epoch == epoch);
@@ -329,15 +348,58 @@ where
         model = next;
         let metrics = run.evaluate_epoch(&model, epoch, sums);
         on_event(&Event::Epoch(metrics.clone()));
+        if t.select == Selection::BestDev {
+            let dev = |e: usize| run.epochs.get(e - 1).and_then(|m| m.dev_acc);
+            let better = match (&best, metrics.dev_acc) {
+                (None, _) => true,
+                (Some((b, _)), Some(now)) => dev(*b).is_none_or(|was| now > was),
+                (Some(_), None) => false,
+            };
+            if better {
+                if setup.checkpoint_dir.is_some() {
+                    run.best_bytes = Some(model_bytes(&model)?);
+                }
+                best = Some((epoch, model.clone()));
+                run.best = Some(epoch);
+            }
+        }
         run.epochs.push(metrics);
         let state = run.state(epoch + 1, 0, None);
         run.save(&model, &optim, state, on_event)?;
     }
     let report = run.final_report()?;
+    let model = match best {
+        Some((_, m)) => m,
+        None => model,
+    };
     Ok(Trained {
         model: model.valid(),
         epochs: run.epochs,
         report,
+    })
+}
+
+/// A model's record as bytes (a checkpoint's section).
+fn model_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
+    model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| TrainError::Backend(format!("serialising the model for a checkpoint: {e:?}")))
+}
+
+/// `model` with the weights of a record's bytes (a checkpoint's section).
+fn load_model_bytes<M: Module>(model: M, bytes: &[u8]) -> Result<M> {
+    let record =
+        burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| {
+                TrainError::Checkpoint(format!("a model in the checkpoint does not load: {e:?}"))
+            })?;
+    model.try_load_record(record).map_err(|e| {
+        TrainError::Checkpoint(format!(
+            "a model in the checkpoint does not match the configured model: {e:?}"
+        ))
     })
 }
 
@@ -388,6 +450,10 @@ struct Run<'a> {
     /// Seconds the run had taken before it was resumed.
     elapsed_before: f64,
     last_checkpoint: Option<std::path::PathBuf>,
+    /// The best dev epoch so far (`select = "best-dev"`).
+    best: Option<usize>,
+    /// Its model's record, for checkpoints.
+    best_bytes: Option<Vec<u8>>,
 }
 
 /// An epoch's running sums (on the device until read).
@@ -426,17 +492,7 @@ impl Run<'_> {
                 steps_per_epoch
             )));
         }
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
-            ck.model.clone(),
-        ))
-        .map_err(|e| {
-            TrainError::Checkpoint(format!("the checkpoint's model does not load: {e:?}"))
-        })?;
-        let model = model.try_load_record(record).map_err(|e| {
-            TrainError::Checkpoint(format!(
-                "the checkpoint's model does not match the configured model: {e:?}"
-            ))
-        })?;
+        let model = load_model_bytes(model, &ck.model)?;
         let optim = optim
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.optim.clone()))
             .map_err(|e| {
@@ -469,6 +525,7 @@ impl Run<'_> {
             epoch_train_seconds: sums.map_or(0.0, |s| s.train_seconds),
             epochs: self.epochs.clone(),
             elapsed_seconds: self.elapsed_before + self.started.elapsed().as_secs_f64(),
+            best_epoch: self.best,
         }
     }
 
@@ -484,9 +541,8 @@ impl Run<'_> {
         let Some(dir) = self.setup.checkpoint_dir else {
             return Ok(());
         };
-        let model_bytes = model.clone().into_record().into_bytes().map_err(|e| {
-            TrainError::Backend(format!("serialising the model for a checkpoint: {e:?}"))
-        })?;
+        let model_bytes = model_bytes(model)?;
+        let best_model = self.best_bytes.clone();
         let optim_bytes = optim.into_bytes().map_err(|e| {
             TrainError::Backend(format!("serialising the optimiser for a checkpoint: {e:?}"))
         })?;
@@ -495,8 +551,9 @@ impl Run<'_> {
             dir,
             &Checkpoint {
                 state,
-                model: model_bytes.to_vec(),
+                model: model_bytes,
                 optim: optim_bytes.to_vec(),
+                best_model,
             },
         )?;
         on_event(&Event::Checkpoint {
@@ -698,10 +755,15 @@ impl Run<'_> {
         }
     }
 
-    /// The report of a finished run (its last epoch's model).
+    /// The report of a finished run: its selected epoch's model (the last, or the best on
+    /// dev).
     fn final_report(&self) -> Result<FinalMetrics> {
         let (t, data) = (self.setup.config, self.setup.data);
-        let last = self.epochs.last().cloned().ok_or_else(|| {
+        let chosen = match self.best {
+            Some(e) => self.epochs.get(e - 1),
+            None => self.epochs.last(),
+        };
+        let last = chosen.cloned().ok_or_else(|| {
             TrainError::Checkpoint(
                 "the checkpoint is of a finished run: no epoch left to train".into(),
             )
@@ -718,6 +780,7 @@ impl Run<'_> {
             test_accuracy: last.test_acc,
             test_loss: last.test_loss,
             dev_accuracy: last.dev_acc,
+            selected_epoch: last.epoch,
             train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
             median_epoch_seconds: secs[secs.len() / 2],
             total_seconds: self.elapsed_before + self.started.elapsed().as_secs_f64(),
@@ -807,5 +870,86 @@ mod tests {
         // SSMix mixes whatever alpha is (it used to train clean at alpha 0).
         let ssmix = crate::bench::default_step_config(MixMethod::Ssmix).with_alpha(0.0);
         assert_eq!(run(ssmix, 1, None), [true]);
+    }
+
+    /// `select = "best-dev"` keeps and reports the epoch of the highest dev accuracy (the
+    /// first of equals), never looking at test; a run resumed from a checkpoint taken before
+    /// the end selects the same epoch and ends with the same model. Without a dev split it
+    /// is refused.
+    #[test]
+    fn best_dev_selects_on_dev_and_survives_a_resume() {
+        use crate::Selection;
+        let rows = rows();
+        // Dev: the training rows with other labels, so that dev accuracy moves by epoch.
+        let dev: Vec<EncodedExample> = rows
+            .iter()
+            .map(|e| EncodedExample {
+                ids: e.ids.clone(),
+                label: (e.label + e.ids.len()) % 3,
+            })
+            .collect();
+        let dir = crate::test_util::tmp_dir("best-dev");
+        let config = TrainConfig::new()
+            .with_step(crate::StepConfig::new().with_max_len(8))
+            .with_epochs(6)
+            .with_batch_size(4)
+            .with_checkpoint_every(0)
+            .with_select(Selection::BestDev);
+        let setup = |dev: Option<&'static [EncodedExample]>, resume| TrainSetup {
+            config: &config,
+            name: "t",
+            data: TextData {
+                train: &rows,
+                dev,
+                test: &rows,
+                num_classes: 3,
+                vocab_size: 30,
+                layout: Layout::PLAIN,
+            },
+            device: Device::flex(),
+            device_name: "flex".into(),
+            replicas: Vec::new(),
+            checkpoint_dir: Some(&dir.0),
+            resume,
+        };
+        let build = |d: &Device| {
+            Ok(mixup_models::TextCnnConfig::new(30, 3)
+                .with_d_embed(8)
+                .with_n_filters(4)
+                .init(d))
+        };
+        let dev: &'static [EncodedExample] = Box::leak(dev.into_boxed_slice());
+        let whole = train(build, &setup(Some(dev), None), &mut |_| {}).expect("train");
+        let accs: Vec<f64> = whole.epochs.iter().filter_map(|e| e.dev_acc).collect();
+        let best = accs.iter().copied().fold(f64::MIN, f64::max);
+        let first_best = accs.iter().position(|&a| a == best).expect("a best") + 1;
+        let report = &whole.report;
+        assert_eq!(report.selected_epoch, first_best);
+        assert!(
+            first_best < 6,
+            "the dev set must pick another epoch than the last for the test to tell ({accs:?})"
+        );
+        assert_eq!(report.test_accuracy, whole.epochs[first_best - 1].test_acc);
+        assert_eq!(report.dev_accuracy, Some(best));
+        let eval = |m: &mixup_models::TextCnn| evaluate(m, &rows, 8, 8, 3, &Device::flex());
+        assert_eq!(
+            eval(&whole.model).0,
+            report.test_accuracy,
+            "the selected epoch's model"
+        );
+        // Resume from the checkpoint of epoch 5's end (the older of the two kept).
+        let files = crate::checkpoint::tests_support::files(&dir.0);
+        let older = files.last().expect("two checkpoints");
+        let ck = crate::checkpoint::tests_support::read(older);
+        assert_eq!(ck.state.epoch, 6, "taken after epoch 5");
+        assert!(ck.best_model.is_some() && ck.state.best_epoch.is_some());
+        let resumed = train(build, &setup(Some(dev), Some(ck)), &mut |_| {}).expect("resume");
+        assert_eq!(resumed.report.selected_epoch, report.selected_epoch);
+        assert_eq!(resumed.report.test_accuracy, report.test_accuracy);
+        assert_eq!(eval(&resumed.model), eval(&whole.model));
+        let e = train(build, &setup(None, None), &mut |_| {})
+            .err()
+            .expect("no dev");
+        assert!(e.to_string().contains("select"), "{e}");
     }
 }
