@@ -427,10 +427,13 @@ fn sweep(root: &Path, out: &Path) -> Output {
         .arg(out))
 }
 
-/// The `(recipe, test accuracy cell)` of each row of a sweep's `results.md`.
+/// The `(recipe, test accuracy cell)` of each row of a sweep's `results.md` (its first
+/// table; the paired comparison follows it).
 fn accuracy_cells(out: &Path) -> Vec<(String, String)> {
     let md = std::fs::read_to_string(out.join("results.md")).expect("results.md");
-    md.lines()
+    let table = md.split("\n## Paired").next().unwrap_or_default();
+    table
+        .lines()
         .filter(|l| l.starts_with("| toy |"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
