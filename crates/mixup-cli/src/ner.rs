@@ -516,31 +516,19 @@ impl LoadedTagger {
                 self.vocab.encode(&s, Path::new("(input)"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        let probs = mixup_train::ner::predict_proba(
+        let tags = mixup_train::ner::predict_tags(
             &self.model,
-            &ids,
+            &encoded,
+            &self.vocab,
             self.recipe.data.max_len,
             self.recipe.train.eval_batch_size,
-            self.vocab.tags.len(),
-            self.vocab.outside,
             device,
         )?;
-        Ok(encoded
-            .iter()
-            .zip(&probs)
-            .map(|(e, p)| {
-                e.first
-                    .iter()
-                    .map(|f| {
-                        let best = f.and_then(|i| p.get(i)).map_or(self.vocab.outside, |q| {
-                            q.iter()
-                                .enumerate()
-                                .max_by(|a, b| a.1.total_cmp(b.1))
-                                .map_or(self.vocab.outside, |(i, _)| i)
-                        });
-                        self.vocab.tags.name(best).unwrap_or("O").to_string()
-                    })
+        Ok(tags
+            .into_iter()
+            .map(|t| {
+                t.into_iter()
+                    .map(|i| self.vocab.tags.name(i).unwrap_or("O").to_string())
                     .collect()
             })
             .collect())

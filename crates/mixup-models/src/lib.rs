@@ -23,6 +23,7 @@
 
 mod bert;
 mod bilstm;
+pub mod crf;
 mod mixing;
 mod tagger;
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use bert::{
     BertSelfAttention, BertTokenClassifier, HF_TO_BURN, pair_token_types,
 };
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
+pub use crf::Crf;
 pub use mixing::MixingPoints;
 pub use tagger::{SequenceTagger, SequenceTaggerConfig, TaggerEncoder, TaggerKind};
 pub use textcnn::{TextCnn, TextCnnConfig};

@@ -349,11 +349,58 @@ pub fn predict_proba(
     Ok(out)
 }
 
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
+/// The word-level tags of one sentence from its sub-token probabilities `probs` (`first[w]`:
+/// the sub-token of word `w`, `None` when the word was cut off, which is `O`): the most
+/// likely tag sequence that is valid BIO (no `I-X` first or after anything but `B-X` / `I-X`),
+/// by Viterbi over the log-probabilities ([`mixup_models::crf::bio_allowed`]).
+pub fn decode_bio(probs: &[Vec<f32>], first: &[Option<usize>], vocab: &NerVocab) -> Vec<usize> {
+    let names = vocab.tags.names();
+    let t = names.len();
+    let (transitions, start) = mixup_models::crf::bio_allowed(names);
+    let mut emissions = Vec::with_capacity(first.len() * t);
+    for f in first {
+        match f.and_then(|i| probs.get(i)) {
+            Some(p) => emissions.extend(p.iter().map(|&q| q.max(1e-12).ln())),
+            None => emissions.extend((0..t).map(|j| {
+                if j == vocab.outside {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })),
+        }
+    }
+    mixup_models::crf::viterbi(&emissions, t, &transitions, &start, &vec![0.0; t])
+}
+
+/// The tags of encoded sentences, word by word (BIO-valid, [`decode_bio`]).
+///
+/// # Errors
+///
+/// See [`predict_proba`].
+pub fn predict_tags(
+    model: &SequenceTagger,
+    data: &[EncodedSentence],
+    vocab: &NerVocab,
+    max_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<usize>>> {
+    let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
+    let probs = predict_proba(
+        model,
+        &ids,
+        max_len,
+        batch_size,
+        vocab.tags.len(),
+        vocab.outside,
+        device,
+    )?;
+    Ok(probs
+        .iter()
+        .zip(data)
+        .map(|(p, d)| decode_bio(p, &d.first, vocab))
+        .collect())
 }
 
 /// Entity scores of `model` on encoded sentences.
@@ -369,36 +416,15 @@ pub fn evaluate_ner(
     batch_size: usize,
     device: &Device,
 ) -> Result<EntityScores> {
-    let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
-    let probs = predict_proba(
-        model,
-        &ids,
-        max_len,
-        batch_size,
-        vocab.tags.len(),
-        vocab.outside,
-        device,
-    )?;
     let name = |i: usize| vocab.tags.name(i).unwrap_or("O").to_string();
     let gold: Vec<Vec<String>> = data
         .iter()
         .map(|d| d.tags.iter().map(|&t| name(t)).collect())
         .collect();
-    // Each word takes the prediction at its first sub-token; a word cut off is `O`.
-    let pred: Vec<Vec<String>> = probs
-        .iter()
-        .zip(data)
-        .map(|(p, d)| {
-            d.first
-                .iter()
-                .map(|f| {
-                    name(
-                        f.and_then(|i| p.get(i))
-                            .map_or(vocab.outside, |q| argmax(q)),
-                    )
-                })
-                .collect()
-        })
+    // Each word is scored at its first sub-token; a word cut off is `O`.
+    let pred: Vec<Vec<String>> = predict_tags(model, data, vocab, max_len, batch_size, device)?
+        .into_iter()
+        .map(|tags| tags.into_iter().map(name).collect())
         .collect();
     Ok(entity_scores(&gold, &pred))
 }
@@ -450,4 +476,42 @@ pub struct NerFinal {
     pub train_sentences_per_s: f64,
     /// Wall-clock seconds of the whole run.
     pub total_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decoding never opens an entity with `I-X` (the argmax would: `O I-PER`), keeps a valid
+    /// `B-PER I-PER`, and tags a word cut off by `max_len` `O`.
+    #[test]
+    fn decoding_is_valid_bio() {
+        let train = [TaggedSentence {
+            tokens: vec!["Ann".into(), "Lee".into(), "ran".into()],
+            tags: vec!["B-PER".into(), "I-PER".into(), "O".into()],
+            line: 1,
+        }];
+        let vocab =
+            NerVocab::build(&train, &WordTokenizerConfig::default(), 8, None).expect("vocab");
+        let id = |t: &str| vocab.tags.get(t).expect("tag");
+        let (o, b, i) = (id("O"), id("B-PER"), id("I-PER"));
+        let dist = |pairs: &[(usize, f32)]| {
+            let mut p = vec![0.01f32; vocab.tags.len()];
+            for &(k, v) in pairs {
+                p[k] = v;
+            }
+            p
+        };
+        // Word 1: O; word 2: I-PER slightly over O and B-PER.
+        let probs = vec![dist(&[(o, 0.9)]), dist(&[(i, 0.4), (o, 0.35), (b, 0.23)])];
+        let first = [Some(0), Some(1)];
+        assert_eq!(decode_bio(&probs, &first, &vocab), vec![o, o]);
+        let probs = vec![dist(&[(b, 0.8)]), dist(&[(i, 0.6), (o, 0.3)])];
+        assert_eq!(decode_bio(&probs, &first, &vocab), vec![b, i]);
+        assert_eq!(
+            decode_bio(&probs, &[Some(0), None], &vocab),
+            vec![b, o],
+            "a word cut off is O"
+        );
+    }
 }
