@@ -131,13 +131,14 @@ pub fn build_tagger(
                 other.kind_name()
             ),
         };
-    let dropout = match &recipe.model {
-        ModelSection::Bilstm(m) => m.dropout,
-        ModelSection::Transformer(m) => m.dropout,
-        _ => 0.0,
+    let (dropout, crf) = match &recipe.model {
+        ModelSection::Bilstm(m) => (m.dropout, m.crf),
+        ModelSection::Transformer(m) => (m.dropout, m.crf),
+        _ => (0.0, false),
     };
     Ok(SequenceTaggerConfig::new(kind, num_tags)
         .with_dropout(dropout)
+        .with_crf(crf)
         .init(device))
 }
 

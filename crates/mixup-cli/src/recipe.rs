@@ -268,6 +268,10 @@ pub struct BiLstmSection {
     pub pooling: LstmPooling,
     /// Dropout before the output layer.
     pub dropout: f64,
+    /// `task = "ner"`: a CRF output layer (transition scores, forward-algorithm loss,
+    /// Viterbi decoding).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub crf: bool,
 }
 
 impl Default for BiLstmSection {
@@ -278,6 +282,7 @@ impl Default for BiLstmSection {
             n_layers: 1,
             pooling: LstmPooling::Max,
             dropout: 0.5,
+            crf: false,
         }
     }
 }
@@ -302,6 +307,9 @@ pub struct TransformerSection {
     pub pooling: EncoderPooling,
     /// `relu` or `gelu` in the feed-forward blocks.
     pub activation: Activation,
+    /// `task = "ner"`: a CRF output layer (as for `bilstm`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub crf: bool,
 }
 
 impl Default for TransformerSection {
@@ -315,6 +323,7 @@ impl Default for TransformerSection {
             norm: Norm::Pre,
             pooling: EncoderPooling::Mean,
             activation: Activation::Relu,
+            crf: false,
         }
     }
 }
@@ -687,6 +696,18 @@ impl Recipe {
 
     /// `[model]`: sizes, heads, dropout.
     fn validate_model(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
+        let crf = match &self.model {
+            ModelSection::Bilstm(m) => m.crf,
+            ModelSection::Transformer(m) => m.crf,
+            _ => false,
+        };
+        if crf && self.task != Task::Ner {
+            return Err(bad(
+                "model.crf",
+                "true".into(),
+                "a CRF scores tag sequences: it is for task = \"ner\" taggers",
+            ));
+        }
         let dropout = match &self.model {
             ModelSection::Textcnn(m) => {
                 if m.d_embed == 0 || m.n_filters == 0 {

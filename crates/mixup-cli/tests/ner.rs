@@ -334,3 +334,55 @@ fn bad_conll_files_and_ner_settings_are_clear_errors() {
     std::fs::write(&p, "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bilstm\"\n[seqmix]\nvariant = \"half\"\n").expect("w");
     check(&t.0, &p, &["seqmix.variant", "half"]);
 }
+
+/// `model.crf = true`: a BiLSTM-CRF and a Transformer-CRF tagger train through the CLI, learn
+/// the toy task, and `mixup eval` of the run reproduces its test F1 (Viterbi decoding with the
+/// learnt transitions); a classifier recipe with a CRF is refused by key.
+#[test]
+fn crf_taggers_train_and_evaluate() {
+    let t = tmp("ner-crf");
+    toy_conll(&t.0);
+    for (name, model) in [
+        (
+            "crf-bilstm",
+            "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16\ncrf = true",
+        ),
+        (
+            "crf-transformer",
+            "kind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 1\nd_ff = 32\ncrf = true",
+        ),
+    ] {
+        let r = ner_recipe(&t.0, name, model);
+        let out = t.0.join(format!("run-{name}"));
+        let fin = train_ner(&t.0, &r, &out);
+        let f1 = fin["test"]["micro"]["f1"].as_f64().expect("f1");
+        assert!(f1 > 0.8, "{name}: the toy task is easy ({fin})");
+        let o = bin()
+            .args(["eval", "--run"])
+            .arg(&out)
+            .arg("--data")
+            .arg(t.0.join("toyner/test.txt"))
+            .output()
+            .expect("eval");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(
+            v["entity_f1"].as_f64(),
+            Some(f1),
+            "{name}: eval = the run's test F1"
+        );
+    }
+    let r = t.0.join("crf-classifier.toml");
+    std::fs::write(
+        &r,
+        "name = \"c\"\n[data]\ndataset = \"toy\"\n[model]\nkind = \"bilstm\"\ncrf = true\n",
+    )
+    .expect("recipe");
+    let o = bin()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .output()
+        .expect("train");
+    let m = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && m.contains("model.crf"), "{m}");
+}

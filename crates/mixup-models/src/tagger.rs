@@ -24,7 +24,7 @@ use burn::{
 use mixup_core::{MixState, PointKind};
 
 use crate::{
-    BertClassifier, BertEncoder, BiLstmClassifier, BiLstmClassifierConfig, MixingPoints,
+    BertClassifier, BertEncoder, BiLstmClassifier, BiLstmClassifierConfig, Crf, MixingPoints,
     TransformerClassifier, TransformerClassifierConfig,
 };
 
@@ -59,9 +59,13 @@ pub struct SequenceTaggerConfig {
     /// Dropout before the token head.
     #[config(default = 0.5)]
     pub dropout: f64,
+    /// A CRF output layer over the token scores ([`Crf`]).
+    #[config(default = false)]
+    pub crf: bool,
 }
 
-/// A sequence tagger: encoder, dropout, a linear layer applied to every token state.
+/// A sequence tagger: encoder, dropout, a linear layer applied to every token state, and
+/// optionally a CRF over the token scores (then the head's outputs are the CRF's emissions).
 #[derive(Module, Debug)]
 pub struct SequenceTagger {
     /// The encoder.
@@ -70,6 +74,8 @@ pub struct SequenceTagger {
     pub dropout: Dropout,
     /// Token head.
     pub head: Linear,
+    /// The CRF layer, when the tagger has one.
+    pub crf: Option<Crf>,
 }
 
 impl SequenceTaggerConfig {
@@ -102,6 +108,7 @@ impl SequenceTaggerConfig {
             encoder,
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(width, self.num_tags).init(device),
+            crf: self.crf.then(|| Crf::new(self.num_tags, device)),
         }
     }
 }
@@ -115,6 +122,7 @@ impl SequenceTagger {
             encoder: TaggerEncoder::Bert(BertClassifier::new(encoder, 1, dropout, device)),
             dropout: DropoutConfig::new(dropout).init(),
             head: LinearConfig::new(width, num_tags).init(device),
+            crf: None,
         }
     }
 

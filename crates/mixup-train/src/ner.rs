@@ -277,8 +277,15 @@ impl TaggerTrainer {
             let targets =
                 Tensor::<2>::from_data(TensorData::new(targets, [n * l, num_tags]), device);
             let keep = Tensor::<1, Bool>::from_data(TensorData::new(keep, [n * l]), device);
-            let logits = model.forward(ids, mask);
-            let loss = soft_cross_entropy(logits, targets, Some(keep));
+            let loss = match &model.crf {
+                // Word-level taggers label every real token, so the chain is the mask.
+                Some(crf) => crf.nll(
+                    model.token_logits(ids, mask.clone()),
+                    targets.reshape([n, l, num_tags]),
+                    mask,
+                ),
+                None => soft_cross_entropy(model.forward(ids, mask), targets, Some(keep)),
+            };
             let logged = loss.clone().detach().mul_scalar(n as f32);
             loss_acc = Some(match loss_acc {
                 Some(a) => a.add(logged),
@@ -322,11 +329,35 @@ pub fn predict_proba(
     outside: usize,
     device: &Device,
 ) -> Result<Vec<Vec<Vec<f32>>>> {
+    token_outputs(
+        model, sentences, max_len, batch_size, num_tags, outside, device, true,
+    )
+}
+
+/// The per-token head outputs of each sentence: probabilities (`probs`) or raw scores (the
+/// CRF's emissions; past `max_len`, `outside` scores 0 and the rest `-inf`).
+#[allow(clippy::too_many_arguments)]
+fn token_outputs(
+    model: &SequenceTagger,
+    sentences: &[&[u32]],
+    max_len: usize,
+    batch_size: usize,
+    num_tags: usize,
+    outside: usize,
+    device: &Device,
+    probs: bool,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let (on, off) = if probs {
+        (1.0, 0.0)
+    } else {
+        (0.0, f32::NEG_INFINITY)
+    };
     let mut out = Vec::with_capacity(sentences.len());
     for chunk in sentences.chunks(batch_size.max(1)) {
         let (ids, mask) = id_batch(chunk, max_len, device);
         let l = ids.dims()[1];
-        let probs = softmax(model.forward(ids, mask), 1);
+        let logits = model.forward(ids, mask);
+        let probs = if probs { softmax(logits, 1) } else { logits };
         let values: Vec<f32> = probs
             .into_data()
             .try_to_vec()
@@ -337,8 +368,8 @@ pub fn predict_proba(
                     if j < l {
                         values[(r * l + j) * num_tags..(r * l + j + 1) * num_tags].to_vec()
                     } else {
-                        let mut v = vec![0.0; num_tags];
-                        v[outside] = 1.0;
+                        let mut v = vec![off; num_tags];
+                        v[outside] = on;
                         v
                     }
                 })
@@ -354,13 +385,38 @@ pub fn predict_proba(
 /// likely tag sequence that is valid BIO (no `I-X` first or after anything but `B-X` / `I-X`),
 /// by Viterbi over the log-probabilities ([`mixup_models::crf::bio_allowed`]).
 pub fn decode_bio(probs: &[Vec<f32>], first: &[Option<usize>], vocab: &NerVocab) -> Vec<usize> {
+    let log: Vec<Vec<f32>> = probs
+        .iter()
+        .map(|p| p.iter().map(|&q| q.max(1e-12).ln()).collect())
+        .collect();
+    decode_scores(&log, first, vocab, None)
+}
+
+/// Viterbi over the word-level `scores` (the sub-token `first[w]` of each word) with BIO's
+/// constraints, plus a CRF's `(transitions, start, end)` when given.
+fn decode_scores(
+    scores: &[Vec<f32>],
+    first: &[Option<usize>],
+    vocab: &NerVocab,
+    crf: Option<&(Vec<f32>, Vec<f32>, Vec<f32>)>,
+) -> Vec<usize> {
     let names = vocab.tags.names();
     let t = names.len();
-    let (transitions, start) = mixup_models::crf::bio_allowed(names);
+    let (mut transitions, mut start) = mixup_models::crf::bio_allowed(names);
+    let mut end = vec![0.0; t];
+    if let Some((a, s, e)) = crf {
+        for (x, y) in transitions.iter_mut().zip(a) {
+            *x += y;
+        }
+        for (x, y) in start.iter_mut().zip(s) {
+            *x += y;
+        }
+        end.clone_from(e);
+    }
     let mut emissions = Vec::with_capacity(first.len() * t);
     for f in first {
-        match f.and_then(|i| probs.get(i)) {
-            Some(p) => emissions.extend(p.iter().map(|&q| q.max(1e-12).ln())),
+        match f.and_then(|i| scores.get(i)) {
+            Some(p) => emissions.extend_from_slice(p),
             None => emissions.extend((0..t).map(|j| {
                 if j == vocab.outside {
                     0.0
@@ -370,10 +426,11 @@ pub fn decode_bio(probs: &[Vec<f32>], first: &[Option<usize>], vocab: &NerVocab)
             })),
         }
     }
-    mixup_models::crf::viterbi(&emissions, t, &transitions, &start, &vec![0.0; t])
+    mixup_models::crf::viterbi(&emissions, t, &transitions, &start, &end)
 }
 
-/// The tags of encoded sentences, word by word (BIO-valid, [`decode_bio`]).
+/// The tags of encoded sentences, word by word: BIO-valid ([`decode_bio`]), by the CRF's
+/// Viterbi when the tagger has one.
 ///
 /// # Errors
 ///
@@ -387,15 +444,17 @@ pub fn predict_tags(
     device: &Device,
 ) -> Result<Vec<Vec<usize>>> {
     let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
-    let probs = predict_proba(
-        model,
-        &ids,
-        max_len,
-        batch_size,
-        vocab.tags.len(),
-        vocab.outside,
-        device,
-    )?;
+    let (t, o) = (vocab.tags.len(), vocab.outside);
+    if let Some(crf) = &model.crf {
+        let scores = crf.host_scores();
+        let emissions = token_outputs(model, &ids, max_len, batch_size, t, o, device, false)?;
+        return Ok(emissions
+            .iter()
+            .zip(data)
+            .map(|(e, d)| decode_scores(e, &d.first, vocab, Some(&scores)))
+            .collect());
+    }
+    let probs = predict_proba(model, &ids, max_len, batch_size, t, o, device)?;
     Ok(probs
         .iter()
         .zip(data)
