@@ -596,13 +596,9 @@ pub fn rows_markdown(rows: &[AlRow], header: &str) -> String {
     s
 }
 
-/// Dev (left) and test (right) F1 against labelled sentences, one curve per augmentation.
-///
-/// # Errors
-///
-/// The picture cannot be written.
-pub fn plot_rows(rows: &[AlRow], path: &std::path::Path, title: &str) -> anyhow::Result<()> {
-    use crate::plot::{Series, plot_two_panels};
+/// One series per augmentation: its mean dev (`dev`) or test F1 by labelled sentences, with
+/// whiskers of ± one standard deviation over seeds (where there are two or more).
+fn al_series(rows: &[AlRow], dev: bool) -> Vec<crate::plot::Series> {
     let summary = summarise(rows);
     let mut arms: Vec<String> = Vec::new();
     for s in &summary {
@@ -610,21 +606,37 @@ pub fn plot_rows(rows: &[AlRow], path: &std::path::Path, title: &str) -> anyhow:
             arms.push(s.0.clone());
         }
     }
-    let curves = |dev: bool| -> Vec<Series> {
-        arms.iter()
-            .map(|arm| Series {
-                name: arm.clone(),
-                points: summary
+    arms.iter()
+        .map(|arm| {
+            let stats: Vec<(f64, f64, f64)> = summary
+                .iter()
+                .filter(|s| &s.0 == arm)
+                .filter_map(|s| {
+                    let (m, sd) = if dev { s.4? } else { s.3 };
+                    Some((s.2 as f64, m, sd))
+                })
+                .collect();
+            crate::plot::Series {
+                name: format!("{arm} (mean ± std over seeds)"),
+                points: stats.iter().map(|&(x, m, _)| (x, m)).collect(),
+                whiskers: stats
                     .iter()
-                    .filter(|s| &s.0 == arm)
-                    .filter_map(|s| {
-                        let y = if dev { s.4.map(|d| d.0) } else { Some(s.3.0) };
-                        y.map(|y| (s.2 as f64, y))
-                    })
+                    .filter(|s| s.2 > 0.0)
+                    .map(|&(x, m, sd)| (x, m - sd, m + sd))
                     .collect(),
-            })
-            .collect()
-    };
+            }
+        })
+        .collect()
+}
+
+/// Dev (left) and test (right) F1 against labelled sentences, one curve per augmentation.
+///
+/// # Errors
+///
+/// The picture cannot be written.
+pub fn plot_rows(rows: &[AlRow], path: &std::path::Path, title: &str) -> anyhow::Result<()> {
+    use crate::plot::plot_two_panels;
+    let curves = |dev: bool| al_series(rows, dev);
     let (dev, test) = (curves(true), curves(false));
     plot_two_panels(
         path,
@@ -679,6 +691,19 @@ mod tests {
             "{md}"
         );
         assert_eq!(rows_csv(&rows).lines().count(), 4);
+        // The chart's test curves: means, with ± std whiskers where two seeds exist.
+        let series = al_series(&rows, false);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].points, vec![(10.0, 0.6)]);
+        let (x, lo, hi) = series[0].whiskers[0];
+        assert!(
+            x == 10.0 && (lo - (0.6 - 0.1414)).abs() < 1e-3 && (hi - (0.6 + 0.1414)).abs() < 1e-3
+        );
+        assert!(series[1].whiskers.is_empty(), "one seed: no whisker");
+        assert!(
+            al_series(&rows, true).iter().all(|s| s.points.is_empty()),
+            "no dev F1"
+        );
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Series {
     pub name: String,
     /// The points, `(x, y)`. Points with a non-finite coordinate are left out.
     pub points: Vec<(f64, f64)>,
+    /// Whiskers `(x, low, high)` drawn in the series' colour (e.g. ± one std over seeds);
+    /// empty for none.
+    pub whiskers: Vec<(f64, f64, f64)>,
 }
 
 impl Series {
@@ -35,6 +38,7 @@ impl Series {
         Series {
             name: name.into(),
             points,
+            whiskers: Vec::new(),
         }
     }
 }
@@ -246,8 +250,16 @@ fn draw_panel(
     series: &[Series],
 ) -> PanelResult {
     let points: Vec<Vec<(f64, f64)>> = series.iter().map(finite).collect();
+    let whisker_ends = series
+        .iter()
+        .flat_map(|s| s.whiskers.iter().flat_map(|&(_, lo, hi)| [lo, hi]))
+        .filter(|v| v.is_finite());
     let x_range = axis_range(points.iter().flatten().map(|p| p.0), 0.0);
-    let y_range = axis_range(points.iter().flatten().map(|p| p.1), 0.05);
+    let y_range = axis_range(
+        points.iter().flatten().map(|p| p.1).chain(whisker_ends),
+        0.05,
+    );
+    let x_span = x_range.end - x_range.start;
 
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FAMILY, 20))
@@ -269,6 +281,18 @@ fn draw_panel(
     for (i, (s, pts)) in series.iter().zip(points).enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let style = color.stroke_width(2);
+        let cap = x_span * 0.008;
+        for &(x, lo, hi) in s
+            .whiskers
+            .iter()
+            .filter(|w| w.0.is_finite() && w.1.is_finite() && w.2.is_finite())
+        {
+            chart.draw_series([
+                PathElement::new(vec![(x, lo), (x, hi)], color.stroke_width(1)),
+                PathElement::new(vec![(x - cap, lo), (x + cap, lo)], color.stroke_width(1)),
+                PathElement::new(vec![(x - cap, hi), (x + cap, hi)], color.stroke_width(1)),
+            ])?;
+        }
         // Markers make single points (and short runs) visible.
         let markers = pts.len() <= 60;
         let drawn = chart.draw_series(LineSeries::new(pts, style).point_size(if markers {

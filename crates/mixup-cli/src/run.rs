@@ -383,12 +383,14 @@ pub fn save_run(
         &serde_json::to_vec_pretty(epochs)?,
     )?;
     write_atomic(&dir.join("final.json"), &serde_json::to_vec_pretty(report)?)?;
-    let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> Option<f64>| Series {
-        name: name.to_string(),
-        points: epochs
-            .iter()
-            .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
-            .collect(),
+    let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> Option<f64>| {
+        Series::new(
+            name,
+            epochs
+                .iter()
+                .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
+                .collect(),
+        )
     };
     let loss = [
         series("train (mixed)", &|e| Some(e.train_loss)),
