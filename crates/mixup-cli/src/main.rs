@@ -436,7 +436,9 @@ fn cmd_ner_al(
         seeds: (0..seeds).collect(),
         augments,
     };
-    let rows = run_active_learning(&recipe, &data, &spec, &device, &mut |l: &str| {
+    // Each arm's state is saved after every round under OUT/state/, so a killed study
+    // continues where it stopped.
+    let rows = run_active_learning(&recipe, &data, &spec, &device, Some(out), &mut |l: &str| {
         println!("{l}")
     })?;
     // args_os: a path that is not UTF-8 must not fail the report after all the training.

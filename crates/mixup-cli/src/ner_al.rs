@@ -19,12 +19,13 @@
 //! scratch, and queries are chosen from a candidate sample (default 2000 sentences) rather than
 //! the whole pool.
 
+use anyhow::Context;
 use burn::{module::Module, tensor::Device};
 use mixup_core::{Projection, SeqMixVariant, TaggedIds, labelled_windows, seqmix_pair};
 use mixup_data::KneserNeyLm;
 use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Beta, Distribution};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use mixup_models::SequenceTagger;
 use mixup_train::{
@@ -106,7 +107,7 @@ pub struct AlSpec {
 }
 
 /// One round of one arm.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlRow {
     /// `none` or the SeqMix variant.
     pub augment: String,
@@ -139,6 +140,7 @@ pub fn run_active_learning(
     data: &NerData,
     spec: &AlSpec,
     device: &Device,
+    state_dir: Option<&std::path::Path>,
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<AlRow>> {
     let needed = spec.seed_size + spec.rounds * spec.query;
@@ -180,6 +182,19 @@ pub fn run_active_learning(
         sm: &sm,
         beta,
         device,
+        state_dir,
+        // What a saved arm must have been run with to be continued.
+        fingerprint: format!(
+            "{}\n{:?}",
+            recipe.to_toml().unwrap_or_default(),
+            (
+                spec.seed_size,
+                spec.rounds,
+                spec.query,
+                spec.candidates,
+                spec.policy
+            )
+        ),
     };
     let mut rows = Vec::new();
     for &seed in &spec.seeds {
@@ -219,9 +234,66 @@ struct Study<'a> {
     sm: &'a crate::recipe::SeqMixSection,
     beta: Beta<f64>,
     device: &'a Device,
+    /// Where each arm's state is saved after every round (`None`: not saved).
+    state_dir: Option<&'a std::path::Path>,
+    /// The recipe and spec an arm's saved state belongs to.
+    fingerprint: String,
+}
+
+/// An arm's state after a finished round: enough to continue with the next one exactly as an
+/// uninterrupted run would (every round trains a fresh tagger from seeds derived from the
+/// arm's seed and the round).
+#[derive(Serialize, Deserialize)]
+struct ArmState {
+    fingerprint: String,
+    labelled: Vec<usize>,
+    pool: Vec<usize>,
+    newly: Vec<usize>,
+    augmented: Vec<NerItem>,
+    generated: usize,
+    rows: Vec<AlRow>,
 }
 
 impl Study<'_> {
+    fn state_path(&self, name: &str, seed: u64) -> Option<std::path::PathBuf> {
+        self.state_dir
+            .map(|d| d.join("state").join(format!("{name}-seed{seed}.json")))
+    }
+
+    /// The saved state of an arm, when there is one for this recipe and spec.
+    fn load_state(&self, name: &str, seed: u64, say: &mut dyn FnMut(&str)) -> Option<ArmState> {
+        let path = self.state_path(name, seed)?;
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice::<ArmState>(&bytes) {
+            Ok(s) if s.fingerprint == self.fingerprint => Some(s),
+            Ok(_) => {
+                say(&format!(
+                    "{}: saved for another recipe or spec; starting {name} seed {seed} afresh",
+                    path.display()
+                ));
+                None
+            }
+            Err(e) => {
+                say(&format!(
+                    "{}: unreadable ({e}); starting {name} seed {seed} afresh",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    fn save_state(&self, name: &str, seed: u64, state: &ArmState) -> anyhow::Result<()> {
+        let Some(path) = self.state_path(name, seed) else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        crate::run::write_atomic(&path, &serde_json::to_vec(state)?)?;
+        Ok(())
+    }
+
     /// One arm: the seed set, then `spec.rounds` rounds of query (and augmentation), each
     /// round a tagger trained afresh and scored.
     fn run_arm(
@@ -241,7 +313,21 @@ impl Study<'_> {
         let mut augmented: Vec<NerItem> = Vec::new();
         let mut generated = 0usize;
         let mut rows = Vec::with_capacity(spec.rounds + 1);
-        for round in 0..=spec.rounds {
+        if let Some(saved) = self.load_state(&name, seed, say) {
+            say(&format!(
+                "{name} seed {seed}: resuming after round {} (saved state)",
+                saved.rows.len().saturating_sub(1)
+            ));
+            (labelled, pool, newly, augmented, generated, rows) = (
+                saved.labelled,
+                saved.pool,
+                saved.newly,
+                saved.augmented,
+                saved.generated,
+                saved.rows,
+            );
+        }
+        for round in rows.len()..=spec.rounds {
             let t0 = std::time::Instant::now();
             let mut items: Vec<NerItem> = labelled
                 .iter()
@@ -290,6 +376,19 @@ impl Study<'_> {
                 row.seconds
             ));
             rows.push(row);
+            self.save_state(
+                &name,
+                seed,
+                &ArmState {
+                    fingerprint: self.fingerprint.clone(),
+                    labelled: labelled.clone(),
+                    pool: pool.clone(),
+                    newly: newly.clone(),
+                    augmented: augmented.clone(),
+                    generated,
+                    rows: rows.clone(),
+                },
+            )?;
         }
         Ok(rows)
     }

@@ -386,3 +386,77 @@ fn crf_taggers_train_and_evaluate() {
     let m = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && m.contains("model.crf"), "{m}");
 }
+
+/// `mixup ner-al` saves each arm after every round: SIGKILLed in the middle, a second run
+/// continues from the saved rounds (it says so) and ends with the table of an uninterrupted
+/// study (the seconds column aside).
+#[test]
+fn ner_al_killed_mid_study_resumes_to_the_same_table() {
+    use std::time::{Duration, Instant};
+    let t = tmp("ner-al-resume");
+    toy_conll(&t.0);
+    let r = ner_recipe(
+        &t.0,
+        "al-resume",
+        "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
+    );
+    let cmd = |out: &Path| {
+        let mut c = bin();
+        c.args(["ner-al", "--recipe"])
+            .arg(&r)
+            .arg("--data-dir")
+            .arg(&t.0)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--seeds",
+                "1",
+                "--seed-size",
+                "10",
+                "--rounds",
+                "4",
+                "--query",
+                "10",
+            ])
+            .args([
+                "--candidates",
+                "30",
+                "--policy",
+                "lc",
+                "--augment",
+                "none,sub",
+            ]);
+        c
+    };
+    let whole = t.0.join("whole");
+    let o = cmd(&whole).output().expect("ner-al");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cut = t.0.join("cut");
+    let mut child = cmd(&cut)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let state = cut.join("state/none-seed0.json");
+    let start = Instant::now();
+    while !state.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no state saved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(!cut.join("al.csv").exists(), "killed before the end");
+    let o = cmd(&cut).output().expect("ner-al again");
+    let log = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(log.contains("none seed 0: resuming after round"), "{log}");
+    let table = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("al.csv"))
+            .expect("al.csv")
+            .lines()
+            .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string())
+            .collect()
+    };
+    assert_eq!(table(&cut), table(&whole));
+    assert_eq!(table(&whole).len(), 11, "2 arms x 5 rounds and the header");
+}

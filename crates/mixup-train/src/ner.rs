@@ -155,7 +155,7 @@ impl NerVocab {
 }
 
 /// One training sentence: ids and a label distribution per token.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct NerItem {
     /// Token ids.
     pub ids: Vec<u32>,
