@@ -21,7 +21,7 @@ use mixup_train::ner::{
     EncodedSplit, NerEpoch, NerFinal, NerItem, NerVocab, TaggerTrainer, encode_split, evaluate_ner,
 };
 
-use crate::recipe::{ModelSection, Recipe, TagSchemeName};
+use crate::recipe::{ModelSection, Recipe, SeqMixSection, TagSchemeName};
 
 /// The splits of a CoNLL dataset folder.
 pub struct NerData {
@@ -272,10 +272,31 @@ fn fit_tagger(
     let items: Vec<NerItem> = splits.train.iter().map(NerItem::hard).collect();
     let (max_len, eb) = (recipe.data.max_len, recipe.train.eval_batch_size);
     let epochs_n = recipe.train.epochs;
+    // SeqMix as a supervised augmentation (`seqmix.train_rate`): after each epoch, new SeqMix
+    // sentences from the training set over the tagger's current embeddings replace the
+    // previous ones.
+    let sm = recipe.seqmix.clone().unwrap_or_default();
+    let per_epoch = SeqMixSection {
+        rate: sm.train_rate,
+        ..sm.clone()
+    };
+    let mixer = match sm.train_rate > 0.0 {
+        true => Some(crate::ner_al::SeqMixer {
+            sm: &per_epoch,
+            train: splits.train,
+            vocab,
+            beta: rand_distr::Beta::new(sm.alpha, sm.alpha)
+                .map_err(|e| anyhow::anyhow!("seqmix.alpha: {e}"))?,
+        }),
+        false => None,
+    };
+    let all: Vec<usize> = (0..splits.train.len()).collect();
+    let expected = (items.len() as f64 * sm.train_rate).round() as usize;
+    let mut augmented: Vec<NerItem> = Vec::new();
     let mut trainer = TaggerTrainer::new(
         &config,
         &model,
-        items.len(),
+        items.len() + expected,
         epochs_n,
         vocab.tags.len(),
         recipe.train.seed,
@@ -285,12 +306,31 @@ fn fit_tagger(
     let mut last = None;
     for epoch in 1..=epochs_n {
         let t0 = std::time::Instant::now();
+        let epoch_items: std::borrow::Cow<'_, [NerItem]> = if augmented.is_empty() {
+            std::borrow::Cow::Borrowed(&items)
+        } else {
+            std::borrow::Cow::Owned([items.as_slice(), augmented.as_slice()].concat())
+        };
         let (next, loss) = trainer
-            .epoch(model, &items, &config, epoch, &ad)
+            .epoch(model, &epoch_items, &config, epoch, &ad)
             .map_err(|e| crate::run::explain(e, Path::new(&recipe.name)))?;
         train_seconds += t0.elapsed().as_secs_f64();
         model = next;
         let eval = model.valid();
+        if let Some(m) = &mixer
+            && epoch < epochs_n
+        {
+            let mut draws = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+                mixup_train::train::derive_seed(recipe.train.seed, 26, epoch as u64, 0),
+            );
+            let (made, tried) = m.augment(sm.variant, &eval, &all, &all, &mut draws);
+            say(&format!(
+                "epoch {epoch}: {} SeqMix sentences ({}) for the next epoch ({tried} generated)",
+                made.len(),
+                sm.variant.name()
+            ));
+            augmented = made;
+        }
         let dev_scores = splits
             .dev
             .map(|d| evaluate_ner(&eval, d, vocab, max_len, eb, device))

@@ -205,6 +205,134 @@ pub fn run_active_learning(
     Ok(rows)
 }
 
+/// SeqMix sentences from labelled training sentences over a tagger's embedding table: what
+/// `mixup ner-al` augments each round with and `mixup train` each epoch with
+/// (`seqmix.train_rate`).
+pub struct SeqMixer<'a> {
+    /// The `[seqmix]` settings.
+    pub sm: &'a SeqMixSection,
+    /// The encoded training sentences (indices below refer to them).
+    pub train: &'a [EncodedSentence],
+    /// The vocabulary and tags.
+    pub vocab: &'a NerVocab,
+    /// Lambda's distribution, Beta(alpha, alpha).
+    pub beta: Beta<f64>,
+}
+
+impl SeqMixer<'_> {
+    /// Whether sentence `i` can take part in `variant`: enough labelled tokens (whole) or a
+    /// labelled window (sub, label-constrained).
+    fn eligible(&self, variant: SeqMixVariant, i: usize) -> bool {
+        let (tags, outside, sm) = (&self.train[i].tags, self.vocab.outside, self.sm);
+        match variant {
+            SeqMixVariant::Whole => {
+                tags.iter().filter(|&&t| t != outside).count() >= sm.min_labelled
+            }
+            _ => !labelled_windows(tags, outside, sm.window, sm.min_labelled).is_empty(),
+        }
+    }
+
+    /// The round's projection (see [`round_projection`]).
+    fn projection(&self, vocab: usize, labelled: &[usize]) -> Projection {
+        let seen = labelled
+            .iter()
+            .flat_map(|&i| self.train[i].ids.iter().copied());
+        round_projection(self.sm, vocab, seen)
+    }
+
+    /// SeqMix sentences for the `newly` labelled ones (`seqmix.rate` of them), each paired
+    /// with a labelled partner (of equal length for `whole`), kept when they pass the
+    /// perplexity filter; returns them and how many were generated before the filter.
+    pub fn augment(
+        &self,
+        variant: SeqMixVariant,
+        eval: &SequenceTagger,
+        labelled: &[usize],
+        newly: &[usize],
+        rng: &mut StdRng,
+    ) -> (Vec<NerItem>, usize) {
+        let (sm, train, vocab) = (self.sm, self.train, self.vocab);
+        let table = eval.embedding_table();
+        let projection = self.projection(table.dims()[0], labelled);
+        // The filter scores generated sentences as vocabulary tokens (lowercased under
+        // `data.lowercase`, `<unk>` for rare words), so it is trained on the labelled
+        // sentences in the same form, not on their raw text.
+        let lm = sm.max_perplexity.map(|_| {
+            let sents: Vec<Vec<String>> = labelled
+                .iter()
+                .map(|&i| vocab_words(&train[i].ids, &vocab.tokenizer))
+                .collect();
+            KneserNeyLm::train(&sents, sm.lm_order)
+        });
+        let target = (newly.len() as f64 * sm.rate).round() as usize;
+        let firsts: Vec<usize> = newly
+            .iter()
+            .copied()
+            .filter(|&i| self.eligible(variant, i))
+            .collect();
+        let seconds: Vec<usize> = labelled
+            .iter()
+            .copied()
+            .filter(|&i| self.eligible(variant, i))
+            .collect();
+        let mut made = Vec::new();
+        let mut generated = 0;
+        for _ in 0..target * 15 {
+            if made.len() >= target || firsts.is_empty() {
+                break;
+            }
+            let a = firsts[rng.random_range(0..firsts.len())];
+            let partners: Vec<usize> = seconds
+                .iter()
+                .copied()
+                .filter(|&b| {
+                    b != a
+                        && (variant != SeqMixVariant::Whole
+                            || train[b].ids.len() == train[a].ids.len())
+                })
+                .collect();
+            if partners.is_empty() {
+                continue;
+            }
+            let b = partners[rng.random_range(0..partners.len())];
+            let lambda = self.beta.sample(rng) as f32;
+            let tagged = |i: usize| TaggedIds {
+                ids: train[i].ids.clone(),
+                tags: train[i].tags.clone(),
+            };
+            let pair = seqmix_pair(
+                &tagged(a),
+                &tagged(b),
+                variant,
+                lambda,
+                sm.window,
+                sm.min_labelled,
+                vocab.outside,
+                &table,
+                &projection,
+            );
+            for g in pair {
+                generated += 1;
+                let keep = match (&lm, sm.max_perplexity) {
+                    (Some(lm), Some(limit)) => {
+                        let words = vocab_words(&g.ids, &vocab.tokenizer);
+                        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                        lm.perplexity(&words) < limit
+                    }
+                    _ => true,
+                };
+                if keep {
+                    made.push(NerItem {
+                        ids: g.ids,
+                        labels: g.labels,
+                    });
+                }
+            }
+        }
+        (made, generated)
+    }
+}
+
 /// A round's projection: `seqmix.projection` and `top_k`, never `<pad>` or `<unk>`, and with
 /// `seqmix.exclude_untrained` only the ids `seen` in the labelled sentences (the embedding
 /// rows the tagger has trained) of a `vocab`-row table.
@@ -358,7 +486,9 @@ impl Study<'_> {
                 if let Some(variant) = augment {
                     let mut draws =
                         StdRng::seed_from_u64(derive_seed(seed, AUGMENT, round as u64, 0));
-                    let (made, tried) = self.augment(variant, &eval, &labelled, &newly, &mut draws);
+                    let (made, tried) = self
+                        .mixer()
+                        .augment(variant, &eval, &labelled, &newly, &mut draws);
                     augmented.extend(made);
                     generated += tried;
                     newly.clear();
@@ -470,116 +600,14 @@ impl Study<'_> {
         Ok(picked)
     }
 
-    /// Whether sentence `i` can take part in `variant`: enough labelled tokens (whole) or a
-    /// labelled window (sub, label-constrained).
-    fn eligible(&self, variant: SeqMixVariant, i: usize) -> bool {
-        let (tags, outside, sm) = (&self.train[i].tags, self.vocab.outside, self.sm);
-        match variant {
-            SeqMixVariant::Whole => {
-                tags.iter().filter(|&&t| t != outside).count() >= sm.min_labelled
-            }
-            _ => !labelled_windows(tags, outside, sm.window, sm.min_labelled).is_empty(),
+    /// The SeqMix generator of this study.
+    fn mixer(&self) -> SeqMixer<'_> {
+        SeqMixer {
+            sm: self.sm,
+            train: self.train,
+            vocab: self.vocab,
+            beta: self.beta,
         }
-    }
-
-    /// The round's projection (see [`round_projection`]).
-    fn projection(&self, vocab: usize, labelled: &[usize]) -> Projection {
-        let seen = labelled
-            .iter()
-            .flat_map(|&i| self.train[i].ids.iter().copied());
-        round_projection(self.sm, vocab, seen)
-    }
-
-    /// SeqMix sentences for the `newly` labelled ones (`seqmix.rate` of them), each paired
-    /// with a labelled partner (of equal length for `whole`), kept when they pass the
-    /// perplexity filter; returns them and how many were generated before the filter.
-    fn augment(
-        &self,
-        variant: SeqMixVariant,
-        eval: &SequenceTagger,
-        labelled: &[usize],
-        newly: &[usize],
-        rng: &mut StdRng,
-    ) -> (Vec<NerItem>, usize) {
-        let (sm, train, vocab) = (self.sm, self.train, self.vocab);
-        let table = eval.embedding_table();
-        let projection = self.projection(table.dims()[0], labelled);
-        // The filter scores generated sentences as vocabulary tokens (lowercased under
-        // `data.lowercase`, `<unk>` for rare words), so it is trained on the labelled
-        // sentences in the same form, not on their raw text.
-        let lm = sm.max_perplexity.map(|_| {
-            let sents: Vec<Vec<String>> = labelled
-                .iter()
-                .map(|&i| vocab_words(&train[i].ids, &vocab.tokenizer))
-                .collect();
-            KneserNeyLm::train(&sents, sm.lm_order)
-        });
-        let target = (newly.len() as f64 * sm.rate).round() as usize;
-        let firsts: Vec<usize> = newly
-            .iter()
-            .copied()
-            .filter(|&i| self.eligible(variant, i))
-            .collect();
-        let seconds: Vec<usize> = labelled
-            .iter()
-            .copied()
-            .filter(|&i| self.eligible(variant, i))
-            .collect();
-        let mut made = Vec::new();
-        let mut generated = 0;
-        for _ in 0..target * 15 {
-            if made.len() >= target || firsts.is_empty() {
-                break;
-            }
-            let a = firsts[rng.random_range(0..firsts.len())];
-            let partners: Vec<usize> = seconds
-                .iter()
-                .copied()
-                .filter(|&b| {
-                    b != a
-                        && (variant != SeqMixVariant::Whole
-                            || train[b].ids.len() == train[a].ids.len())
-                })
-                .collect();
-            if partners.is_empty() {
-                continue;
-            }
-            let b = partners[rng.random_range(0..partners.len())];
-            let lambda = self.beta.sample(rng) as f32;
-            let tagged = |i: usize| TaggedIds {
-                ids: train[i].ids.clone(),
-                tags: train[i].tags.clone(),
-            };
-            let pair = seqmix_pair(
-                &tagged(a),
-                &tagged(b),
-                variant,
-                lambda,
-                sm.window,
-                sm.min_labelled,
-                vocab.outside,
-                &table,
-                &projection,
-            );
-            for g in pair {
-                generated += 1;
-                let keep = match (&lm, sm.max_perplexity) {
-                    (Some(lm), Some(limit)) => {
-                        let words = vocab_words(&g.ids, &vocab.tokenizer);
-                        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                        lm.perplexity(&words) < limit
-                    }
-                    _ => true,
-                };
-                if keep {
-                    made.push(NerItem {
-                        ids: g.ids,
-                        labels: g.labels,
-                    });
-                }
-            }
-        }
-        (made, generated)
     }
 }
 

@@ -170,6 +170,10 @@ pub struct SeqMixSection {
     /// Never produce a word the tagger has not trained: only ids of the round's labelled
     /// sentences are candidates (the others' embedding rows are still random).
     pub exclude_untrained: bool,
+    /// `mixup train`: after each epoch, this many SeqMix sentences per training sentence
+    /// (variant `variant`, over the tagger's current embeddings) join the next epoch,
+    /// replacing the previous epoch's. 0: no augmentation in `mixup train`.
+    pub train_rate: f64,
 }
 
 impl Default for SeqMixSection {
@@ -185,6 +189,7 @@ impl Default for SeqMixSection {
             projection: ProjectionMetric::Cosine,
             top_k: None,
             exclude_untrained: true,
+            train_rate: 0.0,
         }
     }
 }
@@ -656,7 +661,7 @@ impl Recipe {
                     "method.kind",
                     format!("{:?}", self.method.kind.name()),
                     "ner recipes train with \"none\"; SeqMix augmentation is the [seqmix] \
-                     section (mixup ner-al)",
+                     section (seqmix.train_rate in mixup train, and mixup ner-al)",
                 ));
             }
         } else if self.seqmix.is_some() {
@@ -682,6 +687,21 @@ impl Recipe {
             }
             if sm.top_k == Some(0) {
                 return Err(bad("seqmix.top_k", "0".into(), "must be at least 1"));
+            }
+            if !(sm.train_rate >= 0.0 && sm.train_rate.is_finite()) {
+                return Err(bad(
+                    "seqmix.train_rate",
+                    sm.train_rate.to_string(),
+                    "must be 0 or more",
+                ));
+            }
+            if sm.train_rate > 0.0 && matches!(self.model, ModelSection::Bert(_)) {
+                return Err(bad(
+                    "seqmix.train_rate",
+                    sm.train_rate.to_string(),
+                    "SeqMix projects onto a word vocabulary: use a bilstm or transformer \
+                     tagger (BERT taggers are not supported yet)",
+                ));
             }
             if sm.max_perplexity.is_some_and(|p| p.is_nan() || p <= 0.0) {
                 return Err(bad(

@@ -460,3 +460,60 @@ fn ner_al_killed_mid_study_resumes_to_the_same_table() {
     assert_eq!(table(&cut), table(&whole));
     assert_eq!(table(&whole).len(), 11, "2 arms x 5 rounds and the header");
 }
+
+/// `seqmix.train_rate`: `mixup train` adds SeqMix sentences after each epoch (and says how
+/// many); a BERT tagger with it is refused by key.
+#[test]
+fn seqmix_augments_supervised_training() {
+    let t = tmp("ner-seqmix-train");
+    toy_conll(&t.0);
+    let p = t.0.join("seqmix-train.toml");
+    std::fs::write(
+        &p,
+        "name = \"seqmix-train\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\nmax_len = 16\n\
+         lowercase = false\n[model]\nkind = \"bilstm\"\nd_embed = 16\nd_hidden = 16\n\
+         [seqmix]\nvariant = \"sub\"\nwindow = 2\nmin_labelled = 2\ntrain_rate = 0.5\n\
+         [train]\nepochs = 3\nbatch_size = 8\nlr = 0.01\n",
+    )
+    .expect("recipe");
+    let o = bin()
+        .args(["train", "--recipe"])
+        .arg(&p)
+        .arg("--data-dir")
+        .arg(&t.0)
+        .arg("--out")
+        .arg(t.0.join("run"))
+        .output()
+        .expect("train");
+    let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    let made: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains("SeqMix sentences"))
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        log.matches("SeqMix sentences (sub) for the next epoch")
+            .count(),
+        2,
+        "after epochs 1 and 2: {log}"
+    );
+    assert!(made.iter().any(|&n| n > 0), "some sentences made: {log}");
+    let bert = t.0.join("seqmix-bert.toml");
+    std::fs::write(
+        &bert,
+        "name = \"b\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bert\"\n\
+         pretrained = \"x\"\n[seqmix]\ntrain_rate = 0.2\n",
+    )
+    .expect("recipe");
+    let o = bin()
+        .args(["train", "--recipe"])
+        .arg(&bert)
+        .output()
+        .expect("train");
+    let m = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success() && m.contains("seqmix.train_rate"),
+        "{m}"
+    );
+}
