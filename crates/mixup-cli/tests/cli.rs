@@ -8,6 +8,7 @@ use std::{
 };
 
 mod common;
+mod sweep_shared;
 use common::{bin, tiny_bert, tmp, toy_dataset};
 
 fn recipe(root: &Path, method: &str) -> PathBuf {

@@ -671,6 +671,10 @@ fn ssmix_random_rows(
 }
 
 #[cfg(test)]
+#[path = "wiring_tests.rs"]
+mod wiring_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use burn::optim::GradientsAccumulator;

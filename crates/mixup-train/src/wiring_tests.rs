@@ -1,4 +1,5 @@
-//! The training step's wiring, method by method, against losses computed by hand.
+//! The training step's wiring, method by method, against losses computed by hand (a unit
+//! test module of `step.rs`, in its own file).
 //!
 //! `Probe` is a model small enough to run on paper: a fixed 2-wide embedding table, one layer
 //! that squares every value, a sum over positions and a fixed linear head. Its three mixing
@@ -8,6 +9,10 @@
 //! one computed here in plain `f32` arithmetic. The draws are replayed from the step's seed in
 //! the order the step makes them (partners and lambdas, then the point).
 
+use crate::{
+    StepBatch, StepConfig, StepPlan,
+    step::{SsmixSettings, step_gradients},
+};
 use burn::{
     module::{Module, Param},
     tensor::{Bool, Device, Int, Tensor, TensorData},
@@ -15,10 +20,6 @@ use burn::{
 use mixup_core::{Layout, MixMethod, MixState, PointKind, SpanMode, choose_span, zero_padding};
 use mixup_data::EncodedExample;
 use mixup_models::MixingPoints;
-use mixup_train::{
-    StepBatch, StepConfig, StepPlan,
-    step::{SsmixSettings, step_gradients},
-};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const VOCAB: usize = 30;

@@ -1,5 +1,6 @@
 //! Sweeps shared between processes: concurrent processes over one sweep folder, a killed
-//! process's run taken over, and shards from the flag and from a Slurm array's environment.
+//! process's run taken over, and shards from the flag and from a Slurm array's environment
+//! (a module of the `cli` test binary: one binary less to link).
 
 use std::{
     path::{Path, PathBuf},
@@ -7,8 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
-use common::{bin, tmp, toy_dataset};
+use crate::common::{bin, tmp, toy_dataset};
 
 fn text(o: &Output) -> String {
     format!(
