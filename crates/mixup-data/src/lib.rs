@@ -46,5 +46,5 @@ pub use read::{
     read_trec, read_tsv,
 };
 pub use splits::Splits;
-pub use vocab::{EncodedExample, PAD_ID, UNK_ID, WordTokenizer, WordTokenizerConfig};
+pub use vocab::{EncodedExample, PAD_ID, SEP_TOKEN, UNK_ID, WordTokenizer, WordTokenizerConfig};
 pub use wordpiece::WordPieceTokenizer;
