@@ -944,15 +944,7 @@ fn cmd_eval(
         max_len,
         &device,
     )?;
-    let predicted: Vec<usize> = probs
-        .iter()
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        })
-        .collect();
+    let predicted: Vec<usize> = probs.iter().map(|p| most_likely(p).0).collect();
     let truth: Vec<usize> = encoded.iter().map(|e| e.label).collect();
     let scores = mixup_train::metrics::class_scores(&truth, &predicted, run.labels.len());
     let names = run.labels.names();
@@ -1055,16 +1047,20 @@ fn cmd_predict(run: &Path, file: Option<&Path>, device: Option<&str>) -> anyhow:
     )?;
     let mut stdout = std::io::stdout().lock();
     for ((_, text), p) in texts.iter().zip(probs) {
-        let (best, prob) = p
-            .iter()
-            .copied()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or((0, 0.0));
+        let (best, prob) = most_likely(&p);
         let label = run.labels.name(best).unwrap_or("?");
         writeln!(stdout, "{label}\t{prob:.4}\t{text}")?;
     }
     Ok(())
+}
+
+/// The most likely class of a probability row and its probability (`(0, 0.0)` when empty).
+fn most_likely(p: &[f32]) -> (usize, f32) {
+    p.iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
 }
 
 /// The lines of `file`, or of standard input.

@@ -184,9 +184,16 @@ pub fn run_active_learning(
         device,
         state_dir,
         // What a saved arm must have been run with to be continued.
+        // What trains (the description and measured results aside, which people edit).
         fingerprint: format!(
             "{}\n{:?}",
-            recipe.to_toml().unwrap_or_default(),
+            Recipe {
+                description: String::new(),
+                results: None,
+                ..recipe.clone()
+            }
+            .to_toml()
+            .unwrap_or_default(),
             (
                 spec.seed_size,
                 spec.rounds,
