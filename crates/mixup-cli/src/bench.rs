@@ -56,6 +56,7 @@ pub fn default_recipe(model: &str, method: &str) -> anyhow::Result<Recipe> {
         },
         train: Default::default(),
         seqmix: None,
+        mixtext: None,
         results: None,
     };
     recipe.validate(Path::new("(mixup bench defaults)"))?;

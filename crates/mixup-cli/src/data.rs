@@ -196,6 +196,7 @@ impl Encoded {
             num_classes: self.labels.len(),
             vocab_size: self.tokenizer.vocab_size(),
             layout: self.layout,
+            unlabelled: &self.unlabelled,
         }
     }
 }
@@ -216,6 +217,11 @@ pub struct Encoded {
     /// Where the special tokens of an encoded row are (none for the word tokenizer); SSMix
     /// never replaces them.
     pub layout: Layout,
+    /// MixText's unlabelled texts, each with its augmentations (empty for other methods).
+    pub unlabelled: Vec<mixup_train::mixtext::UnlabelledExample>,
+    /// Unlabelled texts the data holds (whatever the method; their words are in a word
+    /// vocabulary).
+    pub unlabelled_texts: usize,
 }
 
 /// Encodes `examples` from `path` with a run's tokenizer and labels.
@@ -256,7 +262,8 @@ pub fn load_encoded(
     wordpiece: Option<WordPieceTokenizer>,
 ) -> Result<Encoded, DataError> {
     let d = &recipe.data;
-    let splits = load_splits(dir, d)?;
+    let (splits, rest) = load_splits(dir, d)?;
+    let unlabelled = unlabelled_texts(dir, recipe, &splits, rest)?;
     let train = &splits.train.1;
     let tokenizer = match wordpiece {
         Some(t) => TextTokenizer::WordPiece(Box::new(t)),
@@ -266,9 +273,11 @@ pub fn load_encoded(
                 min_freq: d.min_freq,
                 max_vocab: d.max_vocab,
             };
+            // Unlabelled texts are training text too (their words, never labels).
             let texts = train
                 .iter()
-                .flat_map(|e| std::iter::once(e.text.as_str()).chain(e.text_b.as_deref()));
+                .flat_map(|e| std::iter::once(e.text.as_str()).chain(e.text_b.as_deref()))
+                .chain(unlabelled.iter().map(|u| u.text.as_str()));
             let words = config.build(texts);
             // Pairs join their texts with <sep>.
             TextTokenizer::Word(if is_pairs(train) {
@@ -279,7 +288,143 @@ pub fn load_encoded(
         }
     };
     let labels = LabelSet::from_examples(train);
-    encode_splits(&splits, tokenizer, labels, d.max_len)
+    let mut encoded = encode_splits(&splits, tokenizer, labels, d.max_len)?;
+    encoded.attach_unlabelled(recipe, unlabelled)?;
+    Ok(encoded)
+}
+
+/// The unlabelled texts of a run: the folder's unlabelled file and, with
+/// `data.rest_as_unlabelled`, the training examples `labelled_per_class` did not keep. For
+/// MixText each gets its augmentations: the folder's `unlabelled.augN.txt` lines, else
+/// `mixtext.k` built-in ones (seeded by `data.split_seed` and the text's index, so every
+/// training seed and method sees the same).
+fn unlabelled_texts(
+    dir: &Path,
+    recipe: &Recipe,
+    splits: &Splits,
+    rest: Vec<Example>,
+) -> Result<Vec<mixup_data::UnlabelledText>, DataError> {
+    use rand::SeedableRng;
+    let mut texts = mixup_data::read_unlabelled(dir)?.unwrap_or_default();
+    if recipe.data.rest_as_unlabelled {
+        texts.extend(rest.into_iter().map(|e| mixup_data::UnlabelledText {
+            text: e.text,
+            augmentations: Vec::new(),
+            path: splits.train.0.clone(),
+            line: e.line,
+        }));
+    }
+    let mixtext = recipe.method.kind == mixup_core::MixMethod::MixText;
+    if !mixtext {
+        return Ok(texts);
+    }
+    if texts.is_empty() {
+        return Err(DataError::line(
+            &splits.train.0,
+            1,
+            format!(
+                "method.kind = \"mixtext\" needs unlabelled texts: put unlabelled.txt (one \
+                 text per line) in {}, or set data.labelled_per_class with \
+                 data.rest_as_unlabelled = true",
+                dir.display()
+            ),
+        ));
+    }
+    if is_pairs(&splits.train.1) {
+        return Err(DataError::line(
+            &splits.train.0,
+            1,
+            "method.kind = \"mixtext\" is for single texts; this training set holds pairs",
+        ));
+    }
+    let m = recipe.mixtext_section();
+    let k = texts
+        .iter()
+        .map(|t| t.augmentations.len())
+        .max()
+        .filter(|&k| k > 0)
+        .unwrap_or(m.k);
+    let (drop, swap) = match m.augment {
+        crate::recipe::Augmentation::DropSwap => (true, true),
+        crate::recipe::Augmentation::Drop => (true, false),
+        crate::recipe::Augmentation::Swap => (false, true),
+        crate::recipe::Augmentation::None => (false, false),
+    };
+    for (i, t) in texts.iter_mut().enumerate() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(mixup_train::train::derive_seed(
+            recipe.data.split_seed,
+            41,
+            i as u64,
+            0,
+        ));
+        while t.augmentations.len() < k {
+            let a = mixup_data::augment_words(&t.text, drop, swap, m.augment_rate, &mut rng);
+            t.augmentations.push(a);
+        }
+    }
+    Ok(texts)
+}
+
+impl Encoded {
+    /// Encodes MixText's unlabelled texts with the run's tokenizer (other methods keep only
+    /// their count).
+    fn attach_unlabelled(
+        &mut self,
+        recipe: &Recipe,
+        texts: Vec<mixup_data::UnlabelledText>,
+    ) -> Result<(), DataError> {
+        self.unlabelled_texts = texts.len();
+        if recipe.method.kind != mixup_core::MixMethod::MixText {
+            return Ok(());
+        }
+        let max_len = recipe.data.max_len;
+        self.unlabelled = texts
+            .iter()
+            .map(|t| {
+                let views = std::iter::once(&t.text)
+                    .chain(&t.augmentations)
+                    .map(|v| {
+                        Ok(EncodedExample {
+                            ids: self
+                                .tokenizer
+                                .encode_text(v, None, max_len, &t.path, t.line)?,
+                            label: 0,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DataError>>()?;
+                Ok(mixup_train::mixtext::UnlabelledExample { views })
+            })
+            .collect::<Result<_, DataError>>()?;
+        Ok(())
+    }
+}
+
+/// Keeps `n` examples of each label (all of a label with fewer), drawn by a generator seeded
+/// with `seed`; returns (kept, rest), both in file order.
+pub fn keep_per_class(train: &[Example], n: usize, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    use rand::{SeedableRng, seq::SliceRandom};
+    let mut by_label: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, e) in train.iter().enumerate() {
+        by_label.entry(e.label.as_str()).or_default().push(i);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut keep = vec![false; train.len()];
+    for idx in by_label.values_mut() {
+        idx.shuffle(&mut rng);
+        for &i in idx.iter().take(n) {
+            keep[i] = true;
+        }
+    }
+    split_marked(train, &keep)
+}
+
+/// The examples marked true and the others, both in file order.
+fn split_marked(examples: &[Example], marked: &[bool]) -> (Vec<Example>, Vec<Example>) {
+    let (a, b): (Vec<_>, Vec<_>) = examples.iter().zip(marked).partition(|(_, m)| **m);
+    (
+        a.into_iter().map(|(e, _)| e.clone()).collect(),
+        b.into_iter().map(|(e, _)| e.clone()).collect(),
+    )
 }
 
 /// Reads and encodes the splits in `dir` with a given tokenizer and label set (a finished
@@ -294,7 +439,7 @@ pub fn load_encoded_with(
     tokenizer: TextTokenizer,
     labels: LabelSet,
 ) -> Result<Encoded, DataError> {
-    encode_splits(&load_splits(dir, data)?, tokenizer, labels, data.max_len)
+    encode_splits(&load_splits(dir, data)?.0, tokenizer, labels, data.max_len)
 }
 
 fn is_pairs(ex: &[Example]) -> bool {
@@ -302,8 +447,9 @@ fn is_pairs(ex: &[Example]) -> bool {
 }
 
 /// The splits of `dir`, all of single texts or all of pairs, with a dev split carved from
-/// train when `data.dev_from_train` asks.
-fn load_splits(dir: &Path, data: &DataSection) -> Result<Splits, DataError> {
+/// train when `data.dev_from_train` asks, and train cut to `data.labelled_per_class` per
+/// label (the examples not kept are returned beside the splits).
+fn load_splits(dir: &Path, data: &DataSection) -> Result<(Splits, Vec<Example>), DataError> {
     let mut splits = Splits::load(dir)?;
     if let Some(share) = data.dev_from_train {
         if let Some((path, _)) = &splits.dev {
@@ -321,6 +467,12 @@ fn load_splits(dir: &Path, data: &DataSection) -> Result<Splits, DataError> {
         splits.train.1 = train;
         splits.dev = Some((path, dev));
     }
+    let mut rest = Vec::new();
+    if let Some(n) = data.labelled_per_class {
+        let (kept, left) = keep_per_class(&splits.train.1, n, data.split_seed);
+        splits.train.1 = kept;
+        rest = left;
+    }
     let train = &splits.train.1;
     for (path, ex) in splits.dev.iter().chain([&splits.test]) {
         if is_pairs(ex) != is_pairs(train) {
@@ -337,7 +489,7 @@ fn load_splits(dir: &Path, data: &DataSection) -> Result<Splits, DataError> {
             ));
         }
     }
-    Ok(splits)
+    Ok((splits, rest))
 }
 
 /// Splits `train` into (train, dev): `share` of each label's examples (rounded, at least one
@@ -361,14 +513,7 @@ pub fn carve_dev(train: &[Example], share: f64, seed: u64) -> (Vec<Example>, Vec
             to_dev[i] = true;
         }
     }
-    let (mut kept, mut dev) = (Vec::new(), Vec::new());
-    for (e, d) in train.iter().zip(to_dev) {
-        if d {
-            dev.push(e.clone());
-        } else {
-            kept.push(e.clone());
-        }
-    }
+    let (dev, kept) = split_marked(train, &to_dev);
     (kept, dev)
 }
 
@@ -390,6 +535,8 @@ fn encode_splits(
         dev,
         test,
         layout,
+        unlabelled: Vec::new(),
+        unlabelled_texts: 0,
     })
 }
 
@@ -471,5 +618,30 @@ mod tests {
             lines(&dev),
             "another seed"
         );
+    }
+
+    /// `labelled_per_class` keeps exactly N of each label (all of a smaller one), the same
+    /// examples for the same seed, others for another, in file order, and the rest is the
+    /// complement.
+    #[test]
+    fn labelled_per_class_is_stratified_and_deterministic() {
+        let mut train: Vec<Example> = (0..30).map(|i| ex("A", i + 1)).collect();
+        train.extend((0..12).map(|i| ex("B", 31 + i)));
+        train.extend((0..2).map(|i| ex("C", 43 + i)));
+        let (kept, rest) = keep_per_class(&train, 5, 3);
+        let count = |v: &[Example], l: &str| v.iter().filter(|e| e.label == l).count();
+        assert_eq!(
+            (count(&kept, "A"), count(&kept, "B"), count(&kept, "C")),
+            (5, 5, 2)
+        );
+        assert_eq!(kept.len() + rest.len(), train.len());
+        assert!(kept.iter().all(|k| !rest.iter().any(|r| r.line == k.line)));
+        assert!(kept.windows(2).all(|w| w[0].line < w[1].line), "file order");
+        assert_eq!(
+            keep_per_class(&train, 5, 3).0,
+            kept,
+            "same seed, same examples"
+        );
+        assert_ne!(keep_per_class(&train, 5, 4).0, kept, "another seed, others");
     }
 }

@@ -116,6 +116,7 @@ pub fn build_tagger(
             encoder.without_pooler(),
             num_tags,
             m.dropout,
+            m.crf,
             device,
         ));
     }
@@ -131,14 +132,15 @@ pub fn build_tagger(
                 other.kind_name()
             ),
         };
-    let (dropout, crf) = match &recipe.model {
-        ModelSection::Bilstm(m) => (m.dropout, m.crf),
-        ModelSection::Transformer(m) => (m.dropout, m.crf),
-        _ => (0.0, false),
-    };
+    let t = recipe.tagger_options();
     Ok(SequenceTaggerConfig::new(kind, num_tags)
-        .with_dropout(dropout)
-        .with_crf(crf)
+        .with_dropout(t.dropout)
+        .with_crf(t.crf)
+        .with_chars(
+            (t.char_filters > 0)
+                .then(|| mixup_models::CharCnnConfig::new().with_filters(t.char_filters)),
+        )
+        .with_input_dropout(t.input_dropout)
         .init(device))
 }
 
@@ -173,12 +175,13 @@ pub fn train_ner_recipe(
         )?),
         _ => None,
     };
-    let vocab = NerVocab::build(
+    let mut vocab = NerVocab::build(
         &data.train,
         &word_config(recipe),
         recipe.data.max_len,
         bert.as_ref().map(|b| b.tokenizer.clone()),
     )?;
+    vocab.char_features = recipe.tagger_options().char_filters > 0;
     let (train, dev, test) = data.encode(&vocab)?;
     say(&format!(
         "training {} ({} tagger, seed {}) on {device_name}: {} train / {} test sentences, vocab \
@@ -459,8 +462,10 @@ pub fn load_tagger_run(
                 max_len,
                 tags,
                 outside,
+                char_features: false,
             };
-            let model = SequenceTagger::on_bert(encoder, vocab.tags.len(), m.dropout, device);
+            let model =
+                SequenceTagger::on_bert(encoder, vocab.tags.len(), m.dropout, m.crf, device);
             (vocab, model)
         }
         _ => {
@@ -477,6 +482,7 @@ pub fn load_tagger_run(
                 max_len,
                 tags,
                 outside,
+                char_features: recipe.tagger_options().char_filters > 0,
             };
             let model = build_tagger(&recipe, vocab.vocab_size(), vocab.tags.len(), None, device)?;
             (vocab, model)

@@ -163,12 +163,13 @@ pub fn run_active_learning(
     let sm = recipe.seqmix.clone().unwrap_or_default();
     // The vocabulary of the whole training text: words only (tags of unlabelled sentences
     // are never read before they are queried).
-    let vocab = NerVocab::build(
+    let mut vocab = NerVocab::build(
         &data.train,
         &crate::ner::word_config(recipe),
         recipe.data.max_len,
         None,
     )?;
+    vocab.char_features = recipe.tagger_options().char_filters > 0;
     let (train, dev, test) = data.encode(&vocab)?;
     let beta = Beta::new(sm.alpha, sm.alpha).map_err(|e| anyhow::anyhow!("seqmix.alpha: {e}"))?;
     let study = Study {
@@ -330,6 +331,7 @@ impl SeqMixer<'_> {
                 };
                 if keep {
                     made.push(NerItem {
+                        bytes: vocab.bytes_of_ids(&g.ids),
                         ids: g.ids,
                         labels: g.labels,
                     });
@@ -582,10 +584,7 @@ impl Study<'_> {
         let picked: Vec<usize> = if spec.policy == QueryPolicy::Random {
             candidates[..spec.query.min(k)].to_vec()
         } else {
-            let ids: Vec<&[u32]> = candidates
-                .iter()
-                .map(|&i| self.train[i].ids.as_slice())
-                .collect();
+            let ids: Vec<&EncodedSentence> = candidates.iter().map(|&i| &self.train[i]).collect();
             let probs = predict_proba(
                 eval,
                 &ids,

@@ -136,9 +136,71 @@ pub struct Recipe {
     /// SeqMix augmentation of `ner` recipes (used by `mixup ner-al`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seqmix: Option<SeqMixSection>,
+    /// MixText's settings (`method.kind = "mixtext"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixtext: Option<MixTextSection>,
     /// Measured results (written by people after measuring; never read by training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<toml::Table>,
+}
+
+/// Built-in augmentations of unlabelled texts (used when the dataset has no
+/// `unlabelled.augN.txt` files).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augmentation {
+    /// Delete each word with probability `augment_rate` (never every word), then swap each
+    /// adjacent pair with the same probability (EDA's random deletion and swap).
+    #[default]
+    DropSwap,
+    /// Word deletion only.
+    Drop,
+    /// Adjacent swaps only.
+    Swap,
+    /// No change (the K views are copies of the text: guessing then averages dropout only).
+    None,
+}
+
+/// The `[mixtext]` section (see `mixup_train::mixtext`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MixTextSection {
+    /// Sharpening temperature T of the guessed targets.
+    pub temperature: f64,
+    /// Augmentations per unlabelled text when the dataset brings none (its
+    /// `unlabelled.augN.txt` files, when present, are used instead, all of them).
+    pub k: usize,
+    /// The built-in augmentation.
+    pub augment: Augmentation,
+    /// Its per-word probability.
+    pub augment_rate: f64,
+    /// Weight of the unlabelled term once ramped up.
+    pub lambda_u: f64,
+    /// Epochs over which that weight rises linearly from 0 (default: all of `train.epochs`,
+    /// as the official code).
+    pub rampup_epochs: Option<f64>,
+    /// The entropy margin gamma of the paper's optional term (none: no term).
+    pub margin: Option<f64>,
+    /// Weight of the margin term.
+    pub margin_weight: f64,
+    /// Unlabelled texts per step (default: `train.batch_size`).
+    pub batch_size_u: Option<usize>,
+}
+
+impl Default for MixTextSection {
+    fn default() -> Self {
+        Self {
+            temperature: 0.5,
+            k: 2,
+            augment: Augmentation::DropSwap,
+            augment_rate: 0.1,
+            lambda_u: 1.0,
+            rampup_epochs: None,
+            margin: None,
+            margin_weight: 0.0,
+            batch_size_u: None,
+        }
+    }
 }
 
 /// The `[seqmix]` section: how `mixup ner-al` augments each round's queried sentences.
@@ -213,9 +275,18 @@ pub struct DataSection {
     /// Carve a dev split of this share of the training set when the dataset has none
     /// (stratified by label, chosen by `split_seed`); classification only.
     pub dev_from_train: Option<f64>,
-    /// Seeds the carved dev split: the same for every training seed and method, so that
-    /// their comparisons are paired.
+    /// Seeds the carved dev split and the `labelled_per_class` draw: the same for every
+    /// training seed and method, so that their comparisons are paired.
     pub split_seed: u64,
+    /// Keep this many labelled training examples per class (stratified, drawn by
+    /// `split_seed`) for low-resource studies; the rest is dropped, or used as unlabelled text
+    /// with `rest_as_unlabelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labelled_per_class: Option<usize>,
+    /// With `labelled_per_class`: the training examples not kept become unlabelled texts
+    /// (their labels are never read).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rest_as_unlabelled: bool,
 }
 
 impl Default for DataSection {
@@ -229,6 +300,8 @@ impl Default for DataSection {
             tag_scheme: TagSchemeName::Bio,
             dev_from_train: None,
             split_seed: 0,
+            labelled_per_class: None,
+            rest_as_unlabelled: false,
         }
     }
 }
@@ -259,6 +332,19 @@ impl ModelSection {
     }
 }
 
+/// The settings of `[model]` a tagger reads ([`Recipe::tagger_options`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaggerOptions {
+    /// Dropout before the token head.
+    pub dropout: f64,
+    /// A CRF output layer.
+    pub crf: bool,
+    /// Character CNN filters (0: no character features).
+    pub char_filters: usize,
+    /// Dropout on the encoder's input.
+    pub input_dropout: f64,
+}
+
 /// BiLSTM hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -277,6 +363,22 @@ pub struct BiLstmSection {
     /// Viterbi decoding).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub crf: bool,
+    /// `task = "ner"`: character features, a character CNN with this many filters over each
+    /// word's bytes, concatenated to its word embedding (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub char_filters: usize,
+    /// `task = "ner"`: dropout on the encoder's input (word embedding and character
+    /// features).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub input_dropout: f64,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for BiLstmSection {
@@ -288,6 +390,8 @@ impl Default for BiLstmSection {
             pooling: LstmPooling::Max,
             dropout: 0.5,
             crf: false,
+            char_filters: 0,
+            input_dropout: 0.0,
         }
     }
 }
@@ -315,6 +419,13 @@ pub struct TransformerSection {
     /// `task = "ner"`: a CRF output layer (as for `bilstm`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub crf: bool,
+    /// `task = "ner"`: character features (as for `bilstm`; projected to `d_model` and added
+    /// to the token embedding).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub char_filters: usize,
+    /// `task = "ner"`: dropout on the encoder's input (as for `bilstm`).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub input_dropout: f64,
 }
 
 impl Default for TransformerSection {
@@ -329,6 +440,8 @@ impl Default for TransformerSection {
             pooling: EncoderPooling::Mean,
             activation: Activation::Relu,
             crf: false,
+            char_filters: 0,
+            input_dropout: 0.0,
         }
     }
 }
@@ -348,6 +461,9 @@ pub struct BertSection {
     pub pooler: bool,
     /// Freeze the embeddings and the first N encoder layers (0: train everything).
     pub freeze_layers: usize,
+    /// `task = "ner"`: a CRF over the words' first sub-tokens (as for `bilstm`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub crf: bool,
 }
 
 impl Default for BertSection {
@@ -357,6 +473,7 @@ impl Default for BertSection {
             dropout: 0.1,
             pooler: false,
             freeze_layers: 0,
+            crf: false,
         }
     }
 }
@@ -631,9 +748,98 @@ impl Recipe {
             reason: reason.into(),
         };
         self.validate_task(&bad)?;
+        self.validate_mixtext(&bad)?;
         self.validate_model(&bad)?;
         self.validate_method(&bad)?;
         self.validate_train(&bad)
+    }
+
+    /// `[mixtext]` and the low-resource data keys.
+    fn validate_mixtext(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
+        if self.data.labelled_per_class == Some(0) {
+            return Err(bad(
+                "data.labelled_per_class",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.data.rest_as_unlabelled && self.data.labelled_per_class.is_none() {
+            return Err(bad(
+                "data.rest_as_unlabelled",
+                "true".into(),
+                "needs data.labelled_per_class (the rest of what?)",
+            ));
+        }
+        if self.task == Task::Ner
+            && (self.data.labelled_per_class.is_some() || self.method.kind == MixMethod::MixText)
+        {
+            return Err(bad(
+                "data.labelled_per_class",
+                format!("{:?}", self.data.labelled_per_class),
+                "low-resource splits and MixText are for task = \"classify\"",
+            ));
+        }
+        if self.mixtext.is_some() && self.method.kind != MixMethod::MixText {
+            return Err(bad(
+                "mixtext",
+                "[mixtext]".into(),
+                "is read only with method.kind = \"mixtext\"",
+            ));
+        }
+        if self.method.kind == MixMethod::MixText && self.train.init_from.is_some() {
+            return Err(bad(
+                "train.init_from",
+                format!("{:?}", self.train.init_from),
+                "is not supported with method.kind = \"mixtext\" (start MixText fresh)",
+            ));
+        }
+        let m = self.mixtext_section();
+        if !(m.temperature > 0.0 && m.temperature.is_finite()) {
+            return Err(bad(
+                "mixtext.temperature",
+                m.temperature.to_string(),
+                "must be above 0",
+            ));
+        }
+        if !(0.0..1.0).contains(&m.augment_rate) {
+            return Err(bad(
+                "mixtext.augment_rate",
+                m.augment_rate.to_string(),
+                "must be in [0, 1)",
+            ));
+        }
+        if m.k == 0 {
+            return Err(bad("mixtext.k", "0".into(), "must be at least 1"));
+        }
+        if !(m.lambda_u >= 0.0 && m.lambda_u.is_finite()) {
+            return Err(bad(
+                "mixtext.lambda_u",
+                m.lambda_u.to_string(),
+                "must be 0 or more",
+            ));
+        }
+        if m.rampup_epochs.is_some_and(|r| !(r >= 0.0)) {
+            return Err(bad(
+                "mixtext.rampup_epochs",
+                format!("{:?}", m.rampup_epochs),
+                "must be 0 or more",
+            ));
+        }
+        if m.batch_size_u == Some(0) {
+            return Err(bad(
+                "mixtext.batch_size_u",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if m.margin.is_some_and(|g| !(g > 0.0 && g <= 1.0)) {
+            return Err(bad(
+                "mixtext.margin",
+                format!("{:?}", m.margin),
+                "is a bound on the squared norm of a distribution: in (0, 1]",
+            ));
+        }
+        Ok(())
     }
 
     /// `data`, `task` and `[seqmix]`.
@@ -714,18 +920,65 @@ impl Recipe {
         Ok(())
     }
 
+    /// The tagger settings of `[model]` (defaults for kinds without them).
+    pub fn tagger_options(&self) -> TaggerOptions {
+        match &self.model {
+            ModelSection::Bilstm(m) => TaggerOptions {
+                dropout: m.dropout,
+                crf: m.crf,
+                char_filters: m.char_filters,
+                input_dropout: m.input_dropout,
+            },
+            ModelSection::Transformer(m) => TaggerOptions {
+                dropout: m.dropout,
+                crf: m.crf,
+                char_filters: m.char_filters,
+                input_dropout: m.input_dropout,
+            },
+            ModelSection::Bert(m) => TaggerOptions {
+                dropout: m.dropout,
+                crf: m.crf,
+                char_filters: 0,
+                input_dropout: 0.0,
+            },
+            ModelSection::Textcnn(m) => TaggerOptions {
+                dropout: m.dropout,
+                crf: false,
+                char_filters: 0,
+                input_dropout: 0.0,
+            },
+        }
+    }
+
     /// `[model]`: sizes, heads, dropout.
     fn validate_model(&self, bad: Bad<'_>) -> Result<(), RecipeError> {
-        let crf = match &self.model {
-            ModelSection::Bilstm(m) => m.crf,
-            ModelSection::Transformer(m) => m.crf,
-            _ => false,
-        };
-        if crf && self.task != Task::Ner {
+        let t = self.tagger_options();
+        if t.crf && self.task != Task::Ner {
             return Err(bad(
                 "model.crf",
                 "true".into(),
                 "a CRF scores tag sequences: it is for task = \"ner\" taggers",
+            ));
+        }
+        if t.char_filters > 0 && self.task != Task::Ner {
+            return Err(bad(
+                "model.char_filters",
+                t.char_filters.to_string(),
+                "character features are for task = \"ner\" taggers",
+            ));
+        }
+        if t.input_dropout != 0.0 && self.task != Task::Ner {
+            return Err(bad(
+                "model.input_dropout",
+                t.input_dropout.to_string(),
+                "is for task = \"ner\" taggers (classifiers: dropout)",
+            ));
+        }
+        if !(0.0..1.0).contains(&t.input_dropout) {
+            return Err(bad(
+                "model.input_dropout",
+                t.input_dropout.to_string(),
+                "must be in [0, 1)",
             ));
         }
         let dropout = match &self.model {
@@ -796,7 +1049,11 @@ impl Recipe {
             other => bad("method", String::new(), &other.to_string()),
         })?;
         let method = self.method.kind;
-        if self.method.points.is_some() && !matches!(method, MixMethod::Manifold | MixMethod::Tmix)
+        if self.method.points.is_some()
+            && !matches!(
+                method,
+                MixMethod::Manifold | MixMethod::Tmix | MixMethod::MixText
+            )
         {
             return Err(bad(
                 "method.points",
@@ -942,6 +1199,20 @@ impl Recipe {
             .with_span_share(m.span_share)
             .with_clip_grad_norm(self.train.clip_grad_norm)
             .with_max_len(self.data.max_len)
+            .with_mixtext_temperature(self.mixtext_section().temperature)
+            .with_mixtext_lambda_u(self.mixtext_section().lambda_u)
+            .with_mixtext_rampup(
+                self.mixtext_section()
+                    .rampup_epochs
+                    .unwrap_or(self.train.epochs as f64),
+            )
+            .with_mixtext_margin(self.mixtext_section().margin)
+            .with_mixtext_margin_weight(self.mixtext_section().margin_weight)
+    }
+
+    /// The `[mixtext]` section, or its defaults.
+    pub fn mixtext_section(&self) -> MixTextSection {
+        self.mixtext.clone().unwrap_or_default()
     }
 
     /// The library's optimiser settings of this recipe (`[train]`).
@@ -971,6 +1242,7 @@ impl Recipe {
             .with_checkpoint_every(t.checkpoint_every)
             .with_log_every(log_every)
             .with_select(t.select)
+            .with_unlabelled_batch_size(self.mixtext_section().batch_size_u.unwrap_or(0))
     }
 
     /// The recipe key a library config key belongs to (`alpha` is `method.alpha`, `lr` is

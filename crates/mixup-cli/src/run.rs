@@ -567,6 +567,16 @@ pub fn train_recipe(
         data.labels.len(),
         dir.display()
     ));
+    if data.unlabelled_texts > 0 {
+        say(&format!(
+            "{} unlabelled texts{}",
+            data.unlabelled_texts,
+            match data.unlabelled.first() {
+                Some(u) => format!(", each with {} augmentations (MixText)", u.views.len() - 1),
+                None => " (words in the vocabulary; not trained on by this method)".into(),
+            }
+        ));
+    }
     let (vocab, classes) = (data.tokenizer.vocab_size(), data.labels.len());
     let sep_id = data.tokenizer.bert_sep_id();
     let config = recipe.train_config(run.log_every);
@@ -850,6 +860,7 @@ mod tests {
             items: &items,
             partner_items: None,
             mixing: false,
+            unlabelled: None,
         };
         let mut rng = StdRng::seed_from_u64(0);
         let (model, _) = train_step(model, &mut optim, 0.05, &plan, &batch, &mut rng, &ad)

@@ -1451,3 +1451,144 @@ fn best_dev_selection_on_a_carved_dev_split() {
     let m = text(&o);
     assert!(!o.status.success() && m.contains("train.select"), "{m}");
 }
+
+/// MixText from the CLI: `data.labelled_per_class` with the rest as unlabelled text (built-in
+/// augmentations), a folder's own `unlabelled.txt` with `unlabelled.aug1.txt`, a run killed
+/// mid-way that resumes to the uninterrupted result, and the errors of bad settings and files.
+#[test]
+fn mixtext_trains_on_unlabelled_text_and_resumes() {
+    use std::time::{Duration, Instant};
+    let t = tmp("mixtext");
+    toy_dataset(&t.0);
+    let recipe = |name: &str, dataset: &str, extra: &str| {
+        let p = t.0.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\n[data]\ndataset = \"{dataset}\"\nmax_len = 12\n{extra}\n\
+                 [model]\nkind = \"transformer\"\nd_model = 16\nn_heads = 2\nn_layers = 2\n\
+                 d_ff = 32\n[method]\nkind = \"mixtext\"\nalpha = 2.0\n[mixtext]\nk = 2\n\
+                 batch_size_u = 8\n[train]\nepochs = 6\nbatch_size = 4\nlr = 0.003\n"
+            ),
+        )
+        .expect("recipe");
+        p
+    };
+    let low = recipe(
+        "mt-low",
+        "toy",
+        "labelled_per_class = 3\nrest_as_unlabelled = true",
+    );
+    let out = t.0.join("run-low");
+    let o = train_recipe(&t.0, &low, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("9 train"), "3 labelled per class: {said}");
+    assert!(
+        said.contains("87 unlabelled texts, each with 2 augmentations"),
+        "{said}"
+    );
+    let fin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final"))
+            .expect("json");
+    assert!(fin["test_accuracy"].as_f64().is_some(), "{fin}");
+
+    // The folder's own unlabelled texts and one augmentation file: K = 1.
+    let own = t.0.join("toyu");
+    std::fs::create_dir_all(&own).expect("dir");
+    for f in ["train.tsv", "test.tsv"] {
+        std::fs::copy(t.0.join("toy").join(f), own.join(f)).expect("copy");
+    }
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("{} the of {}", ["apple", "river", "engine"][i % 3], i))
+        .collect();
+    std::fs::write(own.join("unlabelled.txt"), texts.join("\n") + "\n").expect("w");
+    let augs: Vec<String> = texts.iter().map(|t| t.replace(" the", "")).collect();
+    std::fs::write(own.join("unlabelled.aug1.txt"), augs.join("\n") + "\n").expect("w");
+    let r = recipe("mt-own", "toyu", "");
+    let o = train_recipe(&t.0, &r, &t.0.join("run-own"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("20 unlabelled texts, each with 1 augmentations"),
+        "{}",
+        text(&o)
+    );
+
+    // Killed after its first checkpoints, resumed: the uninterrupted run's metrics.
+    let start = Instant::now();
+    let whole = t.0.join("run-whole");
+    assert!(train_recipe(&t.0, &low, &whole).status.success());
+    let full = start.elapsed();
+    let cut = t.0.join("run-cut");
+    let mut child = bin()
+        .args(["train", "--recipe"])
+        .arg(&low)
+        .arg("--data-dir")
+        .arg(&t.0)
+        .arg("--out")
+        .arg(&cut)
+        .args(["--checkpoint-every", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(full.mul_f64(0.5).max(Duration::from_millis(30)));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        !cut.join("final.json").exists(),
+        "the run finished before the kill; the test did not interrupt it"
+    );
+    let o = run(bin()
+        .arg("train")
+        .arg("--resume")
+        .arg(&cut)
+        .arg("--data-dir")
+        .arg(&t.0));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resum"), "{}", text(&o));
+    let metrics = |d: &Path| -> Vec<(f64, f64)> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("metrics.json")).expect("metrics"))
+                .expect("json");
+        v.as_array()
+            .expect("epochs")
+            .iter()
+            .map(|e| {
+                (
+                    e["train_loss"].as_f64().expect("loss"),
+                    e["test_acc"].as_f64().expect("acc"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        metrics(&whole),
+        metrics(&cut),
+        "resumed MixText = uninterrupted"
+    );
+
+    // Errors, one line each, naming the key or file.
+    let check = |r: &Path, needles: &[&str]| {
+        let o = train_recipe(&t.0, r, &t.0.join("run-bad"));
+        let e = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && !e.contains("panicked"), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "expected {n:?} in {e}");
+        }
+    };
+    check(&recipe("mt-none", "toy", ""), &["mixtext", "unlabelled"]);
+    check(
+        &recipe("mt-rest", "toy", "rest_as_unlabelled = true"),
+        &["data.rest_as_unlabelled", "labelled_per_class"],
+    );
+    let p = t.0.join("mt-section.toml");
+    std::fs::write(
+        &p,
+        "name = \"x\"\n[data]\ndataset = \"toy\"\n[model]\nkind = \"textcnn\"\n[mixtext]\nk = 2\n",
+    )
+    .expect("w");
+    check(&p, &["mixtext", "method.kind"]);
+    std::fs::write(own.join("unlabelled.aug1.txt"), "just one line\n").expect("w");
+    check(&r, &["unlabelled.aug1.txt", "20 texts"]);
+}

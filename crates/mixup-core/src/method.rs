@@ -57,11 +57,18 @@ pub enum MixMethod {
     /// [`crate::choose_span`]), saliency taken at the embedding output; trained together with
     /// the clean loss.
     Ssmix,
+    /// MixText (Chen et al. 2020, <https://arxiv.org/abs/2004.12239>): semi-supervised TMix.
+    /// Unlabelled texts get guessed targets (the sharpened mean prediction over the text and
+    /// its augmentations); labelled and unlabelled rows are mixed together at a layer drawn as
+    /// for [`MixMethod::Tmix`], with `max(lambda, 1 - lambda)`; the loss adds a ramped
+    /// consistency term on the unlabelled rows (`mixup_train::mixtext`).
+    #[serde(rename = "mixtext")]
+    MixText,
 }
 
 impl MixMethod {
     /// Every method, in CLI order.
-    pub const ALL: [MixMethod; 8] = [
+    pub const ALL: [MixMethod; 9] = [
         MixMethod::None,
         MixMethod::Input,
         MixMethod::Word,
@@ -70,6 +77,7 @@ impl MixMethod {
         MixMethod::Tmix,
         MixMethod::MixupTransformer,
         MixMethod::Ssmix,
+        MixMethod::MixText,
     ];
 
     /// The name used in recipes and on the command line.
@@ -83,6 +91,7 @@ impl MixMethod {
             Self::Tmix => "tmix",
             Self::MixupTransformer => "mixup-transformer",
             Self::Ssmix => "ssmix",
+            Self::MixText => "mixtext",
         }
     }
 
@@ -110,7 +119,7 @@ impl MixMethod {
                     .chain(layers)
                     .collect()
             }
-            Self::Tmix => {
+            Self::Tmix | Self::MixText => {
                 let layers: Vec<usize> = (0..points.len())
                     .filter(|&i| matches!(points[i], PointKind::Layer(_)))
                     .collect();

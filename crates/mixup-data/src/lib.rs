@@ -32,6 +32,7 @@ mod labels;
 mod ngram;
 mod read;
 mod splits;
+mod unlabelled;
 mod vocab;
 mod wordpiece;
 
@@ -46,5 +47,6 @@ pub use read::{
     read_trec, read_tsv,
 };
 pub use splits::Splits;
+pub use unlabelled::{UnlabelledText, augment_words, read_unlabelled};
 pub use vocab::{EncodedExample, PAD_ID, SEP_TOKEN, UNK_ID, WordTokenizer, WordTokenizerConfig};
 pub use wordpiece::WordPieceTokenizer;

@@ -61,6 +61,11 @@ pub struct BiLstmClassifierConfig {
     /// Dropout before the output layer.
     #[config(default = 0.5)]
     pub dropout: f64,
+    /// Features concatenated to the embedding output before the first layer by the caller
+    /// (a tagger's character features, [`crate::SequenceTagger`]): the first layer reads
+    /// `d_embed + d_extra_input` values per position. 0 for the classifier.
+    #[config(default = 0)]
+    pub d_extra_input: usize,
 }
 
 /// One bidirectional LSTM layer; index 0 of each parameter is the left-to-right direction,
@@ -185,7 +190,7 @@ impl BiLstmClassifierConfig {
         let layers = (0..self.n_layers)
             .map(|i| {
                 let d_in = if i == 0 {
-                    self.d_embed
+                    self.d_embed + self.d_extra_input
                 } else {
                     2 * self.d_hidden
                 };

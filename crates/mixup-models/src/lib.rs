@@ -13,6 +13,7 @@
 //! | [`BiLstmClassifier`] (Guo et al. 2019) | `bilstm.rs` | embedding, each BiLSTM layer, pooled |
 //! | [`TransformerClassifier`] (Vaswani et al. 2017) | `transformer.rs` | embedding, each encoder layer, pooled |
 //! | [`BertClassifier`] (Devlin et al. 2019) | `bert.rs` | embedding, each encoder layer, `[CLS]` (pooled) |
+//! | [`SequenceTagger`] (NER) | `tagger.rs` | its encoder's, the last one per token; optional [`Crf`] (`crf.rs`) and [`CharCnn`] character features (`chars.rs`) |
 //!
 //! [`BertEncoder::from_pretrained`] loads a Hugging Face BERT checkpoint folder (`config.json`
 //! and safetensors weights, single file or sharded); [`BertTokenClassifier`] puts a per-position
@@ -23,6 +24,7 @@
 
 mod bert;
 mod bilstm;
+pub mod chars;
 pub mod crf;
 mod mixing;
 mod tagger;
@@ -36,6 +38,7 @@ pub use bert::{
     BertSelfAttention, BertTokenClassifier, HF_TO_BURN, pair_token_types,
 };
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
+pub use chars::{CharCnn, CharCnnConfig};
 pub use crf::Crf;
 pub use mixing::MixingPoints;
 pub use tagger::{SequenceTagger, SequenceTaggerConfig, TaggerEncoder, TaggerKind};

@@ -94,7 +94,7 @@ pub struct BenchReport {
 pub fn default_step_config(method: MixMethod) -> StepConfig {
     let config = StepConfig::new().with_method(method);
     match method {
-        MixMethod::Tmix => config.with_alpha(16.0),
+        MixMethod::Tmix | MixMethod::MixText => config.with_alpha(16.0),
         MixMethod::Ssmix => config.with_pairing(Pairing::SplitHalves),
         _ => config,
     }
@@ -205,6 +205,7 @@ pub fn bench_model<M: Module + MixingPoints>(
             items: &a_refs,
             partner_items: method.separate_batch().then_some(&b_refs[..]),
             mixing: plan.mixes(),
+            unlabelled: None,
         };
         let start = Instant::now();
         let (next, report) = train_step(

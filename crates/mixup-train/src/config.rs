@@ -113,9 +113,34 @@ pub struct StepConfig {
     /// Longest row in tokens (longer rows are cut).
     #[config(default = 64)]
     pub max_len: usize,
+    /// MixText: sharpening temperature of the guessed targets.
+    #[config(default = 0.5)]
+    pub mixtext_temperature: f64,
+    /// MixText: weight of the unlabelled term once ramped up.
+    #[config(default = 1.0)]
+    pub mixtext_lambda_u: f64,
+    /// MixText: epochs over which the unlabelled weight rises linearly from 0.
+    #[config(default = 0.0)]
+    pub mixtext_rampup: f64,
+    /// MixText: the entropy margin gamma (`None`: no margin term).
+    pub mixtext_margin: Option<f64>,
+    /// MixText: weight of the margin term.
+    #[config(default = 0.0)]
+    pub mixtext_margin_weight: f64,
 }
 
 impl StepConfig {
+    /// MixText's settings of this configuration.
+    pub fn mixtext_settings(&self) -> crate::mixtext::MixTextSettings {
+        crate::mixtext::MixTextSettings {
+            temperature: self.mixtext_temperature,
+            lambda_u: self.mixtext_lambda_u,
+            rampup_epochs: self.mixtext_rampup,
+            margin: self.mixtext_margin,
+            margin_weight: self.mixtext_margin_weight,
+        }
+    }
+
     /// The [`MixupConfig`] of these settings for `num_classes` classes.
     ///
     /// # Errors
@@ -201,6 +226,9 @@ pub struct TrainConfig {
     /// Which epoch's model is kept and reported.
     #[config(default = "Selection::Last")]
     pub select: Selection,
+    /// MixText: unlabelled texts per step (each with its augmentations); 0: `batch_size`.
+    #[config(default = 0)]
+    pub unlabelled_batch_size: usize,
 }
 
 impl TrainConfig {

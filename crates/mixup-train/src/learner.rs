@@ -161,6 +161,7 @@ impl<M: Module + ModuleDisplay + MixingPoints + 'static> TrainStep for Mixup<M> 
             items: &items,
             partner_items: partners.as_deref(),
             mixing,
+            unlabelled: None,
         };
         let mut rng = self
             .rng
@@ -270,6 +271,7 @@ mod tests {
                 items: &refs,
                 partner_items: None,
                 mixing: true,
+                unlabelled: None,
             },
             &mut StdRng::seed_from_u64(11),
             &device,

@@ -5,7 +5,7 @@
 //! classification method of the zoo ([`step::train_step`], and its data-parallel form), the
 //! training loop with exact-resume checkpoints ([`train::train`], [`checkpoint`]), the
 //! optimiser, schedule and global-norm clipping ([`optim`]), sequence-labelling training and
-//! entity F1 ([`ner`]), step benchmarks ([`mod@bench`]) and, with the `learner` feature, an
+//! entity F1 ([`ner`]), semi-supervised MixText ([`mixtext`]), step benchmarks ([`mod@bench`]) and, with the `learner` feature, an
 //! adapter that runs the step under burn-train's `Learner` ([`learner`]).
 //!
 //! The library reads no environment variables, prints nothing (progress is a
@@ -23,6 +23,7 @@ mod error;
 #[cfg(feature = "learner")]
 pub mod learner;
 pub mod metrics;
+pub mod mixtext;
 pub mod ner;
 pub mod optim;
 pub mod step;

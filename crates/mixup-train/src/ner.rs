@@ -18,7 +18,7 @@ use mixup_data::{
     EntityScores, LabelSet, TaggedSentence, WordPieceTokenizer, WordTokenizer, WordTokenizerConfig,
     batch_indices, entity_scores,
 };
-use mixup_models::{MixingPoints, SequenceTagger};
+use mixup_models::SequenceTagger;
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
@@ -40,6 +40,9 @@ pub struct EncodedSentence {
     /// Per word, the position in `ids` whose prediction is the word's (its first sub-token);
     /// `None` when the word was cut off by `max_len`.
     pub first: Vec<Option<usize>>,
+    /// Per word, its byte ids ([`mixup_models::chars::byte_ids`]) when the vocabulary has
+    /// [`NerVocab::char_features`]; empty otherwise.
+    pub bytes: Vec<Vec<u32>>,
 }
 
 /// The encoded sentences of a split.
@@ -58,6 +61,9 @@ pub struct NerVocab {
     pub tags: LabelSet,
     /// Index of `O`.
     pub outside: usize,
+    /// Whether sentences carry their words' byte ids (a tagger with character features);
+    /// word-level taggers only.
+    pub char_features: bool,
 }
 
 impl NerVocab {
@@ -90,7 +96,19 @@ impl NerVocab {
             max_len,
             tags,
             outside,
+            char_features: false,
         })
+    }
+
+    /// The byte ids of each word a sentence's ids spell (a SeqMix sentence has ids, not
+    /// text); empty when the vocabulary has no character features.
+    pub fn bytes_of_ids(&self, ids: &[u32]) -> Vec<Vec<u32>> {
+        if !self.char_features || self.wordpiece.is_some() {
+            return Vec::new();
+        }
+        ids.iter()
+            .map(|&id| mixup_models::chars::byte_ids(self.tokenizer.token(id).unwrap_or("<unk>")))
+            .collect()
     }
 
     /// Rows of the model's embedding table.
@@ -150,7 +168,20 @@ impl NerVocab {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(EncodedSentence { ids, tags, first })
+        let bytes = if self.char_features && self.wordpiece.is_none() {
+            s.tokens
+                .iter()
+                .map(|t| mixup_models::chars::byte_ids(t))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(EncodedSentence {
+            ids,
+            tags,
+            first,
+            bytes,
+        })
     }
 }
 
@@ -162,6 +193,9 @@ pub struct NerItem {
     /// Per token, `(tag, weight)` pairs summing to 1; empty for positions the loss ignores
     /// (`[CLS]`, `[SEP]`, sub-tokens after a word's first).
     pub labels: Vec<Vec<(usize, f32)>>,
+    /// Per token, its byte ids for a tagger with character features (else empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bytes: Vec<Vec<u32>>,
 }
 
 impl NerItem {
@@ -177,8 +211,35 @@ impl NerItem {
         Self {
             ids: s.ids.clone(),
             labels,
+            bytes: s.bytes.clone(),
         }
     }
+}
+
+/// Byte ids `[n, L, W]` of the tokens of `rows` (cut to `l` tokens), or `None` when no row has
+/// any (a tagger without character features).
+fn byte_batch(rows: &[&[Vec<u32>]], l: usize, device: &Device) -> Option<Tensor<3, Int>> {
+    if rows.iter().all(|r| r.is_empty()) {
+        return None;
+    }
+    let w = rows
+        .iter()
+        .flat_map(|r| r.iter().take(l).map(Vec::len))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = vec![0i64; rows.len() * l * w];
+    for (i, r) in rows.iter().enumerate() {
+        for (j, word) in r.iter().take(l).enumerate() {
+            for (k, &b) in word.iter().take(w).enumerate() {
+                out[(i * l + j) * w + k] = i64::from(b);
+            }
+        }
+    }
+    Some(Tensor::from_data(
+        TensorData::new(out, [rows.len(), l, w]),
+        device,
+    ))
 }
 
 /// Ids `[n, L]` and mask of sentences cut to `max_len`.
@@ -264,6 +325,9 @@ impl TaggerTrainer {
             let rows: Vec<&[u32]> = idx.iter().map(|&i| items[i].ids.as_slice()).collect();
             let (ids, mask) = id_batch(&rows, max_len, device);
             let [n, l] = ids.dims();
+            let byte_rows: Vec<&[Vec<u32>]> =
+                idx.iter().map(|&i| items[i].bytes.as_slice()).collect();
+            let bytes = byte_batch(&byte_rows, l, device);
             let mut targets = vec![0f32; n * l * num_tags];
             let mut keep = vec![false; n * l];
             for (r, &i) in idx.iter().enumerate() {
@@ -274,17 +338,56 @@ impl TaggerTrainer {
                     }
                 }
             }
-            let targets =
-                Tensor::<2>::from_data(TensorData::new(targets, [n * l, num_tags]), device);
-            let keep = Tensor::<1, Bool>::from_data(TensorData::new(keep, [n * l]), device);
             let loss = match &model.crf {
-                // Word-level taggers label every real token, so the chain is the mask.
-                Some(crf) => crf.nll(
-                    model.token_logits(ids, mask.clone()),
-                    targets.reshape([n, l, num_tags]),
-                    mask,
-                ),
-                None => soft_cross_entropy(model.forward(ids, mask), targets, Some(keep)),
+                Some(crf) => {
+                    // The CRF's chain is the labelled positions of each row, in order: every
+                    // real token for word-level taggers, each word's first sub-token for
+                    // WordPiece ones.
+                    let chains: Vec<Vec<usize>> = (0..n)
+                        .map(|r| (0..l).filter(|&j| keep[r * l + j]).collect())
+                        .collect();
+                    let lw = chains.iter().map(Vec::len).max().unwrap_or(1).max(1);
+                    let mut index = vec![0i64; n * lw];
+                    let mut chain_mask = vec![false; n * lw];
+                    let mut chain_targets = vec![0f32; n * lw * num_tags];
+                    for (r, chain) in chains.iter().enumerate() {
+                        for (k, &j) in chain.iter().enumerate() {
+                            index[r * lw + k] = j as i64;
+                            chain_mask[r * lw + k] = true;
+                            chain_targets[(r * lw + k) * num_tags..(r * lw + k + 1) * num_tags]
+                                .copy_from_slice(
+                                    &targets[(r * l + j) * num_tags..(r * l + j + 1) * num_tags],
+                                );
+                        }
+                    }
+                    let logits = model.token_logits(ids, bytes, mask);
+                    let emissions = if lw == l
+                        && chains
+                            .iter()
+                            .all(|c| c.len() == c.last().map_or(0, |&j| j + 1))
+                    {
+                        // Every chain is a prefix (word-level taggers): no gather needed.
+                        logits
+                    } else {
+                        let index =
+                            Tensor::<2, Int>::from_data(TensorData::new(index, [n, lw]), device);
+                        logits.gather(1, index.unsqueeze_dim::<3>(2).expand([n, lw, num_tags]))
+                    };
+                    crf.nll(
+                        emissions,
+                        Tensor::<3>::from_data(
+                            TensorData::new(chain_targets, [n, lw, num_tags]),
+                            device,
+                        ),
+                        Tensor::<2, Bool>::from_data(TensorData::new(chain_mask, [n, lw]), device),
+                    )
+                }
+                None => {
+                    let targets =
+                        Tensor::<2>::from_data(TensorData::new(targets, [n * l, num_tags]), device);
+                    let keep = Tensor::<1, Bool>::from_data(TensorData::new(keep, [n * l]), device);
+                    soft_cross_entropy(model.forward_tokens(ids, bytes, mask), targets, Some(keep))
+                }
             };
             let logged = loss.clone().detach().mul_scalar(n as f32);
             loss_acc = Some(match loss_acc {
@@ -322,7 +425,7 @@ impl TaggerTrainer {
 /// Probabilities that cannot be read back from the device.
 pub fn predict_proba(
     model: &SequenceTagger,
-    sentences: &[&[u32]],
+    sentences: &[&EncodedSentence],
     max_len: usize,
     batch_size: usize,
     num_tags: usize,
@@ -339,7 +442,7 @@ pub fn predict_proba(
 #[allow(clippy::too_many_arguments)]
 fn token_outputs(
     model: &SequenceTagger,
-    sentences: &[&[u32]],
+    sentences: &[&EncodedSentence],
     max_len: usize,
     batch_size: usize,
     num_tags: usize,
@@ -354,16 +457,19 @@ fn token_outputs(
     };
     let mut out = Vec::with_capacity(sentences.len());
     for chunk in sentences.chunks(batch_size.max(1)) {
-        let (ids, mask) = id_batch(chunk, max_len, device);
+        let rows: Vec<&[u32]> = chunk.iter().map(|s| s.ids.as_slice()).collect();
+        let (ids, mask) = id_batch(&rows, max_len, device);
         let l = ids.dims()[1];
-        let logits = model.forward(ids, mask);
+        let byte_rows: Vec<&[Vec<u32>]> = chunk.iter().map(|s| s.bytes.as_slice()).collect();
+        let bytes = byte_batch(&byte_rows, l, device);
+        let logits = model.forward_tokens(ids, bytes, mask);
         let probs = if probs { softmax(logits, 1) } else { logits };
         let values: Vec<f32> = probs
             .into_data()
             .try_to_vec()
             .map_err(|e| TrainError::Backend(format!("reading tag probabilities back: {e:?}")))?;
         for (r, s) in chunk.iter().enumerate() {
-            let rows = (0..s.len())
+            let rows = (0..s.ids.len())
                 .map(|j| {
                     if j < l {
                         values[(r * l + j) * num_tags..(r * l + j + 1) * num_tags].to_vec()
@@ -443,7 +549,7 @@ pub fn predict_tags(
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Vec<usize>>> {
-    let ids: Vec<&[u32]> = data.iter().map(|d| d.ids.as_slice()).collect();
+    let ids: Vec<&EncodedSentence> = data.iter().collect();
     let (t, o) = (vocab.tags.len(), vocab.outside);
     if let Some(crf) = &model.crf {
         let scores = crf.host_scores();

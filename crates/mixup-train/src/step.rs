@@ -20,6 +20,7 @@ use crate::{
     TrainError,
     config::{CleanWeighting, LossForm, StepConfig},
     error::Result,
+    mixtext::{MixTextSettings, UnlabelledExample, guess_targets, mixtext_loss},
     optim::clip_grad_norm,
 };
 
@@ -48,6 +49,8 @@ pub struct StepPlan {
     pub max_len: usize,
     /// Clip the global gradient norm to this before the update.
     pub clip_grad_norm: Option<f64>,
+    /// MixText's settings (read by [`MixMethod::MixText`] only).
+    pub mixtext: MixTextSettings,
 }
 
 /// SSMix's settings for one run.
@@ -89,7 +92,7 @@ impl StepPlan {
                         ),
                     ));
                 }
-                if method == MixMethod::Tmix
+                if matches!(method, MixMethod::Tmix | MixMethod::MixText)
                     && let Some(bad) = set.iter().find(|&&p| {
                         !matches!(points[p], PointKind::Layer(_) | PointKind::Embedding)
                     })
@@ -129,6 +132,7 @@ impl StepPlan {
             },
             max_len: config.max_len,
             clip_grad_norm: config.clip_grad_norm,
+            mixtext: config.mixtext_settings(),
         })
     }
 }
@@ -159,6 +163,9 @@ pub struct StepBatch<'a> {
     pub partner_items: Option<&'a [&'a EncodedExample]>,
     /// Whether this step mixes (false for `none`, and after `off_epoch`).
     pub mixing: bool,
+    /// MixText: this step's unlabelled texts (each with its views) and the weight of their
+    /// term (`lambda_u` times the ramp).
+    pub unlabelled: Option<(&'a [&'a UnlabelledExample], f32)>,
 }
 
 /// What a step reports (every tensor detached, still on the device).
@@ -351,7 +358,9 @@ pub fn step_gradients<M: Module + MixingPoints>(
 ) -> Result<(GradientsParams, StepReport)> {
     let text = TextBatch::new(batch.items, plan.max_len, device);
     let n = text.len();
-    let step = if batch.mixing {
+    let step = if batch.mixing && plan.method == MixMethod::MixText {
+        mixtext_step(model, plan, batch, text, rng, device)
+    } else if batch.mixing {
         mixed_step(model, plan, batch, text, rng, device, weight)?
     } else {
         let logits = model.forward(text.ids, text.mask);
@@ -401,6 +410,54 @@ struct Forward {
     logged: Tensor<1>,
     dominant: Vec<usize>,
     pre_grads: Option<GradientsParams>,
+}
+
+/// MixText's forward (see [`crate::mixtext`]): guess the unlabelled texts' targets, mix the
+/// labelled rows and every view of those texts in one batch, and return the supervised plus
+/// weighted unlabelled loss with the labelled rows' logits.
+fn mixtext_step<M: Module + MixingPoints>(
+    model: &M,
+    plan: &StepPlan,
+    batch: &StepBatch<'_>,
+    text: TextBatch,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Forward {
+    let items = batch.items;
+    let (texts, u_weight) = batch.unlabelled.unwrap_or((&[], 0.0));
+    let mut rows: Vec<&EncodedExample> = items.to_vec();
+    let mut targets = vec![soft_targets(text.labels, plan.num_classes, plan.smoothing)];
+    if !texts.is_empty() {
+        let guesses = guess_targets(model, texts, plan.mixtext.temperature, plan.max_len, device);
+        for v in 0..texts[0].views.len() {
+            rows.extend(texts.iter().map(|t| &t.views[v]));
+            targets.push(guesses.clone());
+        }
+    }
+    let mut params = plan.mix_config.sample(rows.len(), rng);
+    for l in &mut params.lambdas {
+        *l = l.max(1.0 - *l);
+    }
+    let point = plan.eligible[rng.random_range(0..plan.eligible.len())];
+    let out = mixtext_loss(
+        model,
+        &rows,
+        items.len(),
+        Tensor::cat(targets, 0),
+        &params,
+        point,
+        &plan.mixtext,
+        u_weight,
+        plan.max_len,
+        device,
+    );
+    Forward {
+        logged: out.loss.clone().detach(),
+        logits: out.labelled_logits,
+        loss: out.loss,
+        dominant: items.iter().map(|e| e.label).collect(),
+        pre_grads: None,
+    }
 }
 
 /// The forward of a mixed step: the draws (lambdas and partners, a point), the mixed
@@ -766,6 +823,7 @@ mod tests {
             items: &refs,
             partner_items: None,
             mixing: false,
+            unlabelled: None,
         };
         let mut optim = build_optimizer(&optim_config, &model);
         let (single, r1) = train_step(
@@ -783,11 +841,13 @@ mod tests {
                 items: &refs[..2],
                 partner_items: None,
                 mixing: false,
+                unlabelled: None,
             },
             StepBatch {
                 items: &refs[2..],
                 partner_items: None,
                 mixing: false,
+                unlabelled: None,
             },
         ];
         let mut optim = build_optimizer(&optim_config, &model);
@@ -912,6 +972,7 @@ mod tests {
                 items: &refs,
                 partner_items: None,
                 mixing: method != "none",
+                unlabelled: None,
             };
             let one = step_gradients(&model, &plan, &batch, &mut seeded(9), &ad, 1.0)
                 .expect("weight 1")
@@ -947,6 +1008,7 @@ mod tests {
                 items: &refs,
                 partner_items: None,
                 mixing,
+                unlabelled: None,
             };
             let (g, r) =
                 step_gradients(&model, &plan, &batch, &mut seeded(4), &ad, 1.0).expect("step");
@@ -1038,6 +1100,7 @@ mod tests {
                 items: &items,
                 partner_items: Some(&pitems),
                 mixing: true,
+                unlabelled: None,
             };
             let (_, report) =
                 step_gradients(&model, &plan, &batch, &mut seeded(5), &ad, 1.0).expect("step");

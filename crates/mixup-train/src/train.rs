@@ -11,7 +11,7 @@ use burn::{
     module::Module,
     tensor::{Device, Int, Tensor, TensorData, activation::softmax},
 };
-use mixup_core::Layout;
+use mixup_core::{Layout, MixMethod};
 use mixup_core::{soft_cross_entropy, soft_targets};
 use mixup_data::{EncodedExample, TextBatch, batch_indices};
 use mixup_models::MixingPoints;
@@ -23,6 +23,7 @@ use crate::{
     checkpoint::{self, Checkpoint, TrainState},
     config::{Selection, TrainConfig},
     error::Result,
+    mixtext::UnlabelledExample,
     optim::{LrSchedule, build_optimizer},
     step::{StepBatch, StepPlan, train_step, train_step_replicated},
 };
@@ -138,6 +139,8 @@ pub struct TextData<'a> {
     /// Where the special tokens of a row are ([`Layout::PLAIN`] for word vocabularies,
     /// [`Layout::BERT`] for `[CLS] ... [SEP]` rows); SSMix never replaces them.
     pub layout: Layout,
+    /// Unlabelled texts with their augmentations, for MixText (empty otherwise).
+    pub unlabelled: &'a [UnlabelledExample],
 }
 
 /// Everything a training run needs besides the model.
@@ -417,6 +420,23 @@ fn check_data(data: &TextData<'_>) -> Result<()> {
         ("dev", data.dev),
         ("test", Some(data.test)),
     ];
+    if let Some(text) = data.unlabelled.iter().find(|u| u.views.is_empty()) {
+        return Err(TrainError::config(
+            "data",
+            format!("an unlabelled text has no encoding ({text:?})"),
+        ));
+    }
+    if let Some(first) = data.unlabelled.first()
+        && data
+            .unlabelled
+            .iter()
+            .any(|u| u.views.len() != first.views.len())
+    {
+        return Err(TrainError::config(
+            "data",
+            "every unlabelled text needs the same number of augmentations",
+        ));
+    }
     for (split, examples) in splits {
         if let Some(bad) = examples
             .into_iter()
@@ -620,10 +640,32 @@ impl Run<'_> {
             self.global_step += 1;
             seed_device(&ad, derive_seed(t.seed, DROPOUT, epoch as u64, step as u64));
             let mixing_seed = derive_seed(t.seed, MIX, epoch as u64, step as u64);
+            let texts: Vec<&UnlabelledExample> = if mixing && method == MixMethod::MixText {
+                let per_step = if t.unlabelled_batch_size == 0 {
+                    t.batch_size
+                } else {
+                    t.unlabelled_batch_size
+                };
+                crate::mixtext::unlabelled_batch(
+                    data.unlabelled.len(),
+                    per_step,
+                    self.global_step - 1,
+                    t.seed,
+                )
+                .into_iter()
+                .map(|i| &data.unlabelled[i])
+                .collect()
+            } else {
+                Vec::new()
+            };
+            let progress = (epoch - 1) as f64 + step as f64 / steps.max(1) as f64;
+            let m = &self.plan.mixtext;
+            let u_weight = (m.lambda_u * crate::mixtext::rampup(progress, m.rampup_epochs)) as f32;
             let batch = StepBatch {
                 items: &items,
                 partner_items: partner_items.as_deref(),
                 mixing,
+                unlabelled: (!texts.is_empty()).then_some((texts.as_slice(), u_weight)),
             };
             let (next, report) = self.step(model, optim, lr, &batch, mixing_seed)?;
             model = next;
@@ -705,6 +747,11 @@ impl Run<'_> {
                 items: &batch.items[w[0]..w[1]],
                 partner_items: batch.partner_items.map(|p| &p[w[0]..w[1]]),
                 mixing: batch.mixing,
+                // Each shard takes its share of the unlabelled texts.
+                unlabelled: batch.unlabelled.map(|(u, weight)| {
+                    let m = u.len();
+                    (&u[w[0] * m / n..w[1] * m / n], weight)
+                }),
             })
             .collect();
         let mut rngs: Vec<StdRng> = (0..k as u64)
@@ -843,6 +890,7 @@ mod tests {
                 num_classes: 3,
                 vocab_size: 30,
                 layout: Layout::PLAIN,
+                unlabelled: &[],
             },
             device: Device::flex(),
             device_name: "flex".into(),
@@ -905,6 +953,7 @@ mod tests {
                 num_classes: 3,
                 vocab_size: 30,
                 layout: Layout::PLAIN,
+                unlabelled: &[],
             },
             device: Device::flex(),
             device_name: "flex".into(),

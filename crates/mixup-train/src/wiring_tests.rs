@@ -206,6 +206,7 @@ fn run_step(
         items: &items,
         partner_items: pitems.as_deref(),
         mixing: true,
+        unlabelled: None,
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let (_, report) = step_gradients(&model, &plan, &batch, &mut rng, &device, 1.0).expect("step");
@@ -452,4 +453,227 @@ fn ssmix_matches_the_hand_loss() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MixText
+// ---------------------------------------------------------------------------------------------
+
+/// `p^(1/T)` renormalised.
+fn hand_sharpen(p: [f32; CLASSES], t: f32) -> [f32; CLASSES] {
+    let q: Vec<f32> = p.iter().map(|x| x.powf(1.0 / t)).collect();
+    let s: f32 = q.iter().sum();
+    std::array::from_fn(|c| q[c] / s)
+}
+
+/// Two unlabelled texts, each with one augmentation.
+fn unlabelled_texts() -> Vec<crate::mixtext::UnlabelledExample> {
+    [[3u32, 9, 14, 20], [5, 11, 2, 27]]
+        .iter()
+        .map(|ids| crate::mixtext::UnlabelledExample {
+            views: vec![
+                EncodedExample {
+                    ids: ids.to_vec(),
+                    label: 0,
+                },
+                EncodedExample {
+                    ids: ids[1..].to_vec(),
+                    label: 0,
+                },
+            ],
+        })
+        .collect()
+}
+
+/// MixText's step equals its loss by hand: guessed targets (mean softmax over each text's
+/// views, sharpened with T), the labelled rows and every view in one batch, the step's
+/// partners and `max(lambda, 1 - lambda)`, mixed at the drawn layer; soft cross-entropy on the
+/// labelled rows plus the weight times the KL divergence on the unlabelled rows.
+#[test]
+fn mixtext_matches_the_hand_loss() {
+    let own = &rows(5)[..3];
+    let texts = unlabelled_texts();
+    let refs: Vec<&crate::mixtext::UnlabelledExample> = texts.iter().collect();
+    let (t, w) = (0.5f32, 0.7f32);
+    for seed in 0..6u64 {
+        let c = config(MixMethod::MixText)
+            .with_mixtext_temperature(f64::from(t))
+            .with_alpha(2.0);
+        let device = Device::flex().autodiff();
+        let model = Probe::new(&device);
+        let plan = StepPlan::new(&c, &model.points(), CLASSES, Layout::PLAIN).expect("plan");
+        let items: Vec<&EncodedExample> = own.iter().collect();
+        let batch = StepBatch {
+            items: &items,
+            partner_items: None,
+            mixing: true,
+            unlabelled: Some((&refs, w)),
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (_, report) =
+            step_gradients(&model, &plan, &batch, &mut rng, &device, 1.0).expect("step");
+        let got = report
+            .loss
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32")[0];
+        // By hand.
+        let guesses: Vec<[f32; CLASSES]> = texts
+            .iter()
+            .map(|u| {
+                let probs: Vec<[f32; CLASSES]> = u
+                    .views
+                    .iter()
+                    .map(|v| softmax(&hand_logits(hand_embed(&v.ids), 0)))
+                    .collect();
+                let mean: [f32; CLASSES] =
+                    std::array::from_fn(|k| probs.iter().map(|p| p[k]).sum::<f32>() / 2.0);
+                hand_sharpen(mean, t)
+            })
+            .collect();
+        let mut all: Vec<&EncodedExample> = own.iter().collect();
+        let mut targets: Vec<[f32; CLASSES]> = own
+            .iter()
+            .map(|e| std::array::from_fn(|k| if k == e.label { 1.0 } else { 0.0 }))
+            .collect();
+        for v in 0..2 {
+            for (u, g) in texts.iter().zip(&guesses) {
+                all.push(&u.views[v]);
+                targets.push(*g);
+            }
+        }
+        let (partners, lambdas, point) = replay(&plan, all.len(), seed);
+        let lambdas: Vec<f32> = lambdas.iter().map(|l| l.max(1.0 - l)).collect();
+        assert!(
+            (1..=2).contains(&point),
+            "MixText mixes after a layer (points {:?})",
+            plan.eligible
+        );
+        let terms: Vec<f32> = (0..all.len())
+            .map(|i| {
+                let j = partners[i];
+                let state = hand_mix(
+                    hand_to(&all[i].ids, point),
+                    hand_to(&all[j].ids, point),
+                    lambdas[i],
+                );
+                let p = softmax(&hand_logits(state, point));
+                let target: [f32; CLASSES] = std::array::from_fn(|k| {
+                    lambdas[i] * targets[i][k] + (1.0 - lambdas[i]) * targets[j][k]
+                });
+                let ce: f32 = -(0..CLASSES).map(|k| target[k] * p[k].ln()).sum::<f32>();
+                if i < own.len() {
+                    ce
+                } else {
+                    // KL(target || p) = CE - H(target).
+                    ce + (0..CLASSES)
+                        .map(|k| target[k] * target[k].max(1e-12).ln())
+                        .sum::<f32>()
+                }
+            })
+            .collect();
+        let lx = mean(terms[..3].iter().copied());
+        let lu = mean(terms[3..].iter().copied());
+        assert_close(got, lx + w * lu, &format!("mixtext, seed {seed}"));
+        // A wrong temperature changes the loss (the check can fail).
+        let bad: Vec<f32> = guesses.iter().map(|g| g[0]).collect();
+        let unsharpened = texts
+            .iter()
+            .map(|u| softmax(&hand_logits(hand_embed(&u.views[0].ids), 0))[0])
+            .collect::<Vec<_>>();
+        assert!(
+            bad.iter()
+                .zip(&unsharpened)
+                .any(|(a, b)| (a - b).abs() > 1e-3)
+        );
+    }
+}
+
+/// The unlabelled term gets no gradient through the guessed targets: the step's gradients
+/// equal those of the same loss with the guesses given as constants, and differ from those of
+/// a loss whose guesses stay attached to the graph (so this check can fail).
+#[test]
+fn mixtext_guesses_carry_no_gradient() {
+    use crate::mixtext::{MixTextSettings, guess_targets, mixtext_loss, sharpen};
+    use burn::optim::GradientsParams;
+    use mixup_core::{MixParams, soft_targets};
+    let own = &rows(7)[..3];
+    let texts = unlabelled_texts();
+    let refs: Vec<&crate::mixtext::UnlabelledExample> = texts.iter().collect();
+    let device = Device::flex().autodiff();
+    let model = Probe::new(&device);
+    let c = config(MixMethod::MixText).with_alpha(2.0);
+    let plan = StepPlan::new(&c, &model.points(), CLASSES, Layout::PLAIN).expect("plan");
+    let items: Vec<&EncodedExample> = own.iter().collect();
+    let batch = StepBatch {
+        items: &items,
+        partner_items: None,
+        mixing: true,
+        unlabelled: Some((&refs, 1.0)),
+    };
+    let seed = 3;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (grads, _) = step_gradients(&model, &plan, &batch, &mut rng, &device, 1.0).expect("step");
+    let table_grad = |g: &GradientsParams| -> Vec<f32> {
+        g.get::<2>(model.table.id)
+            .expect("table gradient")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    let step = table_grad(&grads);
+    let mut all: Vec<&EncodedExample> = own.iter().collect();
+    for v in 0..2 {
+        all.extend(texts.iter().map(|u| &u.views[v]));
+    }
+    let (partners, lambdas, point) = replay(&plan, all.len(), seed);
+    let params = MixParams {
+        lambdas: lambdas.iter().map(|l| l.max(1.0 - l)).collect(),
+        partners,
+    };
+    let labels = Tensor::<1, Int>::from_data(
+        TensorData::new(own.iter().map(|e| e.label as i64).collect::<Vec<_>>(), [3]),
+        &device,
+    );
+    let onehot = soft_targets(labels, CLASSES, 0.0);
+    let settings = MixTextSettings::default();
+    let loss_with = |guess: Tensor<2>| {
+        let targets = Tensor::cat(vec![onehot.clone(), guess.clone(), guess], 0);
+        let out = mixtext_loss(
+            &model, &all, 3, targets, &params, point, &settings, 1.0, 16, &device,
+        );
+        table_grad(&GradientsParams::from_grads(out.loss.backward(), &model))
+    };
+    // The guesses as constants (fresh tensors from host values).
+    let g = guess_targets(&model, &refs, 0.5, 16, &device);
+    let host = g.into_data();
+    let constant = loss_with(Tensor::<2>::from_data(host, &device));
+    // The same guesses left attached to the model.
+    let mut attached: Option<Tensor<2>> = None;
+    for v in 0..2 {
+        let rows: Vec<&EncodedExample> = texts.iter().map(|u| &u.views[v]).collect();
+        let b = mixup_data::TextBatch::new(&rows, 16, &device);
+        let p = burn::tensor::activation::softmax(model.forward(b.ids, b.mask), 1);
+        attached = Some(match attached {
+            Some(a) => a + p,
+            None => p,
+        });
+    }
+    let attached = loss_with(sharpen(attached.expect("views").div_scalar(2.0), 0.5));
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(
+        diff(&step, &constant) < 1e-6,
+        "step vs constant guesses: {}",
+        diff(&step, &constant)
+    );
+    assert!(
+        diff(&attached, &constant) > 1e-4,
+        "attached guesses must change the gradient"
+    );
 }

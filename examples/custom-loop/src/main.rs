@@ -95,6 +95,7 @@ fn with_library_step<M: Module + MixingPoints>(
             items: &own,
             partner_items: config.method.separate_batch().then_some(&partners[..]),
             mixing: true,
+            unlabelled: None,
         };
         let (next, report) = train_step(model, &mut optim, 5e-3, &plan, &batch, &mut rng, device)
             .expect("a step of a valid plan");
