@@ -607,6 +607,11 @@ pub struct TrainSection {
     /// Which epoch's model the run keeps and reports: `last`, or `best-dev` (the highest dev
     /// accuracy; needs a dev split, or `data.dev_from_train`). Test data never chooses.
     pub select: Selection,
+    /// The peak learning rate of the classifier head (its output layer), on the same
+    /// schedule as `lr` (MixText's protocol: encoder 1e-5, head 1e-3); none: `lr` for all.
+    /// Classification only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_lr: Option<f64>,
 }
 
 impl Default for TrainSection {
@@ -626,6 +631,7 @@ impl Default for TrainSection {
             checkpoint_every: 500,
             init_from: None,
             select: Selection::Last,
+            head_lr: None,
         }
     }
 }
@@ -784,6 +790,18 @@ impl Recipe {
                 "mixtext",
                 "[mixtext]".into(),
                 "is read only with method.kind = \"mixtext\"",
+            ));
+        }
+        if let Some(h) = self.train.head_lr
+            && !(h > 0.0 && h.is_finite())
+        {
+            return Err(bad("train.head_lr", h.to_string(), "must be above 0"));
+        }
+        if self.train.head_lr.is_some() && self.task == Task::Ner {
+            return Err(bad(
+                "train.head_lr",
+                format!("{:?}", self.train.head_lr),
+                "is for task = \"classify\"",
             ));
         }
         if self.method.kind == MixMethod::MixText && self.train.init_from.is_some() {
@@ -1225,6 +1243,7 @@ impl Recipe {
             .with_weight_decay(t.weight_decay)
             .with_warmup(t.warmup)
             .with_schedule(t.schedule)
+            .with_head_lr(t.head_lr)
     }
 
     /// The library's whole run configuration of this recipe, reporting every `log_every`
@@ -1251,7 +1270,7 @@ impl Recipe {
         match key {
             "max_len" => "data.max_len".into(),
             "clip_grad_norm" | "lr" | "warmup" | "epochs" | "batch_size" | "seed"
-            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" | "select" => {
+            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" | "select" | "head_lr" => {
                 format!("train.{key}")
             }
             "data" | "seq" | "steps" | "batch" | "vocab" => key.into(),

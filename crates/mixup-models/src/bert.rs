@@ -932,6 +932,10 @@ impl MixingPoints for BertClassifier {
         }
     }
 
+    fn head_params(&self) -> Vec<burn::module::ParamId> {
+        crate::mixing::linear_params(&self.head)
+    }
+
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
         self.head
             .forward(mixup_kernels::dropout(&self.dropout, pooled))

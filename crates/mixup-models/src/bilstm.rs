@@ -281,6 +281,10 @@ impl MixingPoints for BiLstmClassifier {
         }
     }
 
+    fn head_params(&self) -> Vec<burn::module::ParamId> {
+        crate::mixing::linear_params(&self.output)
+    }
+
     fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
         self.output
             .forward(mixup_kernels::dropout(&self.dropout, pooled))

@@ -40,7 +40,7 @@ pub use bert::{
 pub use bilstm::{BiLayer, BiLstmClassifier, BiLstmClassifierConfig};
 pub use chars::{CharCnn, CharCnnConfig};
 pub use crf::Crf;
-pub use mixing::MixingPoints;
+pub use mixing::{MixingPoints, linear_params};
 pub use tagger::{SequenceTagger, SequenceTaggerConfig, TaggerEncoder, TaggerKind};
 pub use textcnn::{TextCnn, TextCnnConfig};
 pub use transformer::{EncoderLayer, TransformerClassifier, TransformerClassifierConfig};

@@ -1,6 +1,10 @@
 //! [`MixingPoints`]: the one trait through which every zoo model exposes where it can be mixed.
 
-use burn::tensor::{Bool, Int, Tensor};
+use burn::{
+    module::ParamId,
+    nn::Linear,
+    tensor::{Bool, Int, Tensor},
+};
 use mixup_core::{MixParams, MixState, PointKind};
 
 /// A classifier whose forward pass is a chain of mixing points.
@@ -38,6 +42,13 @@ pub trait MixingPoints {
     ///
     /// - `pooled`: `[n, d]`, returns `[n, classes]`
     fn head(&self, pooled: Tensor<2>) -> Tensor<2>;
+
+    /// The parameters of the classifier head (the output layer), which a training run may
+    /// give their own learning rate (`OptimConfig::head_lr` in `mixup-train`). Empty by
+    /// default.
+    fn head_params(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
 
     /// Number of mixing points.
     fn num_points(&self) -> usize {
@@ -101,4 +112,11 @@ pub trait MixingPoints {
         let sb = self.forward_to(b.0, b.1, point);
         self.forward_from(sa.mix(sb, lambdas), point)
     }
+}
+
+/// The parameter ids of a linear layer (weight, then bias when it has one).
+pub fn linear_params(layer: &Linear) -> Vec<ParamId> {
+    std::iter::once(layer.weight.id)
+        .chain(layer.bias.as_ref().map(|b| b.id))
+        .collect()
 }

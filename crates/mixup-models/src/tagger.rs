@@ -302,6 +302,10 @@ impl MixingPoints for SequenceTagger {
         }
     }
 
+    fn head_params(&self) -> Vec<burn::module::ParamId> {
+        crate::mixing::linear_params(&self.head)
+    }
+
     fn head(&self, tokens: Tensor<2>) -> Tensor<2> {
         self.head
             .forward(mixup_kernels::dropout(&self.dropout, tokens))

@@ -190,6 +190,10 @@ pub struct OptimConfig {
     /// Constant or linear decay after warm-up.
     #[config(default = "Schedule::Constant")]
     pub schedule: Schedule,
+    /// The peak learning rate of the classifier head ([`mixup_models::MixingPoints::head_params`]),
+    /// on the same schedule (MixText's encoder 1e-5 / head 1e-3); `None`: `lr` for every
+    /// parameter.
+    pub head_lr: Option<f64>,
 }
 
 /// A whole training run of a classifier: the step, the optimiser and the loop.

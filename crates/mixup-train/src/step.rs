@@ -51,6 +51,9 @@ pub struct StepPlan {
     pub clip_grad_norm: Option<f64>,
     /// MixText's settings (read by [`MixMethod::MixText`] only).
     pub mixtext: MixTextSettings,
+    /// The head's parameters and the factor of its learning rate over the others'
+    /// (`OptimConfig::head_lr / lr`); `None`: one rate. [`StepPlan::with_head_lr`] sets it.
+    pub head_lr: Option<(Vec<burn::module::ParamId>, f64)>,
 }
 
 /// SSMix's settings for one run.
@@ -133,11 +136,44 @@ impl StepPlan {
             max_len: config.max_len,
             clip_grad_norm: config.clip_grad_norm,
             mixtext: config.mixtext_settings(),
+            head_lr: None,
         })
     }
 }
 
 impl StepPlan {
+    /// Gives `model`'s head ([`MixingPoints::head_params`]) the rate `head_lr` where the rest
+    /// has `lr` (both scaled by the schedule alike); `None` leaves one rate.
+    ///
+    /// # Errors
+    ///
+    /// A model that names no head parameters, or a rate that is not above 0.
+    pub fn with_head_lr<M: MixingPoints>(
+        mut self,
+        model: &M,
+        lr: f64,
+        head_lr: Option<f64>,
+    ) -> Result<Self> {
+        let Some(head) = head_lr else {
+            return Ok(self);
+        };
+        if !(head > 0.0 && head.is_finite() && lr > 0.0) {
+            return Err(TrainError::config(
+                "head_lr",
+                format!("{head} must be above 0"),
+            ));
+        }
+        let ids = model.head_params();
+        if ids.is_empty() {
+            return Err(TrainError::config(
+                "head_lr",
+                "this model names no head parameters",
+            ));
+        }
+        self.head_lr = Some((ids, head / lr));
+        Ok(self)
+    }
+
     /// Whether this plan mixes at all: any method but `none`, and for the methods that draw
     /// lambda, a config that can draw one (`alpha > 0` and `prob > 0`). SSMix draws no lambda
     /// (its label ratio comes from its span), so `alpha` does not switch it off.
@@ -218,7 +254,15 @@ fn update<M: Module>(
     if let Some(max_norm) = plan.clip_grad_norm {
         grads = clip_grad_norm(&model, grads, max_norm);
     }
-    optim.step(lr, model, grads)
+    match &plan.head_lr {
+        None => optim.step(lr, model, grads),
+        Some((ids, factor)) => {
+            let rates = burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler::new(lr)
+                .with_group(burn::module::ParamGroup::from_ids(ids.clone()), lr * factor)
+                .step();
+            optim.step(rates, model, grads)
+        }
+    }
 }
 
 /// One data-parallel step over several devices, through Burn's own multi-device pieces: each
@@ -960,6 +1004,55 @@ mod tests {
 
     /// A shard's weight scales every part of its gradient, SSMix's saliency-pass share and
     /// surrogate included (the same draws, the same step, weight 0.25 against 1).
+    /// `head_lr` gives the output layer its own rate: with Adam's first step (an update of about
+    /// the rate per weight), the head moves ten times as far at ten times the rate, every
+    /// other parameter exactly as with one rate.
+    #[test]
+    fn head_lr_moves_only_the_head_faster() {
+        let rows = toy_rows(3);
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        let run = |head_lr: Option<f64>| -> (f32, f32) {
+            let (ad, model) = tiny_cnn(4);
+            let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().expect("host");
+            let (head0, emb0) = (
+                host(model.output.weight.val()),
+                host(model.embedding.weight.val()),
+            );
+            let plan = StepPlan::new(&StepConfig::new(), &model.points(), 3, Layout::PLAIN)
+                .expect("plan")
+                .with_head_lr(&model, 1e-3, head_lr)
+                .expect("head rate");
+            let mut optim = crate::optim::build_optimizer(&crate::OptimConfig::new(), &model);
+            let batch = StepBatch {
+                items: &refs,
+                partner_items: None,
+                mixing: false,
+                unlabelled: None,
+            };
+            let (model, _) =
+                train_step(model, &mut optim, 1e-3, &plan, &batch, &mut seeded(1), &ad)
+                    .expect("step");
+            (
+                max_diff(&head0, &host(model.output.weight.val())),
+                max_diff(&emb0, &host(model.embedding.weight.val())),
+            )
+        };
+        let (head_one, emb_one) = run(None);
+        let (head_ten, emb_ten) = run(Some(1e-2));
+        assert!(
+            (head_ten / head_one - 10.0).abs() < 0.5,
+            "head moved {head_ten} vs {head_one}"
+        );
+        assert!(
+            (emb_ten - emb_one).abs() < 1e-9,
+            "the encoder's rate changed"
+        );
+        let (_, model) = tiny_cnn(4);
+        let plan =
+            StepPlan::new(&StepConfig::new(), &model.points(), 3, Layout::PLAIN).expect("plan");
+        assert!(plan.clone().with_head_lr(&model, 1e-3, Some(0.0)).is_err());
+    }
+
     #[test]
     fn the_shard_weight_scales_the_whole_gradient() {
         let (ad, model) = tiny_cnn(5);

@@ -307,7 +307,8 @@ where
         &model.points(),
         setup.data.num_classes,
         setup.data.layout,
-    )?;
+    )?
+    .with_head_lr(&model, t.optim.lr, t.optim.head_lr)?;
     let mut optim = build_optimizer(&t.optim, &model);
     let steps_per_epoch = setup.data.train.len().div_ceil(t.batch_size.max(1));
     let mut run = Run {
