@@ -438,9 +438,24 @@ fn cmd_ner_al(
     };
     // Each arm's state is saved after every round under OUT/state/, so a killed study
     // continues where it stopped.
-    let rows = run_active_learning(&recipe, &data, &spec, &device, Some(out), &mut |l: &str| {
-        println!("{l}")
-    })?;
+    let bert = match &recipe.model {
+        mixup_cli::recipe::ModelSection::Bert(m) => Some(mixup_cli::run::prepare_bert(
+            m,
+            &recipe,
+            data_dir,
+            &mixup_cli::fetch::default_cache_dir(),
+        )?),
+        _ => None,
+    };
+    let rows = run_active_learning(
+        &recipe,
+        &data,
+        &spec,
+        &device,
+        bert.as_ref(),
+        Some(out),
+        &mut |l: &str| println!("{l}"),
+    )?;
     // args_os: a path that is not UTF-8 must not fail the report after all the training.
     let header = format!(
         "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \

@@ -140,6 +140,7 @@ pub fn run_active_learning(
     data: &NerData,
     spec: &AlSpec,
     device: &Device,
+    bert: Option<&crate::run::PreparedBert>,
     state_dir: Option<&std::path::Path>,
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<AlRow>> {
@@ -154,11 +155,9 @@ pub fn run_active_learning(
             data.train.len()
         );
     }
-    if matches!(recipe.model, crate::recipe::ModelSection::Bert(_)) {
-        anyhow::bail!(
-            "mixup ner-al mixes word embeddings; use a bilstm or transformer tagger (model.kind \
-             = \"bert\" works with mixup train)"
-        );
+    let is_bert = matches!(recipe.model, crate::recipe::ModelSection::Bert(_));
+    if is_bert && bert.is_none() {
+        anyhow::bail!("model.kind = \"bert\": ner-al needs the prepared checkpoint");
     }
     let sm = recipe.seqmix.clone().unwrap_or_default();
     // The vocabulary of the whole training text: words only (tags of unlabelled sentences
@@ -167,7 +166,7 @@ pub fn run_active_learning(
         &data.train,
         &crate::ner::word_config(recipe),
         recipe.data.max_len,
-        None,
+        bert.filter(|_| is_bert).map(|b| b.tokenizer.clone()),
     )?;
     vocab.char_features = recipe.tagger_options().char_filters > 0;
     let (train, dev, test) = data.encode(&vocab)?;
@@ -183,6 +182,7 @@ pub fn run_active_learning(
         sm: &sm,
         beta,
         device,
+        bert_dir: bert.filter(|_| is_bert).map(|b| b.dir.as_path()),
         state_dir,
         // What a saved arm must have been run with to be continued.
         // What trains (the description and measured results aside, which people edit).
@@ -228,10 +228,71 @@ pub struct SeqMixer<'a> {
 }
 
 impl SeqMixer<'_> {
+    /// Sentence `i` as SeqMix sees it: one id per word with its tag. For a word-level tagger
+    /// that is the sentence; for a WordPiece one, each word is its first sub-token (words cut
+    /// off by `max_len` are left out), so that every generated word is one sub-token and the
+    /// word/label alignment holds by construction.
+    pub fn word_view(&self, i: usize) -> TaggedIds {
+        let s = &self.train[i];
+        if self.vocab.wordpiece.is_none() {
+            return TaggedIds {
+                ids: s.ids.clone(),
+                tags: s.tags.clone(),
+            };
+        }
+        let words: Vec<(u32, usize)> = s
+            .first
+            .iter()
+            .zip(&s.tags)
+            .map_while(|(f, &t)| f.and_then(|p| s.ids.get(p)).map(|&id| (id, t)))
+            .collect();
+        TaggedIds {
+            ids: words.iter().map(|w| w.0).collect(),
+            tags: words.iter().map(|w| w.1).collect(),
+        }
+    }
+
+    /// The words of a SeqMix sentence's ids (for the perplexity filter).
+    fn words_of(&self, ids: &[u32]) -> Vec<String> {
+        match &self.vocab.wordpiece {
+            None => vocab_words(ids, &self.vocab.tokenizer),
+            Some(wp) => ids
+                .iter()
+                .map(|&id| wp.token(id).unwrap_or_else(|| "[UNK]".into()))
+                .collect(),
+        }
+    }
+
+    /// A generated sentence as a training item: for a WordPiece tagger, `[CLS]` and `[SEP]`
+    /// around its (one sub-token per word) ids, unlabelled.
+    fn item(&self, ids: Vec<u32>, labels: Vec<Vec<(usize, f32)>>) -> NerItem {
+        match &self.vocab.wordpiece {
+            None => NerItem {
+                bytes: self.vocab.bytes_of_ids(&ids),
+                ids,
+                labels,
+            },
+            Some(wp) => {
+                let mut all = vec![wp.cls_id()];
+                all.extend(ids);
+                all.push(wp.sep_id());
+                let mut l = vec![Vec::new()];
+                l.extend(labels);
+                l.push(Vec::new());
+                NerItem {
+                    ids: all,
+                    labels: l,
+                    bytes: Vec::new(),
+                }
+            }
+        }
+    }
+
     /// Whether sentence `i` can take part in `variant`: enough labelled tokens (whole) or a
     /// labelled window (sub, label-constrained).
     fn eligible(&self, variant: SeqMixVariant, i: usize) -> bool {
-        let (tags, outside, sm) = (&self.train[i].tags, self.vocab.outside, self.sm);
+        let view = self.word_view(i);
+        let (tags, outside, sm) = (&view.tags, self.vocab.outside, self.sm);
         match variant {
             SeqMixVariant::Whole => {
                 tags.iter().filter(|&&t| t != outside).count() >= sm.min_labelled
@@ -240,8 +301,17 @@ impl SeqMixer<'_> {
         }
     }
 
-    /// The round's projection (see [`round_projection`]).
+    /// The round's projection (see [`round_projection`]); for a WordPiece tagger, never a
+    /// special token, an `[unused…]` row or a `##` continuation piece (so every generated
+    /// word is a whole-word sub-token), and every other pretrained row allowed.
     fn projection(&self, vocab: usize, labelled: &[usize]) -> Projection {
+        if let Some(wp) = &self.vocab.wordpiece {
+            let blocked = (0..vocab as u32).filter(|&id| {
+                wp.token(id)
+                    .is_none_or(|t| t.starts_with("##") || (t.starts_with('[') && t.ends_with(']')))
+            });
+            return Projection::new(self.sm.projection, self.sm.top_k).block(blocked);
+        }
         let seen = labelled
             .iter()
             .flat_map(|&i| self.train[i].ids.iter().copied());
@@ -259,7 +329,7 @@ impl SeqMixer<'_> {
         newly: &[usize],
         rng: &mut StdRng,
     ) -> (Vec<NerItem>, usize) {
-        let (sm, train, vocab) = (self.sm, self.train, self.vocab);
+        let (sm, vocab) = (self.sm, self.vocab);
         let table = eval.embedding_table();
         let projection = self.projection(table.dims()[0], labelled);
         // The filter scores generated sentences as vocabulary tokens (lowercased under
@@ -268,7 +338,7 @@ impl SeqMixer<'_> {
         let lm = sm.max_perplexity.map(|_| {
             let sents: Vec<Vec<String>> = labelled
                 .iter()
-                .map(|&i| vocab_words(&train[i].ids, &vocab.tokenizer))
+                .map(|&i| self.words_of(&self.word_view(i).ids))
                 .collect();
             KneserNeyLm::train(&sents, sm.lm_order)
         });
@@ -296,7 +366,7 @@ impl SeqMixer<'_> {
                 .filter(|&b| {
                     b != a
                         && (variant != SeqMixVariant::Whole
-                            || train[b].ids.len() == train[a].ids.len())
+                            || self.word_view(b).ids.len() == self.word_view(a).ids.len())
                 })
                 .collect();
             if partners.is_empty() {
@@ -304,13 +374,9 @@ impl SeqMixer<'_> {
             }
             let b = partners[rng.random_range(0..partners.len())];
             let lambda = self.beta.sample(rng) as f32;
-            let tagged = |i: usize| TaggedIds {
-                ids: train[i].ids.clone(),
-                tags: train[i].tags.clone(),
-            };
             let pair = seqmix_pair(
-                &tagged(a),
-                &tagged(b),
+                &self.word_view(a),
+                &self.word_view(b),
                 variant,
                 lambda,
                 sm.window,
@@ -323,18 +389,14 @@ impl SeqMixer<'_> {
                 generated += 1;
                 let keep = match (&lm, sm.max_perplexity) {
                     (Some(lm), Some(limit)) => {
-                        let words = vocab_words(&g.ids, &vocab.tokenizer);
+                        let words = self.words_of(&g.ids);
                         let words: Vec<&str> = words.iter().map(String::as_str).collect();
                         lm.perplexity(&words) < limit
                     }
                     _ => true,
                 };
                 if keep {
-                    made.push(NerItem {
-                        bytes: vocab.bytes_of_ids(&g.ids),
-                        ids: g.ids,
-                        labels: g.labels,
-                    });
+                    made.push(self.item(g.ids, g.labels));
                 }
             }
         }
@@ -371,6 +433,8 @@ struct Study<'a> {
     sm: &'a crate::recipe::SeqMixSection,
     beta: Beta<f64>,
     device: &'a Device,
+    /// A BERT-family tagger's checkpoint folder (each round starts from it).
+    bert_dir: Option<&'a std::path::Path>,
     /// Where each arm's state is saved after every round (`None`: not saved).
     state_dir: Option<&'a std::path::Path>,
     /// The recipe and spec an arm's saved state belongs to.
@@ -543,7 +607,7 @@ impl Study<'_> {
         let ad = device.clone().autodiff();
         mixup_train::seed_device(&ad, model_seed);
         let num_tags = vocab.tags.len();
-        let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, None, &ad)?;
+        let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, self.bert_dir, &ad)?;
         let epochs = recipe.train.epochs;
         let mut trainer = TaggerTrainer::new(
             &self.config,
@@ -594,10 +658,18 @@ impl Study<'_> {
                 self.vocab.outside,
                 self.device,
             )?;
+            // Scored at each word's prediction (its first sub-token for WordPiece taggers).
             let mut scored: Vec<(f64, usize)> = probs
                 .iter()
                 .zip(&candidates)
-                .map(|(p, &i)| (spec.policy.score(p), i))
+                .map(|(p, &i)| {
+                    let words: Vec<Vec<f32>> = self.train[i]
+                        .first
+                        .iter()
+                        .filter_map(|f| f.and_then(|k| p.get(k)).cloned())
+                        .collect();
+                    (spec.policy.score(&words), i)
+                })
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored.iter().take(spec.query).map(|s| s.1).collect()
@@ -893,5 +965,114 @@ mod stream_tests {
         let ids = tokenizer.encode("Paris is Oslo", 8);
         // Lowercased as the generated sentences are scored; a word it lacks is <unk>.
         assert_eq!(vocab_words(&ids, &tokenizer), ["paris", "is", "<unk>"]);
+    }
+
+    /// SeqMix on a WordPiece tagger keeps each word one sub-token: every generated sentence
+    /// is `[CLS]`, one whole-word piece per word (never a `##` piece or a special token),
+    /// `[SEP]`, with a label distribution at every word and none at `[CLS]`/`[SEP]`; its
+    /// words come from the first sub-tokens of the sources' words.
+    #[test]
+    fn bert_seqmix_keeps_words_and_labels_aligned() {
+        let dir = std::env::temp_dir().join(format!("mixup-bert-seqmix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let vocab_txt = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "smith", "lives", "in", "paris",
+            "ro", "##me", "mary", "jo", "##nes", "works", "at", "acme", ".", "oslo",
+        ];
+        std::fs::write(dir.join("vocab.txt"), vocab_txt.join("\n") + "\n").expect("vocab");
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::json!({
+                "vocab_size": vocab_txt.len(), "hidden_size": 8, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 16,
+                "max_position_embeddings": 32, "type_vocab_size": 2,
+                "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.0,
+                "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu", "pad_token_id": 0
+            })
+            .to_string(),
+        )
+        .expect("config");
+        let wp = mixup_data::WordPieceTokenizer::from_vocab_txt(dir.join("vocab.txt"), true)
+            .expect("wordpiece");
+        let s = |words: &[&str], tags: &[&str]| mixup_data::TaggedSentence {
+            tokens: words.iter().map(|w| w.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            line: 1,
+        };
+        let train = vec![
+            s(
+                &["John", "Smith", "lives", "in", "Rome", "."],
+                &["B-PER", "I-PER", "O", "O", "B-LOC", "O"],
+            ),
+            s(
+                &["Mary", "Jones", "works", "at", "Acme", "in", "Oslo"],
+                &["B-PER", "I-PER", "O", "O", "B-ORG", "O", "B-LOC"],
+            ),
+            s(
+                &["Mary", "Smith", "lives", "in", "Paris", "."],
+                &["B-PER", "I-PER", "O", "O", "B-LOC", "O"],
+            ),
+        ];
+        let vocab = NerVocab::build(
+            &train,
+            &mixup_data::WordTokenizerConfig::default(),
+            32,
+            Some(wp.clone()),
+        )
+        .expect("vocab");
+        let encoded: Vec<EncodedSentence> = train
+            .iter()
+            .map(|t| {
+                vocab
+                    .encode(t, std::path::Path::new("train.txt"))
+                    .expect("encode")
+            })
+            .collect();
+        let device = Device::flex();
+        device.seed(2);
+        let encoder = mixup_models::BertConfig::from_json_file(dir.join("config.json"))
+            .expect("config")
+            .init(&device)
+            .without_pooler();
+        let tagger =
+            mixup_models::SequenceTagger::on_bert(encoder, vocab.tags.len(), 0.0, false, &device);
+        let sm = SeqMixSection {
+            variant: SeqMixVariant::Sub,
+            window: 2,
+            min_labelled: 1,
+            rate: 3.0,
+            ..SeqMixSection::default()
+        };
+        let mixer = SeqMixer {
+            sm: &sm,
+            train: &encoded,
+            vocab: &vocab,
+            beta: Beta::new(sm.alpha, sm.alpha).expect("beta"),
+        };
+        // Rome is two sub-tokens (ro ##me); its word is its first, "ro".
+        let view = mixer.word_view(0);
+        assert_eq!(view.ids.len(), 6);
+        assert_eq!(wp.token(view.ids[4]).as_deref(), Some("ro"));
+        let all: Vec<usize> = (0..3).collect();
+        let mut rng = rand::SeedableRng::seed_from_u64(5);
+        let (made, _) = mixer.augment(SeqMixVariant::Sub, &tagger, &all, &all, &mut rng);
+        assert!(!made.is_empty(), "some sentences made");
+        for item in &made {
+            let n = item.ids.len();
+            assert_eq!(item.ids[0], wp.cls_id());
+            assert_eq!(item.ids[n - 1], wp.sep_id());
+            assert_eq!(item.labels.len(), n);
+            assert!(item.labels[0].is_empty() && item.labels[n - 1].is_empty());
+            for (id, labels) in item.ids[1..n - 1].iter().zip(&item.labels[1..n - 1]) {
+                let tok = wp.token(*id).expect("a vocabulary token");
+                assert!(!tok.starts_with("##") && !tok.starts_with('['), "{tok}");
+                let total: f32 = labels.iter().map(|l| l.1).sum();
+                assert!(
+                    (total - 1.0).abs() < 1e-5,
+                    "each word has one label distribution"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

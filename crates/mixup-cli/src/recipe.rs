@@ -919,14 +919,6 @@ impl Recipe {
                     "must be 0 or more",
                 ));
             }
-            if sm.train_rate > 0.0 && matches!(self.model, ModelSection::Bert(_)) {
-                return Err(bad(
-                    "seqmix.train_rate",
-                    sm.train_rate.to_string(),
-                    "SeqMix projects onto a word vocabulary: use a bilstm or transformer \
-                     tagger (BERT taggers are not supported yet)",
-                ));
-            }
             if sm.max_perplexity.is_some_and(|p| p.is_nan() || p <= 0.0) {
                 return Err(bad(
                     "seqmix.max_perplexity",

@@ -46,6 +46,18 @@ fn toy_conll(root: &Path) {
     std::fs::write(dir.join("test.txt"), make(10, 1)).expect("test");
 }
 
+/// `mixup ner-al --recipe R --data-dir ROOT --out OUT` (more arguments to be added).
+fn ner_al(root: &Path, recipe: &Path, out: &Path) -> std::process::Command {
+    let mut c = bin();
+    c.args(["ner-al", "--recipe"])
+        .arg(recipe)
+        .arg("--data-dir")
+        .arg(root)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
 fn ner_recipe(root: &Path, name: &str, model: &str) -> std::path::PathBuf {
     let p = root.join(format!("{name}.toml"));
     std::fs::write(
@@ -244,13 +256,7 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
     };
     #[cfg(not(unix))]
     let out = t.0.join("al");
-    let o = bin()
-        .args(["ner-al", "--recipe"])
-        .arg(&r)
-        .arg("--data-dir")
-        .arg(&t.0)
-        .arg("--out")
-        .arg(&out)
+    let o = ner_al(&t.0, &r, &out)
         .args([
             "--seeds",
             "2",
@@ -434,31 +440,25 @@ fn ner_al_killed_mid_study_resumes_to_the_same_table() {
         "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
     );
     let cmd = |out: &Path| {
-        let mut c = bin();
-        c.args(["ner-al", "--recipe"])
-            .arg(&r)
-            .arg("--data-dir")
-            .arg(&t.0)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--seeds",
-                "1",
-                "--seed-size",
-                "10",
-                "--rounds",
-                "4",
-                "--query",
-                "10",
-            ])
-            .args([
-                "--candidates",
-                "30",
-                "--policy",
-                "lc",
-                "--augment",
-                "none,sub",
-            ]);
+        let mut c = ner_al(&t.0, &r, out);
+        c.args([
+            "--seeds",
+            "1",
+            "--seed-size",
+            "10",
+            "--rounds",
+            "4",
+            "--query",
+            "10",
+        ])
+        .args([
+            "--candidates",
+            "30",
+            "--policy",
+            "lc",
+            "--augment",
+            "none,sub",
+        ]);
         c
     };
     let whole = t.0.join("whole");
@@ -532,21 +532,58 @@ fn seqmix_augments_supervised_training() {
         "after epochs 1 and 2: {log}"
     );
     assert!(made.iter().any(|&n| n > 0), "some sentences made: {log}");
+    // A BERT-family tagger mixes its words' first sub-tokens and projects onto whole-word
+    // pieces (alignment: `ner_al::stream_tests::bert_seqmix_keeps_words_and_labels_aligned`).
+    tiny_bert(&t.0.join("tiny-bert"));
     let bert = t.0.join("seqmix-bert.toml");
     std::fs::write(
         &bert,
-        "name = \"b\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bert\"\n\
-         pretrained = \"x\"\n[seqmix]\ntrain_rate = 0.2\n",
+        "name = \"b\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\nmax_len = 16\n[model]\n\
+         kind = \"bert\"\npretrained = \"tiny-bert\"\n[seqmix]\nvariant = \"sub\"\nwindow = 2\n\
+         min_labelled = 1\ntrain_rate = 0.5\n[train]\nepochs = 2\nbatch_size = 8\nlr = 1e-3\n",
     )
     .expect("recipe");
     let o = bin()
         .args(["train", "--recipe"])
         .arg(&bert)
+        .arg("--data-dir")
+        .arg(&t.0)
+        .arg("--out")
+        .arg(t.0.join("run-bert"))
         .output()
         .expect("train");
-    let m = String::from_utf8_lossy(&o.stderr).to_string();
+    let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
     assert!(
-        !o.status.success() && m.contains("seqmix.train_rate"),
-        "{m}"
+        log.contains("SeqMix sentences (sub) for the next epoch"),
+        "{log}"
     );
+    // `mixup ner-al` with the BERT tagger: each round a fresh tagger from the checkpoint,
+    // queries scored at first sub-tokens, SeqMix sentences of whole-word pieces.
+    let out = t.0.join("al-bert");
+    let o = ner_al(&t.0, &bert, &out)
+        .args([
+            "--seeds",
+            "1",
+            "--seed-size",
+            "10",
+            "--rounds",
+            "1",
+            "--query",
+            "10",
+        ])
+        .args([
+            "--candidates",
+            "30",
+            "--policy",
+            "nte",
+            "--augment",
+            "none,sub",
+        ])
+        .output()
+        .expect("ner-al");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    let csv = std::fs::read_to_string(out.join("al.csv")).expect("al.csv");
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
 }
