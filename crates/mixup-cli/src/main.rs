@@ -178,6 +178,11 @@ enum Command {
         /// Unlabelled sentences scored per round (a random sample of the pool).
         #[arg(long, default_value_t = 2000)]
         candidates: usize,
+        /// The unlabelled pool: this many training sentences beside the seed set (a seeded
+        /// sample per seed; default: every other training sentence), as the SeqMix paper's
+        /// pool size.
+        #[arg(long)]
+        pool: Option<usize>,
         /// Query policy: random, lc (least confidence) or nte (normalised token entropy).
         #[arg(long, default_value = "nte")]
         policy: String,
@@ -344,6 +349,7 @@ fn main() -> ExitCode {
             rounds,
             query,
             candidates,
+            pool,
             policy,
             augment,
             device,
@@ -352,7 +358,7 @@ fn main() -> ExitCode {
             &recipe,
             &out,
             seeds,
-            (seed_size, rounds, query, candidates),
+            (seed_size, rounds, query, candidates, pool),
             &policy,
             augment.as_deref(),
             device.as_deref(),
@@ -391,7 +397,7 @@ fn cmd_ner_al(
     recipe_path: &Path,
     out: &Path,
     seeds: u64,
-    (seed_size, rounds, query, candidates): (usize, usize, usize, usize),
+    (seed_size, rounds, query, candidates, pool): (usize, usize, usize, usize, Option<usize>),
     policy: &str,
     augment: Option<&str>,
     device: Option<&str>,
@@ -432,6 +438,7 @@ fn cmd_ner_al(
         rounds,
         query,
         candidates,
+        pool,
         policy,
         seeds: (0..seeds).collect(),
         augments,
@@ -459,11 +466,12 @@ fn cmd_ner_al(
     // args_os: a path that is not UTF-8 must not fail the report after all the training.
     let header = format!(
         "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \
-         {seed_size}, {rounds} rounds of {query} (from {candidates} candidates), {} seeds. \
+         {seed_size}, {rounds} rounds of {query} (from {candidates} candidates{}), {} seeds. \
          Entity F1 mean ± sample std over seeds.",
         recipe.name,
         recipe.data.dataset,
         command_line(),
+        pool.map_or(String::new(), |p| format!(" of a pool of {p}")),
         spec.seeds.len()
     );
     mixup_cli::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;

@@ -98,6 +98,9 @@ pub struct AlSpec {
     pub query: usize,
     /// Unlabelled sentences scored per round (a random sample of the pool).
     pub candidates: usize,
+    /// The pool's size: this many training sentences beside the seed set, drawn per seed
+    /// (`None`: all the others).
+    pub pool: Option<usize>,
     /// The query policy.
     pub policy: QueryPolicy,
     /// Seeds.
@@ -145,6 +148,16 @@ pub fn run_active_learning(
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<AlRow>> {
     let needed = spec.seed_size + spec.rounds * spec.query;
+    if let Some(p) = spec.pool
+        && p < spec.rounds * spec.query
+    {
+        anyhow::bail!(
+            "--pool {p}: the rounds query {} x {} = {} sentences from it",
+            spec.rounds,
+            spec.query,
+            spec.rounds * spec.query
+        );
+    }
     if needed > data.train.len() || spec.seed_size == 0 {
         anyhow::bail!(
             "--seed-size {} + --rounds {} x --query {} = {needed} sentences; the training set \
@@ -201,8 +214,8 @@ pub fn run_active_learning(
                 spec.query,
                 spec.candidates,
                 spec.policy
-            )
-        ),
+            ),
+        ) + &spec.pool.map_or(String::new(), |p| format!("\npool {p}")),
     };
     let mut rows = Vec::new();
     for &seed in &spec.seeds {
@@ -509,7 +522,10 @@ impl Study<'_> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut rng);
         let mut labelled: Vec<usize> = order[..spec.seed_size].to_vec();
-        let mut pool: Vec<usize> = order[spec.seed_size..].to_vec();
+        let pool_end = spec
+            .pool
+            .map_or(order.len(), |p| (spec.seed_size + p).min(order.len()));
+        let mut pool: Vec<usize> = order[spec.seed_size..pool_end].to_vec();
         let mut newly: Vec<usize> = labelled.clone();
         let mut augmented: Vec<NerItem> = Vec::new();
         let mut generated = 0usize;

@@ -580,10 +580,29 @@ fn seqmix_augments_supervised_training() {
             "--augment",
             "none,sub",
         ])
+        .args(["--pool", "25"])
         .output()
         .expect("ner-al");
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{text}");
     let csv = std::fs::read_to_string(out.join("al.csv")).expect("al.csv");
     assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
+    let md = std::fs::read_to_string(out.join("al.md")).expect("al.md");
+    assert!(md.contains("of a pool of 25"), "{md}");
+    // A pool smaller than the rounds' queries is refused by flag.
+    let o = ner_al(&t.0, &bert, &t.0.join("al-small"))
+        .args([
+            "--seed-size",
+            "10",
+            "--rounds",
+            "2",
+            "--query",
+            "10",
+            "--pool",
+            "15",
+        ])
+        .output()
+        .expect("ner-al");
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && e.contains("--pool 15"), "{e}");
 }
