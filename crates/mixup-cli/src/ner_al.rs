@@ -301,10 +301,9 @@ impl SeqMixer<'_> {
         }
     }
 
-    /// Whether sentence `i` can take part in `variant`: enough labelled tokens (whole) or a
-    /// labelled window (sub, label-constrained).
-    fn eligible(&self, variant: SeqMixVariant, i: usize) -> bool {
-        let view = self.word_view(i);
+    /// Whether a sentence (its [`Self::word_view`]) can take part in `variant`: enough
+    /// labelled tokens (whole) or a labelled window (sub, label-constrained).
+    fn eligible(&self, variant: SeqMixVariant, view: &TaggedIds) -> bool {
         let (tags, outside, sm) = (&view.tags, self.vocab.outside, self.sm);
         match variant {
             SeqMixVariant::Whole => {
@@ -348,10 +347,16 @@ impl SeqMixer<'_> {
         // The filter scores generated sentences as vocabulary tokens (lowercased under
         // `data.lowercase`, `<unk>` for rare words), so it is trained on the labelled
         // sentences in the same form, not on their raw text.
+        // Each sentence's word view, made once per call (the draws below read them often).
+        let views: std::collections::HashMap<usize, TaggedIds> = labelled
+            .iter()
+            .chain(newly)
+            .map(|&i| (i, self.word_view(i)))
+            .collect();
         let lm = sm.max_perplexity.map(|_| {
             let sents: Vec<Vec<String>> = labelled
                 .iter()
-                .map(|&i| self.words_of(&self.word_view(i).ids))
+                .map(|i| self.words_of(&views[i].ids))
                 .collect();
             KneserNeyLm::train(&sents, sm.lm_order)
         });
@@ -359,12 +364,12 @@ impl SeqMixer<'_> {
         let firsts: Vec<usize> = newly
             .iter()
             .copied()
-            .filter(|&i| self.eligible(variant, i))
+            .filter(|i| self.eligible(variant, &views[i]))
             .collect();
         let seconds: Vec<usize> = labelled
             .iter()
             .copied()
-            .filter(|&i| self.eligible(variant, i))
+            .filter(|i| self.eligible(variant, &views[i]))
             .collect();
         let mut made = Vec::new();
         let mut generated = 0;
@@ -379,7 +384,7 @@ impl SeqMixer<'_> {
                 .filter(|&b| {
                     b != a
                         && (variant != SeqMixVariant::Whole
-                            || self.word_view(b).ids.len() == self.word_view(a).ids.len())
+                            || views[&b].ids.len() == views[&a].ids.len())
                 })
                 .collect();
             if partners.is_empty() {
@@ -388,8 +393,8 @@ impl SeqMixer<'_> {
             let b = partners[rng.random_range(0..partners.len())];
             let lambda = self.beta.sample(rng) as f32;
             let pair = seqmix_pair(
-                &self.word_view(a),
-                &self.word_view(b),
+                &views[&a],
+                &views[&b],
                 variant,
                 lambda,
                 sm.window,
