@@ -721,15 +721,17 @@ fn print_event(event: &Event, tty: bool) {
                 .dev_acc
                 .map(|a| format!(" dev acc {a:.4}"))
                 .unwrap_or_default();
+            let test = match (m.test_acc, m.test_loss) {
+                (Some(a), Some(l)) => format!(" test acc {a:.4} loss {l:.4}"),
+                _ => " (not evaluated: train.eval_every)".into(),
+            };
             let _ = writeln!(
                 stdout,
-                "epoch {} done: train loss {:.4} acc(dominant) {:.4}{dev} test acc {:.4} loss {:.4} \
+                "epoch {} done: train loss {:.4} acc(dominant) {:.4}{dev}{test} \
                  ({:.1} s, {:.0} samples/s{})",
                 m.epoch,
                 m.train_loss,
                 m.train_acc_dominant,
-                m.test_acc,
-                m.test_loss,
                 m.train_seconds,
                 m.samples_per_s,
                 if m.mixing { ", mixing" } else { "" }

@@ -261,7 +261,7 @@ struct Fit {
 }
 
 /// Trains `model` for the recipe's epochs on the gold training sentences, scoring dev and
-/// test after each; returns the final model in evaluation mode.
+/// test after each evaluated epoch (`train.eval_every`, and always the last); returns the final model in evaluation mode.
 fn fit_tagger(
     mut model: SequenceTagger,
     recipe: &Recipe,
@@ -334,6 +334,20 @@ fn fit_tagger(
             ));
             augmented = made;
         }
+        if !config.evaluates(epoch) {
+            say(&format!(
+                "epoch {epoch} done: train loss {loss:.4} (not evaluated: train.eval_every) \
+                 ({:.1} s)",
+                t0.elapsed().as_secs_f64()
+            ));
+            epochs.push(NerEpoch {
+                epoch,
+                train_loss: loss,
+                dev_f1: None,
+                test_f1: None,
+            });
+            continue;
+        }
         let dev_scores = splits
             .dev
             .map(|d| evaluate_ner(&eval, d, vocab, max_len, eb, device))
@@ -343,7 +357,7 @@ fn fit_tagger(
             epoch,
             train_loss: loss,
             dev_f1: dev_scores.as_ref().map(|s| s.micro.f1),
-            test_f1: test_scores.micro.f1,
+            test_f1: Some(test_scores.micro.f1),
         };
         say(&format!(
             "epoch {epoch} done: train loss {:.4}{} test F1 {:.4} ({:.1} s)",
@@ -351,7 +365,7 @@ fn fit_tagger(
             e.dev_f1
                 .map(|f| format!(" dev F1 {f:.4}"))
                 .unwrap_or_default(),
-            e.test_f1,
+            test_scores.micro.f1,
             t0.elapsed().as_secs_f64()
         ));
         epochs.push(e);

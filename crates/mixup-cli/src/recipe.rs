@@ -612,6 +612,16 @@ pub struct TrainSection {
     /// Classification only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_lr: Option<f64>,
+    /// Evaluate on dev and test after every this many epochs and after the last (1: every
+    /// epoch). Saves time when evaluation costs more than training (a pretrained encoder
+    /// with few labelled examples); skipped epochs report no dev or test figures and
+    /// `best-dev` chooses among the evaluated ones.
+    #[serde(skip_serializing_if = "is_one")]
+    pub eval_every: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for TrainSection {
@@ -632,6 +642,7 @@ impl Default for TrainSection {
             init_from: None,
             select: Selection::Last,
             head_lr: None,
+            eval_every: 1,
         }
     }
 }
@@ -1114,6 +1125,13 @@ impl Recipe {
         if t.epochs == 0 {
             return Err(bad("train.epochs", "0".into(), "must be at least 1"));
         }
+        if t.eval_every == 0 {
+            return Err(bad(
+                "train.eval_every",
+                "0".into(),
+                "must be at least 1 (1: evaluate after every epoch)",
+            ));
+        }
         if t.batch_size == 0 || t.eval_batch_size == 0 {
             return Err(bad("train.batch_size", "0".into(), "must be at least 1"));
         }
@@ -1253,6 +1271,7 @@ impl Recipe {
             .with_checkpoint_every(t.checkpoint_every)
             .with_log_every(log_every)
             .with_select(t.select)
+            .with_eval_every(t.eval_every)
             .with_unlabelled_batch_size(self.mixtext_section().batch_size_u.unwrap_or(0))
     }
 
@@ -1262,7 +1281,8 @@ impl Recipe {
         match key {
             "max_len" => "data.max_len".into(),
             "clip_grad_norm" | "lr" | "warmup" | "epochs" | "batch_size" | "seed"
-            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" | "select" | "head_lr" => {
+            | "adam_epsilon" | "weight_decay" | "optimizer" | "schedule" | "select" | "head_lr"
+            | "eval_every" => {
                 format!("train.{key}")
             }
             "data" | "seq" | "steps" | "batch" | "vocab" => key.into(),
@@ -1358,6 +1378,18 @@ mod tests {
         assert!(e.to_string().contains("method.mode"), "{e}");
         let e = parse(&format!("{MIN}[train]\nlr = 0.0\n")).expect_err("lr");
         assert!(e.to_string().contains("train.lr"), "{e}");
+        let e = parse(&format!("{MIN}[train]\neval_every = 0\n")).expect_err("eval_every");
+        assert!(e.to_string().contains("train.eval_every = 0"), "{e}");
+        let r = parse(&format!("{MIN}[train]\neval_every = 3\n")).expect("eval_every");
+        assert_eq!(r.train_config(1).eval_every, 3);
+        assert_eq!(parse(&r.to_toml().expect("toml")).expect("reparses"), r);
+        assert!(
+            !parse(MIN)
+                .expect("min")
+                .to_toml()
+                .expect("toml")
+                .contains("eval_every")
+        );
         let e = parse("name = \"t\"\n[data]\ndataset = \"trec\"\n[model]\nkind = \"rnn\"\n")
             .expect_err("model kind");
         assert!(e.to_string().contains("rnn"), "{e}");

@@ -313,15 +313,15 @@ pub fn metrics_csv(epochs: &[EpochMetrics]) -> String {
     );
     for e in epochs {
         s.push_str(&format!(
-            "{},{},{:.6},{:.6},{},{},{:.6},{:.6},{:.3},{:.1}\n",
+            "{},{},{:.6},{:.6},{},{},{},{},{:.3},{:.1}\n",
             e.epoch,
             e.mixing,
             e.train_loss,
             e.train_acc_dominant,
             opt(e.dev_loss),
             opt(e.dev_acc),
-            e.test_loss,
-            e.test_acc,
+            opt(e.test_loss),
+            opt(e.test_acc),
             e.train_seconds,
             e.samples_per_s
         ));
@@ -395,12 +395,12 @@ pub fn save_run(
     let loss = [
         series("train (mixed)", &|e| Some(e.train_loss)),
         series("dev", &|e| e.dev_loss),
-        series("test", &|e| Some(e.test_loss)),
+        series("test", &|e| e.test_loss),
     ];
     let acc = [
         series("train (dominant label)", &|e| Some(e.train_acc_dominant)),
         series("dev", &|e| e.dev_acc),
-        series("test", &|e| Some(e.test_acc)),
+        series("test", &|e| e.test_acc),
     ];
     let title = format!("{} ({}, seed {})", recipe.name, report.method, report.seed);
     plot_training(&dir.join("curves.png"), &title, &loss, &acc)

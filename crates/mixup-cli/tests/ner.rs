@@ -506,7 +506,7 @@ fn seqmix_augments_supervised_training() {
         "name = \"seqmix-train\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\nmax_len = 16\n\
          lowercase = false\n[model]\nkind = \"bilstm\"\nd_embed = 16\nd_hidden = 16\n\
          [seqmix]\nvariant = \"sub\"\nwindow = 2\nmin_labelled = 2\ntrain_rate = 0.5\n\
-         [train]\nepochs = 3\nbatch_size = 8\nlr = 0.01\n",
+         [train]\nepochs = 3\nbatch_size = 8\nlr = 0.01\neval_every = 2\n",
     )
     .expect("recipe");
     let o = bin()
@@ -532,6 +532,16 @@ fn seqmix_augments_supervised_training() {
         "after epochs 1 and 2: {log}"
     );
     assert!(made.iter().any(|&n| n > 0), "some sentences made: {log}");
+    // `eval_every = 2` over 3 epochs scores epochs 2 and 3 only.
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.0.join("run/metrics.json")).expect("metrics.json"))
+            .expect("json");
+    let scored: Vec<bool> = (0..3).map(|i| metrics[i]["test_f1"].is_f64()).collect();
+    assert_eq!(scored, [false, true, true], "{metrics}");
+    assert!(
+        log.contains("epoch 1 done: train loss") && log.contains("not evaluated"),
+        "{log}"
+    );
     // A BERT-family tagger mixes its words' first sub-tokens and projects onto whole-word
     // pieces (alignment: `ner_al::stream_tests::bert_seqmix_keeps_words_and_labels_aligned`).
     tiny_bert(&t.0.join("tiny-bert"));

@@ -8,11 +8,14 @@
 //! on an autodiff device with a positive probability; each element is kept with probability
 //! `keep = 1 - prob` and scaled by `1 / keep`. Other backends keep Burn's dropout.
 //!
-//! The stream is process-wide: [`seed_dropout`] restarts it (the training loops call it at
-//! every step with the step's derived seed, next to `device.seed`), so a run's masks are a
-//! function of its seed, step and the order of the dropout calls within the step.
+//! The stream is per thread: [`seed_dropout`] restarts the calling thread's stream (the
+//! training loops call it at every step with the step's derived seed, next to `device.seed`),
+//! so a run's masks are a function of its seed, step and the order of the dropout calls within
+//! the step, whatever other threads train at the same time (two runs in one process, parallel
+//! tests). A thread that runs part of a step for its caller (a data-parallel replica) starts
+//! its own stream with [`fork_dropout`] from the caller's [`dropout_stream`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use burn::{
     nn::Dropout,
@@ -23,12 +26,26 @@ use crate::device::is_host_device;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// State of the process-wide SplitMix64 stream that seeds each mask.
-static STREAM: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// State of this thread's SplitMix64 stream that seeds each mask.
+    static STREAM: Cell<u64> = const { Cell::new(0) };
+}
 
-/// Restarts the mask stream at `seed`.
+/// Restarts the calling thread's mask stream at `seed`.
 pub fn seed_dropout(seed: u64) {
-    STREAM.store(seed, Ordering::SeqCst);
+    STREAM.with(|s| s.set(seed));
+}
+
+/// The calling thread's stream position, for [`fork_dropout`] in a helper thread.
+pub fn dropout_stream() -> u64 {
+    STREAM.with(Cell::get)
+}
+
+/// Starts the calling thread's stream as branch `branch` of a stream at position `state`
+/// (another thread's [`dropout_stream`]): branches differ from each other and from the
+/// parent, and the same `(state, branch)` gives the same masks.
+pub fn fork_dropout(state: u64, branch: u64) {
+    seed_dropout(mix(state ^ mix(branch.wrapping_add(1).wrapping_mul(GOLDEN))));
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -42,9 +59,13 @@ fn seed_at(state: u64) -> u64 {
     mix(state.wrapping_add(GOLDEN))
 }
 
-/// The next mask's seed from the process-wide stream.
+/// The next mask's seed from this thread's stream.
 fn next_seed() -> u64 {
-    seed_at(STREAM.fetch_add(GOLDEN, Ordering::SeqCst))
+    STREAM.with(|s| {
+        let state = s.get();
+        s.set(state.wrapping_add(GOLDEN));
+        seed_at(state)
+    })
 }
 
 /// `len` mask values, each `scale` with probability `keep` and `0` otherwise, drawn from a
@@ -108,12 +129,75 @@ mod tests {
     fn masks_are_repeatable_and_differ_between_seeds_and_calls() {
         assert_eq!(mask_values(100, 0.5, 3), mask_values(100, 0.5, 3));
         assert_ne!(mask_values(100, 0.5, 3), mask_values(100, 0.5, 4));
-        // The stream itself is process-wide (other tests draw from it in parallel), so test
-        // the pure seed function: repeatable, and different at successive positions.
         let (a, b) = (seed_at(11), seed_at(11u64.wrapping_add(GOLDEN)));
         assert_ne!(a, b);
         assert_eq!(seed_at(11), a);
         assert_ne!(seed_at(12), a);
+    }
+
+    /// The stream is per thread: a thread drawing masks all the time does not move another
+    /// thread's stream (with one process-wide stream, it did), and a forked stream is
+    /// repeatable, differs between branches and from its parent.
+    #[test]
+    fn streams_are_per_thread_and_forks_repeat() {
+        let ad = Device::flex().autodiff();
+        let module = DropoutConfig::new(0.5).init();
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        // Masks of this thread; with `noise`, each waits until the other thread has drawn
+        // another mask, so the two interleave.
+        let masks = |noise: Option<&AtomicUsize>| -> Vec<Vec<f32>> {
+            seed_dropout(5);
+            (0..50)
+                .map(|_| {
+                    if let Some(n) = noise {
+                        let seen = n.load(SeqCst);
+                        while n.load(SeqCst) == seen {
+                            std::thread::yield_now();
+                        }
+                    }
+                    let x = Tensor::<1>::ones([64], &ad);
+                    dropout(&module, x)
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32")
+                })
+                .collect()
+        };
+        let alone = masks(None);
+        let (stop, drawn) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let together = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let x = Tensor::<1>::ones([64], &ad);
+                while !stop.load(SeqCst) {
+                    let _ = dropout(&module, x.clone());
+                    drawn.fetch_add(1, SeqCst);
+                }
+            });
+            let mine = masks(Some(&drawn));
+            stop.store(true, SeqCst);
+            mine
+        });
+        assert!(
+            together == alone,
+            "another thread's masks moved this thread's stream"
+        );
+        seed_dropout(9);
+        let parent = dropout_stream();
+        let branch = |b: u64| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        fork_dropout(parent, b);
+                        (0..3).map(|_| next_seed()).collect::<Vec<_>>()
+                    })
+                    .join()
+                    .expect("branch")
+            })
+        };
+        assert_eq!(branch(0), branch(0));
+        assert_ne!(branch(0), branch(1));
+        let own: Vec<u64> = (0..3).map(|_| next_seed()).collect();
+        assert_ne!(own, branch(0));
     }
 
     #[test]

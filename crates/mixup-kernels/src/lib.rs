@@ -21,4 +21,4 @@ pub mod math;
 
 pub use adam::{FusedAdam, FusedAdamW};
 pub use device::{has_fused_lstm, is_host_device};
-pub use dropout::{dropout, seed_dropout};
+pub use dropout::{dropout, dropout_stream, fork_dropout, seed_dropout};

@@ -233,9 +233,20 @@ pub struct TrainConfig {
     /// MixText: unlabelled texts per step (each with its augmentations); 0: `batch_size`.
     #[config(default = 0)]
     pub unlabelled_batch_size: usize,
+    /// Evaluate on dev and test after every this many epochs, and always after the last
+    /// ([`TrainConfig::evaluates`]). Epochs in between report no dev or test figures, and
+    /// `select = "best-dev"` chooses among the evaluated epochs. 1: every epoch.
+    #[config(default = 1)]
+    pub eval_every: usize,
 }
 
 impl TrainConfig {
+    /// Whether the model of (1-based) `epoch` is evaluated on dev and test: every
+    /// `eval_every`-th epoch and the last.
+    pub fn evaluates(&self, epoch: usize) -> bool {
+        epoch == self.epochs || epoch.is_multiple_of(self.eval_every.max(1))
+    }
+
     /// Checks what the types cannot: positive sizes and rates, shares within 0..=1.
     ///
     /// # Errors
@@ -245,6 +256,9 @@ impl TrainConfig {
         let bad = |key: &str, reason: String| Err(TrainError::config(key, reason));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
+        }
+        if self.eval_every == 0 {
+            return bad("eval_every", "must be at least 1 (1: every epoch)".into());
         }
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("batch_size", "batch sizes must be at least 1".into());

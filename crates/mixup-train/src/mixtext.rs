@@ -348,8 +348,7 @@ mod tests {
                     .with_d_embed(16)
                     .with_n_filters(8)
                     .with_widths(vec![1, 2])
-                    // No dropout: its host mask stream is process-wide, and tests run in
-                    // parallel threads, so masks would depend on the other tests.
+                    // No dropout, so that the comparison is of the unlabelled term alone.
                     .with_dropout(0.0)
                     .init(d))
             };

@@ -614,10 +614,10 @@ pub struct NerEpoch {
     pub epoch: usize,
     /// Mean training loss.
     pub train_loss: f64,
-    /// Dev entity F1 (micro), when there is a dev split.
+    /// Dev entity F1 (micro), when there is a dev split and the epoch was evaluated.
     pub dev_f1: Option<f64>,
-    /// Test entity F1 (micro).
-    pub test_f1: f64,
+    /// Test entity F1 (micro); none when the epoch was not evaluated (`eval_every`).
+    pub test_f1: Option<f64>,
 }
 
 /// What a finished tagging run reports.

@@ -267,8 +267,9 @@ fn update<M: Module>(
 
 /// One data-parallel step over several devices, through Burn's own multi-device pieces: each
 /// replica (the model forked to `devices[i]` with [`Module::fork`]) runs the forward and
-/// backward of `shards[i]` in its own thread, with its own `rngs[i]` for mixing (dropout
-/// draws from Burn's process-wide RNG, in thread order); the gradients are moved to
+/// backward of `shards[i]` in its own thread, with its own `rngs[i]` for mixing (flex
+/// dropout from branch `i` of the caller's mask stream, [`mixup_kernels::fork_dropout`];
+/// other backends' from Burn's process-wide RNG, in thread order); the gradients are moved to
 /// the first device ([`GradientsParams::to_device`]) and summed there
 /// ([`GradientsAccumulator`]), then clipped and applied once, so every replica starts the next
 /// step from the same weights. Each shard's loss is weighted by its share of the rows, so the
@@ -317,6 +318,9 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
     }
     let total: usize = shards.iter().map(|s| s.items.len()).sum();
     let main = &devices[0];
+    // Each replica thread draws its dropout masks from its own branch of this thread's
+    // stream (seeded for the step), so a replicated step is repeatable.
+    let stream = mixup_kernels::dropout_stream();
     let results: Vec<Result<(GradientsParams, StepReport)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .iter()
@@ -330,7 +334,10 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
                     model.clone().fork(device)
                 };
                 let weight = shard.items.len() as f32 / total as f32;
-                scope.spawn(move || step_gradients(&replica, plan, shard, rng, device, weight))
+                scope.spawn(move || {
+                    mixup_kernels::fork_dropout(stream, i as u64);
+                    step_gradients(&replica, plan, shard, rng, device, weight)
+                })
             })
             .collect();
         handles
@@ -965,13 +972,63 @@ mod tests {
 
     /// A small TextCNN without dropout (vocabulary 30, 3 classes) on an autodiff flex device
     /// seeded with `seed`.
+    /// With dropout, a replicated step is a function of the step's dropout seed: the same
+    /// seed gives the same update however the replica threads are scheduled, another seed
+    /// another update (each replica thread draws from its own branch of the caller's stream).
+    #[test]
+    fn replicated_dropout_is_repeatable() {
+        use crate::optim::build_optimizer;
+        let (ad, model) = tiny_cnn_dropout(4, 0.5);
+        let config = crate::bench::default_step_config(MixMethod::None);
+        let plan = StepPlan::new(&config, &model.points(), 3, Layout::PLAIN).expect("plan");
+        let rows = toy_rows(5);
+        let refs: Vec<&EncodedExample> = rows.iter().collect();
+        let shards = [&refs[..3], &refs[3..]].map(|items| StepBatch {
+            items,
+            partner_items: None,
+            mixing: false,
+            unlabelled: None,
+        });
+        let update = |dropout_seed: u64| -> Vec<f32> {
+            let mut optim = build_optimizer(&crate::OptimConfig::new(), &model);
+            let mut rngs = [0, 1].map(rand::SeedableRng::seed_from_u64);
+            mixup_kernels::seed_dropout(dropout_seed);
+            let (next, _) = train_step_replicated(
+                model.clone(),
+                &mut optim,
+                1e-2,
+                &plan,
+                &shards,
+                &mut rngs,
+                &[ad.clone(), ad.clone()],
+            )
+            .expect("replicated step");
+            next.output
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .expect("f32")
+        };
+        let first = update(7);
+        for _ in 0..4 {
+            assert_eq!(update(7), first, "the same dropout seed, another update");
+        }
+        assert_ne!(update(8), first, "another dropout seed, the same update");
+    }
+
     fn tiny_cnn(seed: u64) -> (Device, mixup_models::TextCnn) {
+        tiny_cnn_dropout(seed, 0.0)
+    }
+
+    fn tiny_cnn_dropout(seed: u64, dropout: f64) -> (Device, mixup_models::TextCnn) {
         let ad = Device::flex().autodiff();
         ad.seed(seed);
         let model = mixup_models::TextCnnConfig::new(30, 3)
             .with_d_embed(8)
             .with_n_filters(4)
-            .with_dropout(0.0)
+            .with_dropout(dropout)
             .init(&ad);
         (ad, model)
     }

@@ -40,14 +40,15 @@ pub struct EpochMetrics {
     /// Training accuracy against each row's dominant label (its own when lambda >= 0.5, else
     /// its partner's). Under mixup this is a rough signal, not an accuracy.
     pub train_acc_dominant: f64,
-    /// Development loss, when there is a dev split.
+    /// Development loss, when there is a dev split and the epoch was evaluated.
     pub dev_loss: Option<f64>,
-    /// Development accuracy, when there is a dev split.
+    /// Development accuracy, when there is a dev split and the epoch was evaluated.
     pub dev_acc: Option<f64>,
-    /// Test loss of this epoch's model (reported, never used to select a model).
-    pub test_loss: f64,
-    /// Test accuracy of this epoch's model.
-    pub test_acc: f64,
+    /// Test loss of this epoch's model (reported, never used to select a model); none when
+    /// the epoch was not evaluated ([`TrainConfig::eval_every`]).
+    pub test_loss: Option<f64>,
+    /// Test accuracy of this epoch's model; none when the epoch was not evaluated.
+    pub test_acc: Option<f64>,
     /// Wall-clock seconds of the training phase of the epoch (batching, forward, backward,
     /// optimiser step; evaluation excluded).
     pub train_seconds: f64,
@@ -205,9 +206,9 @@ const PARTNER: u64 = 3;
 /// resumed from a checkpoint draws exactly the masks the uninterrupted run draws.
 const DROPOUT: u64 = 4;
 /// Replicas of a data-parallel step draw their mixing from this stream, keyed by the step's
-/// own seed. (Their dropout masks come from Burn's one process-wide RNG, seeded once per step
-/// above, in whatever order the replica threads draw: data-parallel runs with dropout are not
-/// repeatable draw for draw.)
+/// own seed. (On flex their dropout masks come from branches of the step's per-thread mask
+/// stream, so flex runs repeat; other backends draw from Burn's one process-wide RNG, seeded
+/// once per step above, in whatever order the replica threads draw.)
 const REPLICA: u64 = 5;
 
 /// Accuracy and mean loss of `model` on `examples` (rows cut to `max_len`).
@@ -352,7 +353,7 @@ where
         model = next;
         let metrics = run.evaluate_epoch(&model, epoch, sums);
         on_event(&Event::Epoch(metrics.clone()));
-        if t.select == Selection::BestDev {
+        if t.select == Selection::BestDev && metrics.test_acc.is_some() {
             let dev = |e: usize| run.epochs.get(e - 1).and_then(|m| m.dev_acc);
             let better = match (&best, metrics.dev_acc) {
                 (None, _) => true,
@@ -779,28 +780,30 @@ impl Run<'_> {
     ) -> EpochMetrics {
         let (t, data, device) = (self.setup.config, self.setup.data, &self.setup.device);
         let (train_loss, train_acc) = read_running(&sums.loss, &sums.hits, sums.seen);
-        let eval_model = model.valid();
-        let (eb, max_len, classes) = (t.eval_batch_size, t.step.max_len, data.num_classes);
-        let (dev_acc, dev_loss) = match data.dev {
-            Some(dev) => {
-                let (a, l) = evaluate(&eval_model, dev, eb, max_len, classes, device);
-                (Some(a), Some(l))
-            }
-            None => (None, None),
-        };
-        let (test_acc, test_loss) = evaluate(&eval_model, data.test, eb, max_len, classes, device);
-        EpochMetrics {
+        let mut metrics = EpochMetrics {
             epoch,
             mixing: sums.mixing,
             train_loss,
             train_acc_dominant: train_acc,
-            dev_loss,
-            dev_acc,
-            test_loss,
-            test_acc,
+            dev_loss: None,
+            dev_acc: None,
+            test_loss: None,
+            test_acc: None,
             train_seconds: sums.train_seconds,
             samples_per_s: sums.seen as f64 / sums.train_seconds.max(1e-9),
+        };
+        if !t.evaluates(epoch) {
+            return metrics;
         }
+        let eval_model = model.valid();
+        let (eb, max_len, classes) = (t.eval_batch_size, t.step.max_len, data.num_classes);
+        if let Some(dev) = data.dev {
+            let (a, l) = evaluate(&eval_model, dev, eb, max_len, classes, device);
+            (metrics.dev_acc, metrics.dev_loss) = (Some(a), Some(l));
+        }
+        let (a, l) = evaluate(&eval_model, data.test, eb, max_len, classes, device);
+        (metrics.test_acc, metrics.test_loss) = (Some(a), Some(l));
+        metrics
     }
 
     /// The report of a finished run: its selected epoch's model (the last, or the best on
@@ -816,6 +819,15 @@ impl Run<'_> {
                 "the checkpoint is of a finished run: no epoch left to train".into(),
             )
         })?;
+        let (Some(test_accuracy), Some(test_loss)) = (last.test_acc, last.test_loss) else {
+            return Err(TrainError::config(
+                "eval_every",
+                format!(
+                    "epoch {} was not evaluated, yet it is the one reported",
+                    last.epoch
+                ),
+            ));
+        };
         let train_total: f64 = self.epochs.iter().map(|e| e.train_seconds).sum();
         let mut secs: Vec<f64> = self.epochs.iter().map(|e| e.train_seconds).collect();
         secs.sort_by(f64::total_cmp);
@@ -825,8 +837,8 @@ impl Run<'_> {
             seed: t.seed,
             device: self.setup.device_name.clone(),
             epochs: t.epochs,
-            test_accuracy: last.test_acc,
-            test_loss: last.test_loss,
+            test_accuracy,
+            test_loss,
             dev_accuracy: last.dev_acc,
             selected_epoch: last.epoch,
             train_samples_per_s: (data.train.len() * t.epochs) as f64 / train_total.max(1e-9),
@@ -874,20 +886,21 @@ mod tests {
             .collect()
     }
 
-    fn run(step: crate::StepConfig, epochs: usize, off_epoch: Option<usize>) -> Vec<bool> {
-        let rows = rows();
-        let config = TrainConfig::new()
-            .with_step(step.with_max_len(8))
-            .with_epochs(epochs)
-            .with_batch_size(4)
-            .with_off_epoch(off_epoch);
-        let setup = TrainSetup {
-            config: &config,
+    /// A run of `config` on `rows` (train and test) with `dev`, on flex, without replicas.
+    fn toy_setup<'a>(
+        config: &'a TrainConfig,
+        rows: &'a [EncodedExample],
+        dev: Option<&'a [EncodedExample]>,
+        checkpoint_dir: Option<&'a Path>,
+        resume: Option<Checkpoint>,
+    ) -> TrainSetup<'a> {
+        TrainSetup {
+            config,
             name: "t",
             data: TextData {
-                train: &rows,
-                dev: None,
-                test: &rows,
+                train: rows,
+                dev,
+                test: rows,
                 num_classes: 3,
                 vocab_size: 30,
                 layout: Layout::PLAIN,
@@ -896,16 +909,38 @@ mod tests {
             device: Device::flex(),
             device_name: "flex".into(),
             replicas: Vec::new(),
-            checkpoint_dir: None,
-            resume: None,
-        };
-        let build = |d: &Device| {
-            Ok(mixup_models::TextCnnConfig::new(30, 3)
-                .with_d_embed(8)
-                .with_n_filters(4)
-                .init(d))
-        };
-        let trained = train(build, &setup, &mut |_| {}).expect("train");
+            checkpoint_dir,
+            resume,
+        }
+    }
+
+    /// Dev: the training rows with other labels, so that dev accuracy moves by epoch.
+    fn dev_rows(rows: &[EncodedExample]) -> Vec<EncodedExample> {
+        rows.iter()
+            .map(|e| EncodedExample {
+                ids: e.ids.clone(),
+                label: (e.label + e.ids.len()) % 3,
+            })
+            .collect()
+    }
+
+    /// The tiny TextCNN of these tests.
+    fn toy_cnn(d: &Device) -> Result<mixup_models::TextCnn> {
+        Ok(mixup_models::TextCnnConfig::new(30, 3)
+            .with_d_embed(8)
+            .with_n_filters(4)
+            .init(d))
+    }
+
+    fn run(step: crate::StepConfig, epochs: usize, off_epoch: Option<usize>) -> Vec<bool> {
+        let rows = rows();
+        let config = TrainConfig::new()
+            .with_step(step.with_max_len(8))
+            .with_epochs(epochs)
+            .with_batch_size(4)
+            .with_off_epoch(off_epoch);
+        let setup = toy_setup(&config, &rows, None, None, None);
+        let trained = train(toy_cnn, &setup, &mut |_| {}).expect("train");
         trained.epochs.iter().map(|e| e.mixing).collect()
     }
 
@@ -929,14 +964,7 @@ mod tests {
     fn best_dev_selects_on_dev_and_survives_a_resume() {
         use crate::Selection;
         let rows = rows();
-        // Dev: the training rows with other labels, so that dev accuracy moves by epoch.
-        let dev: Vec<EncodedExample> = rows
-            .iter()
-            .map(|e| EncodedExample {
-                ids: e.ids.clone(),
-                label: (e.label + e.ids.len()) % 3,
-            })
-            .collect();
+        let dev = dev_rows(&rows);
         let dir = crate::test_util::tmp_dir("best-dev");
         let config = TrainConfig::new()
             .with_step(crate::StepConfig::new().with_max_len(8))
@@ -944,30 +972,10 @@ mod tests {
             .with_batch_size(4)
             .with_checkpoint_every(0)
             .with_select(Selection::BestDev);
-        let setup = |dev: Option<&'static [EncodedExample]>, resume| TrainSetup {
-            config: &config,
-            name: "t",
-            data: TextData {
-                train: &rows,
-                dev,
-                test: &rows,
-                num_classes: 3,
-                vocab_size: 30,
-                layout: Layout::PLAIN,
-                unlabelled: &[],
-            },
-            device: Device::flex(),
-            device_name: "flex".into(),
-            replicas: Vec::new(),
-            checkpoint_dir: Some(&dir.0),
-            resume,
+        let setup = |dev: Option<&'static [EncodedExample]>, resume| {
+            toy_setup(&config, &rows, dev, Some(&dir.0), resume)
         };
-        let build = |d: &Device| {
-            Ok(mixup_models::TextCnnConfig::new(30, 3)
-                .with_d_embed(8)
-                .with_n_filters(4)
-                .init(d))
-        };
+        let build = toy_cnn;
         let dev: &'static [EncodedExample] = Box::leak(dev.into_boxed_slice());
         let whole = train(build, &setup(Some(dev), None), &mut |_| {}).expect("train");
         let accs: Vec<f64> = whole.epochs.iter().filter_map(|e| e.dev_acc).collect();
@@ -979,7 +987,10 @@ mod tests {
             first_best < 6,
             "the dev set must pick another epoch than the last for the test to tell ({accs:?})"
         );
-        assert_eq!(report.test_accuracy, whole.epochs[first_best - 1].test_acc);
+        assert_eq!(
+            Some(report.test_accuracy),
+            whole.epochs[first_best - 1].test_acc
+        );
         assert_eq!(report.dev_accuracy, Some(best));
         let eval = |m: &mixup_models::TextCnn| evaluate(m, &rows, 8, 8, 3, &Device::flex());
         assert_eq!(
@@ -1001,5 +1012,62 @@ mod tests {
             .err()
             .expect("no dev");
         assert!(e.to_string().contains("select"), "{e}");
+    }
+
+    /// `eval_every = 2` over 5 epochs evaluates epochs 2, 4 and 5 (the last) and no other;
+    /// `best-dev` chooses among those, and the report is the chosen model's. 0 is refused.
+    #[test]
+    fn eval_every_evaluates_every_nth_epoch_and_the_last() {
+        use crate::Selection;
+        let rows = rows();
+        let dev = dev_rows(&rows);
+        let run = |every: usize, select: Selection| {
+            let config = TrainConfig::new()
+                .with_step(crate::StepConfig::new().with_max_len(8))
+                .with_epochs(5)
+                .with_batch_size(4)
+                .with_eval_every(every)
+                .with_select(select);
+            train(
+                toy_cnn,
+                &toy_setup(&config, &rows, Some(&dev), None, None),
+                &mut |_| {},
+            )
+        };
+        for select in [Selection::Last, Selection::BestDev] {
+            let t = run(2, select).expect("train");
+            let evaluated: Vec<usize> = t
+                .epochs
+                .iter()
+                .filter(|e| e.test_acc.is_some())
+                .map(|e| e.epoch)
+                .collect();
+            assert_eq!(evaluated, [2, 4, 5], "{select:?}");
+            for e in &t.epochs {
+                let on = evaluated.contains(&e.epoch);
+                assert_eq!(e.dev_acc.is_some(), on);
+                assert_eq!(e.test_loss.is_some(), on);
+                assert!(e.train_loss.is_finite(), "training figures stay");
+            }
+            assert!(evaluated.contains(&t.report.selected_epoch), "{select:?}");
+            let chosen = &t.epochs[t.report.selected_epoch - 1];
+            assert_eq!(chosen.test_acc, Some(t.report.test_accuracy));
+            let eval = evaluate(&t.model, &rows, 8, 8, 3, &Device::flex()).0;
+            assert_eq!(
+                eval, t.report.test_accuracy,
+                "the reported model, {select:?}"
+            );
+        }
+        // Every epoch evaluated with 1; 0 refused by key.
+        let all = run(1, Selection::Last).expect("train");
+        assert!(all.epochs.iter().all(|e| e.test_acc.is_some()));
+        // Evaluating draws nothing: the same training, whatever is evaluated.
+        let every2 = run(2, Selection::Last).expect("train");
+        assert_eq!(every2.report.test_accuracy, all.report.test_accuracy);
+        assert_eq!(every2.report.test_loss, all.report.test_loss);
+        let losses = |t: &Trained<_>| t.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+        assert_eq!(losses(&every2), losses(&all));
+        let e = run(0, Selection::Last).err().expect("0 refused");
+        assert!(e.to_string().contains("eval_every"), "{e}");
     }
 }
