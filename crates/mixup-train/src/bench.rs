@@ -5,7 +5,9 @@
 //! Every row of a synthetic batch has exactly `seq` tokens (none of them padding), so that a
 //! peer framework given the same batch and sequence length does the same arithmetic. Token ids
 //! are drawn uniformly from the part of the vocabulary above the special tokens; labels
-//! uniformly from the classes. A step's time runs from the start of [`train_step`] to the
+//! uniformly from the classes. A MixText step also gets `batch` synthetic unlabelled texts with
+//! two augmentations each (their label guessing, sharpening and unlabelled term are timed with
+//! the rest). A step's time runs from the start of [`train_step`] to the
 //! moment its loss has been read back to the host, which waits for asynchronous backends.
 
 use std::time::Instant;
@@ -21,6 +23,7 @@ use crate::{
     TrainError,
     config::{OptimConfig, StepConfig},
     error::Result,
+    mixtext::UnlabelledExample,
     optim::build_optimizer,
     step::{StepBatch, StepPlan, train_step},
 };
@@ -201,11 +204,27 @@ pub fn bench_model<M: Module + MixingPoints>(
         let b = synthetic_rows(spec, vocab, first_id, &mut rng);
         let a_refs: Vec<&EncodedExample> = a.iter().collect();
         let b_refs: Vec<&EncodedExample> = b.iter().collect();
+        // MixText: as many unlabelled texts as labelled rows, each with K = 2 views (the
+        // recipe default), all synthetic; their labels are never read.
+        let texts: Vec<UnlabelledExample> = match method {
+            MixMethod::MixText => {
+                let views: Vec<Vec<EncodedExample>> = (0..3)
+                    .map(|_| synthetic_rows(spec, vocab, first_id, &mut rng))
+                    .collect();
+                (0..spec.batch)
+                    .map(|r| UnlabelledExample {
+                        views: views.iter().map(|v| v[r].clone()).collect(),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let text_refs: Vec<&UnlabelledExample> = texts.iter().collect();
         let batch = StepBatch {
             items: &a_refs,
             partner_items: method.separate_batch().then_some(&b_refs[..]),
             mixing: plan.mixes(),
-            unlabelled: None,
+            unlabelled: (!text_refs.is_empty()).then_some((&text_refs[..], 1.0)),
         };
         let start = Instant::now();
         let (next, report) = train_step(
