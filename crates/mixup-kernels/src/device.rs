@@ -34,3 +34,15 @@ pub fn has_fused_lstm(device: &Device) -> bool {
         _ => false,
     }
 }
+
+/// Whether the fused LayerNorm and softmax ([`crate::layer_norm()`], [`crate::softmax()`]) run
+/// on `device` (today: the Flex backend, with or without autodiff); elsewhere those functions
+/// run Burn's own ops.
+#[allow(unreachable_patterns, unused_variables)]
+pub fn has_fused_kernels(device: &Device) -> bool {
+    match base(device) {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        _ => false,
+    }
+}

@@ -31,6 +31,8 @@ use burn::{
 };
 use rayon::prelude::*;
 
+use crate::host::contiguous;
+
 use crate::math;
 
 /// The extension trait: a backend that can run the fused recurrence.
@@ -66,14 +68,6 @@ pub fn lstm_recurrence(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
         zx.into_dispatch(),
         w.into_dispatch(),
     ))
-}
-
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
 }
 
 fn slice(t: &FlexTensor) -> &[f32] {

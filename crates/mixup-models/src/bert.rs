@@ -53,10 +53,7 @@ use burn::{
         ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
         SafetensorsStore,
     },
-    tensor::{
-        Bool, Device, Int, Tensor,
-        activation::{gelu, softmax},
-    },
+    tensor::{Bool, Device, Int, Tensor, activation::gelu},
 };
 use mixup_core::{MixState, PointKind, zero_padding};
 use serde::{Deserialize, Serialize};
@@ -441,6 +438,7 @@ impl BertConfig {
                 intermediate: linear(d, self.intermediate_size),
                 output: linear(self.intermediate_size, d),
                 output_norm: norm(),
+                norm_eps: self.layer_norm_eps,
                 dropout: dropout(),
             })
             .collect();
@@ -450,6 +448,7 @@ impl BertConfig {
                 position: embedding(self.max_position_embeddings),
                 token_type: embedding(self.type_vocab_size),
                 norm: norm(),
+                norm_eps: self.layer_norm_eps,
                 dropout: dropout(),
             },
             layers,
@@ -522,6 +521,9 @@ pub struct BertEmbeddings {
     pub token_type: Embedding,
     /// LayerNorm of the sum.
     pub norm: LayerNorm,
+    /// The norm's epsilon (`layer_norm_eps`; Burn keeps a LayerNorm's own private), for the
+    /// fused LayerNorm of `mixup-kernels`. Not saved in records: it comes from the config.
+    pub norm_eps: f64,
     /// Dropout after the norm.
     pub dropout: Dropout,
 }
@@ -553,7 +555,10 @@ impl BertEmbeddings {
             .reshape([1, l, d])
             .expand([n, l, d]);
         let hidden = self.word.forward(ids) + positions + self.token_type.forward(types);
-        mixup_kernels::dropout(&self.dropout, self.norm.forward(hidden))
+        mixup_kernels::dropout(
+            &self.dropout,
+            mixup_kernels::layer_norm(&self.norm, hidden, self.norm_eps),
+        )
     }
 }
 
@@ -592,8 +597,10 @@ impl BertSelfAttention {
         let v = heads(self.value.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()); // [n, h, L, L]
         let pad = padding.reshape([n, 1, 1, l]).expand([n, h, l, l]);
-        let weights =
-            mixup_kernels::dropout(&self.dropout, softmax(scores.mask_fill(pad, MASK_FILL), 3));
+        let weights = mixup_kernels::dropout(
+            &self.dropout,
+            mixup_kernels::softmax(scores.mask_fill(pad, MASK_FILL)),
+        );
         let context = weights.matmul(v).swap_dims(1, 2).reshape([n, l, d]);
         self.output.forward(context)
     }
@@ -612,6 +619,8 @@ pub struct BertLayer {
     pub output: Linear,
     /// LayerNorm after the feed-forward residual sum.
     pub output_norm: LayerNorm,
+    /// Both norms' epsilon (`layer_norm_eps`), for the fused LayerNorm of `mixup-kernels`.
+    pub norm_eps: f64,
     /// Dropout on both residual branches.
     pub dropout: Dropout,
 }
@@ -624,12 +633,15 @@ impl BertLayer {
     /// - `x`: `[n, L, d]`, `padding`: `[n, L]`; returns `[n, L, d]`
     pub fn forward(&self, x: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
         let a = mixup_kernels::dropout(&self.dropout, self.attention.forward(x.clone(), padding));
-        let x = self.attention_norm.forward(x + a);
+        let x = mixup_kernels::layer_norm(&self.attention_norm, x + a, self.norm_eps);
         let f = self
             .output
             .forward(gelu(self.intermediate.forward(x.clone())));
-        self.output_norm
-            .forward(x + mixup_kernels::dropout(&self.dropout, f))
+        mixup_kernels::layer_norm(
+            &self.output_norm,
+            x + mixup_kernels::dropout(&self.dropout, f),
+            self.norm_eps,
+        )
     }
 }
 

@@ -37,10 +37,7 @@ use burn::{
         attention::{MultiHeadAttention, MultiHeadAttentionConfig},
         transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig},
     },
-    tensor::{
-        Bool, Device, Int, Tensor,
-        activation::{quiet_softmax, softmax},
-    },
+    tensor::{Bool, Device, Int, Tensor, activation::quiet_softmax},
 };
 use mixup_core::{MixState, PointKind, masked_mean, zero_padding};
 
@@ -83,6 +80,10 @@ pub struct TransformerClassifierConfig {
     pub activation: ActivationConfig,
 }
 
+/// Epsilon of every LayerNorm of the encoder (Burn's default, 1e-5), passed to the fused
+/// LayerNorm of `mixup-kernels` (Burn keeps a LayerNorm's epsilon private).
+pub const NORM_EPS: f64 = 1e-5;
+
 /// One encoder layer: self-attention and a feed-forward block, each with a residual
 /// connection and a LayerNorm.
 #[derive(Module, Debug)]
@@ -114,14 +115,15 @@ impl EncoderLayer {
                 self_attention(&self.attention, h, padding.clone()),
             )
         };
+        let norm = |n: &LayerNorm, x: Tensor<3>| mixup_kernels::layer_norm(n, x, NORM_EPS);
         if self.pre_norm {
-            let x = x.clone() + attend(self.norm_attention.forward(x));
-            let h = feed_forward(&self.ffn, self.norm_ffn.forward(x.clone()));
+            let x = x.clone() + attend(norm(&self.norm_attention, x));
+            let h = feed_forward(&self.ffn, norm(&self.norm_ffn, x.clone()));
             x + mixup_kernels::dropout(&self.dropout, h)
         } else {
-            let x = self.norm_attention.forward(x.clone() + attend(x));
+            let x = norm(&self.norm_attention, x.clone() + attend(x));
             let h = mixup_kernels::dropout(&self.dropout, feed_forward(&self.ffn, x.clone()));
-            self.norm_ffn.forward(x + h)
+            norm(&self.norm_ffn, x + h)
         }
     }
 }
@@ -155,7 +157,7 @@ pub fn self_attention(
     let weights = if mha.quiet_softmax {
         quiet_softmax(scores, 3)
     } else {
-        softmax(scores, 3)
+        mixup_kernels::softmax(scores)
     };
     let weights = mixup_kernels::dropout(&mha.dropout, weights);
     let context = weights.matmul(value).swap_dims(1, 2).reshape([n, l, d]);
@@ -215,7 +217,7 @@ impl TransformerClassifierConfig {
             self.d_model
         );
         let d = self.d_model;
-        let norm = || LayerNormConfig::new(d).init(device);
+        let norm = || LayerNormConfig::new(d).with_epsilon(NORM_EPS).init(device);
         let layers = (0..self.n_layers)
             .map(|_| EncoderLayer {
                 attention: MultiHeadAttentionConfig::new(d, self.n_heads)
@@ -256,7 +258,7 @@ impl TransformerClassifier {
     fn pool(&self, hidden: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<2> {
         let [n, _, d] = hidden.dims();
         let hidden = match &self.norm_final {
-            Some(norm) => norm.forward(hidden),
+            Some(norm) => mixup_kernels::layer_norm(norm, hidden, NORM_EPS),
             None => hidden,
         };
         if self.cls.is_some() {
@@ -307,7 +309,7 @@ impl MixingPoints for TransformerClassifier {
             .expand([n, l, d]);
         let mut hidden = hidden + positions;
         if let Some(norm) = &self.norm_embedding {
-            hidden = norm.forward(hidden);
+            hidden = mixup_kernels::layer_norm(norm, hidden, NORM_EPS);
         }
         let hidden = zero_padding(mixup_kernels::dropout(&self.dropout, hidden), mask.clone());
         MixState::Sequence { hidden, mask }
