@@ -261,7 +261,8 @@ struct Fit {
 }
 
 /// Trains `model` for the recipe's epochs on the gold training sentences, scoring dev and
-/// test after each evaluated epoch (`train.eval_every`, and always the last); returns the final model in evaluation mode.
+/// test after each evaluated epoch (`train.eval_every`, and always the last); returns the
+/// final model in evaluation mode.
 fn fit_tagger(
     mut model: SequenceTagger,
     recipe: &Recipe,

@@ -26,13 +26,8 @@ pub fn is_host_device(device: &Device) -> bool {
 
 /// Whether [`crate::lstm::lstm_recurrence`] has a fused implementation on `device` (today: the
 /// Flex backend, with or without autodiff).
-#[allow(unreachable_patterns, unused_variables)]
 pub fn has_fused_lstm(device: &Device) -> bool {
-    match base(device) {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        _ => false,
-    }
+    has_fused_kernels(device)
 }
 
 /// Whether the fused LayerNorm and softmax ([`crate::layer_norm()`], [`crate::softmax()`]) run

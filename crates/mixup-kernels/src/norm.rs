@@ -3,9 +3,9 @@
 //! Burn 0.22.1 runs LayerNorm under autodiff as its default decomposition (mean, subtract,
 //! square, mean, add, sqrt, divide, multiply, add: nine nodes, each with its own backward and
 //! its own full-size intermediate); Flex's fused LayerNorm kernel is used only without
-//! autodiff. [`layer_norm`] is one node: the forward computes each row's mean and
-//! `rstd = 1 / sqrt(var + eps)` (two passes over the row, the variance of the centred values)
-//! and keeps them; the backward recomputes `x̂ = (x - mean) · rstd` and gives, per row,
+//! autodiff. [`layer_norm`] is one node. Where nothing is recorded it is Flex's own kernel;
+//! the recorded forward computes each row's mean and `rstd = 1 / sqrt(var + eps)` (two passes
+//! over the row, the variance of the centred values) and keeps them; the backward recomputes `x̂ = (x - mean) · rstd` and gives, per row,
 //!
 //! `dx = rstd · (g - mean(g) - x̂ · mean(g · x̂))` with `g = dy · γ`,
 //!
@@ -92,14 +92,19 @@ pub struct Saved {
     rstd: Vec<f32>,
 }
 
-/// Forward on Flex tensors: the output, and what the backward needs when `save`.
-fn forward(
+/// Flex's own fused LayerNorm kernel, for a forward that keeps nothing.
+fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f32) -> FlexTensor {
+    burn::backend::flex::ops::activation::layer_norm(x, gamma, Some(beta), eps as f64)
+}
+
+/// The training forward on Flex tensors: the output and what the backward needs (each row's
+/// mean and `rstd`, which Flex's kernel does not return).
+fn forward_saving(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
     eps: f32,
-    save: bool,
-) -> (FlexTensor, Option<Saved>) {
+) -> (FlexTensor, Saved) {
     let x = contiguous(x);
     let gamma = contiguous(gamma);
     let beta = contiguous(beta);
@@ -131,12 +136,12 @@ fn forward(
             }
         });
     let out = FlexTensor::from_data(TensorData::new(out, shape));
-    let saved = save.then(|| Saved {
+    let saved = Saved {
         x,
         gamma,
         mean,
         rstd,
-    });
+    };
     (out, saved)
 }
 
@@ -204,7 +209,7 @@ impl LayerNormBackend for Flex {
         beta: FloatTensor<Self>,
         epsilon: f32,
     ) -> FloatTensor<Self> {
-        forward(&x, &gamma, &beta, epsilon, false).0
+        forward(x, gamma, beta, epsilon)
     }
 }
 
@@ -244,25 +249,16 @@ impl<C: CheckpointStrategy> LayerNormBackend for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, saved) = forward(
-                    x.primitive(),
-                    gamma.primitive(),
-                    beta.primitive(),
-                    epsilon,
-                    true,
-                );
-                prep.finish(saved.expect("forward saved its state"), out)
+                let (out, saved) =
+                    forward_saving(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+                prep.finish(saved, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                forward(
-                    x.primitive(),
-                    gamma.primitive(),
-                    beta.primitive(),
-                    epsilon,
-                    false,
-                )
-                .0,
-            ),
+            OpsKind::UnTracked(prep) => prep.finish(forward(
+                x.primitive().clone(),
+                gamma.primitive().clone(),
+                beta.primitive().clone(),
+                epsilon,
+            )),
         }
     }
 }

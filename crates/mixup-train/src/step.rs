@@ -970,8 +970,6 @@ mod tests {
         );
     }
 
-    /// A small TextCNN without dropout (vocabulary 30, 3 classes) on an autodiff flex device
-    /// seeded with `seed`.
     /// With dropout, a replicated step is a function of the step's dropout seed: the same
     /// seed gives the same update however the replica threads are scheduled, another seed
     /// another update (each replica thread draws from its own branch of the caller's stream).
@@ -1018,10 +1016,13 @@ mod tests {
         assert_ne!(update(8), first, "another dropout seed, the same update");
     }
 
+    /// A small TextCNN without dropout (vocabulary 30, 3 classes) on an autodiff flex device
+    /// seeded with `seed`.
     fn tiny_cnn(seed: u64) -> (Device, mixup_models::TextCnn) {
         tiny_cnn_dropout(seed, 0.0)
     }
 
+    /// [`tiny_cnn`] with dropout `dropout` before its output layer.
     fn tiny_cnn_dropout(seed: u64, dropout: f64) -> (Device, mixup_models::TextCnn) {
         let ad = Device::flex().autodiff();
         ad.seed(seed);

@@ -353,7 +353,7 @@ where
         model = next;
         let metrics = run.evaluate_epoch(&model, epoch, sums);
         on_event(&Event::Epoch(metrics.clone()));
-        if t.select == Selection::BestDev && metrics.test_acc.is_some() {
+        if t.select == Selection::BestDev && t.evaluates(epoch) {
             let dev = |e: usize| run.epochs.get(e - 1).and_then(|m| m.dev_acc);
             let better = match (&best, metrics.dev_acc) {
                 (None, _) => true,
