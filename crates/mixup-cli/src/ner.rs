@@ -196,14 +196,15 @@ pub fn train_ner_recipe(
         data.dir.display()
     ));
     let ad = device.clone().autodiff();
-    mixup_train::seed_device(&ad, recipe.train.seed);
-    let model = build_tagger(
-        recipe,
-        vocab.vocab_size(),
-        vocab.tags.len(),
-        bert.as_ref().map(|b| b.dir.as_path()),
-        &ad,
-    )?;
+    let model = mixup_train::seeded_try_init(&ad, recipe.train.seed, || {
+        build_tagger(
+            recipe,
+            vocab.vocab_size(),
+            vocab.tags.len(),
+            bert.as_ref().map(|b| b.dir.as_path()),
+            &ad,
+        )
+    })?;
     let splits = Splits {
         train: &train,
         dev: dev.as_deref(),

@@ -626,9 +626,10 @@ impl Study<'_> {
     ) -> anyhow::Result<(SequenceTagger, Option<f64>, f64)> {
         let (recipe, vocab, device) = (self.recipe, self.vocab, self.device);
         let ad = device.clone().autodiff();
-        mixup_train::seed_device(&ad, model_seed);
         let num_tags = vocab.tags.len();
-        let mut model = build_tagger(recipe, vocab.vocab_size(), num_tags, self.bert_dir, &ad)?;
+        let mut model = mixup_train::seeded_try_init(&ad, model_seed, || {
+            build_tagger(recipe, vocab.vocab_size(), num_tags, self.bert_dir, &ad)
+        })?;
         let epochs = recipe.train.epochs;
         let mut trainer = TaggerTrainer::new(
             &self.config,

@@ -278,11 +278,12 @@ mod tests {
     #[test]
     fn benches_a_step_and_names_the_bad_spec_field() {
         let device = Device::flex().autodiff();
-        crate::train::seed_device(&device, 1);
-        let model = mixup_models::TextCnnConfig::new(50, 3)
-            .with_d_embed(8)
-            .with_n_filters(4)
-            .init(&device);
+        let model = crate::seeded_init(&device, 1, || {
+            mixup_models::TextCnnConfig::new(50, 3)
+                .with_d_embed(8)
+                .with_n_filters(4)
+                .init(&device)
+        });
         let step = default_step_config(MixMethod::Ssmix);
         let optim = OptimConfig::new();
         let target = BenchTarget {

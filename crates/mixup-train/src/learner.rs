@@ -247,12 +247,13 @@ mod tests {
     #[test]
     fn a_learner_step_gives_the_library_step_gradients() {
         let device = Device::flex().autodiff();
-        crate::seed_device(&device, 3);
-        let model = mixup_models::TextCnnConfig::new(20, 2)
-            .with_d_embed(6)
-            .with_n_filters(4)
-            .with_dropout(0.0)
-            .init(&device);
+        let model = crate::seeded_init(&device, 3, || {
+            mixup_models::TextCnnConfig::new(20, 2)
+                .with_d_embed(6)
+                .with_n_filters(4)
+                .with_dropout(0.0)
+                .init(&device)
+        });
         let step = StepConfig::new()
             .with_method(MixMethod::Word)
             .with_max_len(8);

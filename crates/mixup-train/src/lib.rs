@@ -36,7 +36,9 @@ pub use config::{
 };
 pub use error::{Result, TrainError};
 pub use step::{StepBatch, StepPlan, StepReport, train_step};
-pub use train::{Event, TextData, TrainSetup, Trained, seed_device, train};
+pub use train::{
+    Event, TextData, TrainSetup, Trained, seed_device, seeded_init, seeded_try_init, train,
+};
 
 #[cfg(test)]
 pub(crate) mod test_util {

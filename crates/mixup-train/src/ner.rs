@@ -319,7 +319,7 @@ impl TaggerTrainer {
             .enumerate()
         {
             crate::train::seed_device(
-                &device,
+                device,
                 derive_seed(self.seed, 12, epoch as u64, step as u64),
             );
             let rows: Vec<&[u32]> = idx.iter().map(|&i| items[i].ids.as_slice()).collect();

@@ -216,8 +216,7 @@ mod tests {
     }
 
     fn linear(device: &Device) -> Linear {
-        device.seed(3);
-        LinearConfig::new(3, 2).init(device)
+        crate::seeded_init(device, 3, || LinearConfig::new(3, 2).init(device))
     }
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -793,12 +793,13 @@ mod tests {
     fn ssmix_saliency_pass_reproduces_the_clean_gradient() {
         use mixup_models::TextCnnConfig;
         let ad = Device::flex().autodiff();
-        ad.seed(1);
-        let model = TextCnnConfig::new(20, 3)
-            .with_d_embed(6)
-            .with_n_filters(4)
-            .with_dropout(0.0)
-            .init(&ad);
+        let model = crate::seeded_init(&ad, 1, || {
+            TextCnnConfig::new(20, 3)
+                .with_d_embed(6)
+                .with_n_filters(4)
+                .with_dropout(0.0)
+                .init(&ad)
+        });
         let rows = [
             EncodedExample {
                 ids: vec![2, 3, 4, 5, 6],
@@ -974,6 +975,10 @@ mod tests {
     /// seed gives the same update however the replica threads are scheduled, another seed
     /// another update (each replica thread draws from its own branch of the caller's stream).
     #[test]
+    #[cfg_attr(
+        not(feature = "flex"),
+        ignore = "needs the `flex` feature (host dropout masks); `cargo test --workspace` has it"
+    )]
     fn replicated_dropout_is_repeatable() {
         use crate::optim::build_optimizer;
         let (ad, model) = tiny_cnn_dropout(4, 0.5);
@@ -1025,12 +1030,13 @@ mod tests {
     /// [`tiny_cnn`] with dropout `dropout` before its output layer.
     fn tiny_cnn_dropout(seed: u64, dropout: f64) -> (Device, mixup_models::TextCnn) {
         let ad = Device::flex().autodiff();
-        ad.seed(seed);
-        let model = mixup_models::TextCnnConfig::new(30, 3)
-            .with_d_embed(8)
-            .with_n_filters(4)
-            .with_dropout(dropout)
-            .init(&ad);
+        let model = crate::seeded_init(&ad, seed, || {
+            mixup_models::TextCnnConfig::new(30, 3)
+                .with_d_embed(8)
+                .with_n_filters(4)
+                .with_dropout(dropout)
+                .init(&ad)
+        });
         (ad, model)
     }
 
@@ -1226,15 +1232,16 @@ mod tests {
     #[test]
     fn tmix_mixes_each_row_with_its_own_partner_row() {
         let ad = Device::flex().autodiff();
-        ad.seed(2);
-        let model = mixup_models::TransformerClassifierConfig::new(30, 3)
-            .with_d_model(8)
-            .with_n_heads(2)
-            .with_n_layers(2)
-            .with_d_ff(16)
-            .with_dropout(0.0)
-            .with_max_positions(8)
-            .init(&ad);
+        let model = crate::seeded_init(&ad, 2, || {
+            mixup_models::TransformerClassifierConfig::new(30, 3)
+                .with_d_model(8)
+                .with_n_heads(2)
+                .with_n_layers(2)
+                .with_d_ff(16)
+                .with_dropout(0.0)
+                .with_max_positions(8)
+                .init(&ad)
+        });
         let config = StepConfig::new()
             .with_method(MixMethod::Tmix)
             .with_alpha(16.0)

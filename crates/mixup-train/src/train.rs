@@ -5,11 +5,11 @@
 //!
 //! [`crate::learner`] runs the same step under burn-train's `Learner` instead.
 
-use std::{path::Path, time::Instant};
+use std::{cell::Cell, path::Path, sync::Mutex, time::Instant};
 
 use burn::{
-    module::Module,
-    tensor::{Device, Int, Tensor, TensorData, activation::softmax},
+    module::{Module, ModuleVisitor, Param},
+    tensor::{Bool, Device, Int, Tensor, TensorData, activation::softmax},
 };
 use mixup_core::{Layout, MixMethod};
 use mixup_core::{soft_cross_entropy, soft_targets};
@@ -177,11 +177,86 @@ pub struct Trained<M> {
     pub report: FinalMetrics,
 }
 
-/// Seeds everything random in a training step: Burn's RNG on `device` (weights, dropout on other backends)
-/// and the host dropout-mask stream of `mixup-kernels` (Flex).
-pub fn seed_device(device: &burn::tensor::Device, seed: u64) {
+/// Serialises seeding and weight initialisation across the threads of this process: Burn's
+/// device RNG is one per process, so two trainings started in parallel (tests, sweeps in one
+/// process) would otherwise interleave their draws and get different initial weights each run.
+static DEVICE_RNG: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// Whether this thread holds [`DEVICE_RNG`] (inside [`seeded_init`]), so that a
+    /// [`seed_device`] call from the build closure does not wait on itself.
+    static HOLDS_RNG: Cell<bool> = const { Cell::new(false) };
+}
+
+fn seed_unlocked(device: &Device, seed: u64) {
     device.seed(seed);
     mixup_kernels::seed_dropout(seed);
+}
+
+/// Seeds everything random in a training step: Burn's RNG on `device` (weights, dropout on other backends)
+/// and the host dropout-mask stream of `mixup-kernels` (Flex).
+pub fn seed_device(device: &Device, seed: u64) {
+    if HOLDS_RNG.with(Cell::get) {
+        return seed_unlocked(device, seed);
+    }
+    let _guard = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    seed_unlocked(device, seed);
+}
+
+/// Seeds `device` with `seed`, runs `build` (which initialises a model) and draws every
+/// parameter the model left lazy (Burn initialises a parameter on its first use), all while
+/// no other thread of this process seeds or initialises through this function or
+/// [`seed_device`]: the same seed gives the same weights however many trainings run in
+/// parallel, and the weights do not depend on what is seeded between building and the first
+/// forward. Code that draws from Burn's RNG directly (`device.seed`, `Tensor::random`) on
+/// another thread is not held back; route it through here to make it repeatable too.
+pub fn seeded_init<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
+    match seeded_try_init(device, seed, || Ok::<_, std::convert::Infallible>(build())) {
+        Ok(model) => model,
+        Err(never) => match never {},
+    }
+}
+
+/// [`seeded_init`] for a `build` that can fail.
+pub fn seeded_try_init<M: Module, E>(
+    device: &Device,
+    seed: u64,
+    build: impl FnOnce() -> std::result::Result<M, E>,
+) -> std::result::Result<M, E> {
+    let init = || {
+        seed_unlocked(device, seed);
+        let model = build()?;
+        model.visit(&mut Materialise);
+        Ok(model)
+    };
+    if HOLDS_RNG.with(Cell::get) {
+        return init();
+    }
+    let _guard = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            HOLDS_RNG.with(|h| h.set(false));
+        }
+    }
+    HOLDS_RNG.with(|h| h.set(true));
+    let _release = Release;
+    init()
+}
+
+/// Initialises every lazy parameter of a module (by reading it once).
+struct Materialise;
+
+impl ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+        let _ = param.val();
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+        let _ = param.val();
+    }
 }
 
 /// Derives an independent RNG seed for a `(seed, stream, a, b)` tuple (splitmix64), so that
@@ -301,8 +376,7 @@ where
     check_data(&setup.data)?;
     let ad = setup.device.clone().autodiff();
     // Seed before initialisation: the seed picks the initial weights, then dropout.
-    seed_device(&ad, t.seed);
-    let mut model = build(&ad)?;
+    let mut model = seeded_try_init(&ad, t.seed, || build(&ad))?;
     let plan = StepPlan::new(
         &t.step,
         &model.points(),
@@ -875,6 +949,50 @@ mod tests {
         assert_ne!(a, derive_seed(0, SHUFFLE, 1, 0));
         assert_ne!(a, derive_seed(1, MIX, 1, 0));
         assert_eq!(a, derive_seed(0, MIX, 1, 0));
+    }
+
+    /// Initialisations seeded through [`seeded_init`] give the same weights while other
+    /// threads seed and initialise at the same time (Burn's device RNG is one per process;
+    /// before the lock, parallel tests got different initial weights from run to run).
+    #[test]
+    fn seeded_init_is_repeatable_while_other_threads_seed() {
+        use burn::nn::LinearConfig;
+        let device = Device::flex().autodiff();
+        let weights = |device: &Device| -> Vec<f32> {
+            let layer = seeded_init(device, 7, || LinearConfig::new(64, 64).init(device));
+            layer
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        let expected = weights(&device);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let noise = scope.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seed_device(&device, n);
+                    n += 1;
+                }
+            });
+            let inits: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..25).map(|_| weights(&device)).collect::<Vec<_>>()))
+                .collect();
+            let inits: Vec<_> = inits.into_iter().map(|init| init.join()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            noise.join().expect("noise thread");
+            for init in inits {
+                for w in init.expect("init thread") {
+                    assert_eq!(
+                        w, expected,
+                        "an initialisation drew from another thread's seed"
+                    );
+                }
+            }
+        });
     }
 
     fn rows() -> Vec<EncodedExample> {
