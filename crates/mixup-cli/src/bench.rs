@@ -78,7 +78,6 @@ pub fn bench_recipe(
     data_dir: Option<&Path>,
 ) -> anyhow::Result<BenchReport> {
     let ad = device.clone().autodiff();
-    mixup_train::seed_device(&ad, spec.seed);
     let (step, optim) = (recipe.step_config(), recipe.optim_config());
     let target = |layout, vocab| BenchTarget {
         kind: recipe.model.kind_name(),
@@ -99,8 +98,10 @@ pub fn bench_recipe(
                     prepared.dir.display()
                 );
             }
-            let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, &ad)?;
-            let model = bert_classifier(m, encoder, spec.classes, &ad, true, None)?;
+            let model = mixup_train::seeded_try_init(&ad, spec.seed, || {
+                let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, &ad)?;
+                bert_classifier(m, encoder, spec.classes, &ad, true, None)
+            })?;
             let vocab = prepared.config.vocab_size;
             bench_model(model, &target(Layout::BERT, vocab), spec, &ad, device_name)
         }
@@ -109,7 +110,9 @@ pub fn bench_recipe(
             // Transformer's position table follows `data.max_len`).
             let mut sized = recipe.clone();
             sized.data.max_len = sized.data.max_len.max(spec.seq);
-            let model: ZooModel = build_model(&sized, spec.vocab, spec.classes, &ad)?;
+            let model: ZooModel = mixup_train::seeded_try_init(&ad, spec.seed, || {
+                build_model(&sized, spec.vocab, spec.classes, &ad)
+            })?;
             let target = target(Layout::PLAIN, spec.vocab);
             bench_model(model, &target, spec, &ad, device_name)
         }
