@@ -4,7 +4,7 @@ use burn::tensor::Device;
 
 /// The device without its autodiff wrapper.
 #[allow(unreachable_patterns, clippy::match_single_binding)]
-fn base(device: &Device) -> &burn::backend::DispatchDevice {
+pub(crate) fn base(device: &Device) -> &burn::backend::DispatchDevice {
     match device.as_dispatch() {
         burn::backend::DispatchDevice::Autodiff(inner) => inner,
         other => other,
@@ -24,10 +24,18 @@ pub fn is_host_device(device: &Device) -> bool {
     }
 }
 
-/// Whether [`crate::lstm::lstm_recurrence`] has a fused implementation on `device` (today: the
-/// Flex backend, with or without autodiff).
+/// Whether [`crate::lstm_layer()`] has a fused implementation on `device`: the Flex backend
+/// (our recurrence, [`crate::lstm`]) and LibTorch's CPU device (ATen's LSTM, `lstm_tch`), with
+/// or without autodiff. Elsewhere models run the layer in plain Burn ops.
+#[allow(deprecated, unreachable_patterns, unused_variables)]
 pub fn has_fused_lstm(device: &Device) -> bool {
-    has_fused_kernels(device)
+    match base(device) {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "tch")]
+        burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cpu) => true,
+        _ => false,
+    }
 }
 
 /// Whether the fused LayerNorm and softmax ([`crate::layer_norm()`], [`crate::softmax()`]) run

@@ -4,6 +4,8 @@
 //! One file per op, each with a reference test against the plain Burn ops it replaces:
 //! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once,
 //!   with a hand-written backward (Flex).
+//! - `lstm_tch`: the same layer on LibTorch's CPU device through ATen's own LSTM (oneDNN), its
+//!   backward by LibTorch's autograd, one node in Burn's graph (feature `tch`).
 //! - [`adam`]: Adam and AdamW as one pass over parameter, gradient and moments on Flex, through
 //!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
 //! - [`mod@norm`]: LayerNorm over the last axis, one node with a hand-written backward
@@ -25,6 +27,8 @@ pub mod dropout;
 mod host;
 #[cfg(feature = "flex")]
 pub mod lstm;
+#[cfg(feature = "tch")]
+pub mod lstm_tch;
 pub mod math;
 #[cfg(feature = "flex")]
 pub mod norm;
@@ -48,6 +52,45 @@ pub fn layer_norm<const D: usize>(
     }
     let _ = epsilon;
     norm.forward(x)
+}
+
+/// One bidirectional LSTM layer where [`has_fused_lstm`]: `x` is `[2, n, L, d_in]` (index 0 in
+/// reading order, index 1 already reversed by the caller), `w_in` `[2, d_in, 4h]`, `w_rec`
+/// `[2, h, 4h]`, `bias` `[2, 1, 4h]` (gate blocks i, f, g, o); returns the hidden states
+/// `[2, n, L, h]` from zero states. On Flex: the input projections of every step as one product,
+/// then the fused recurrence of [`lstm`]; on LibTorch's CPU: ATen's LSTM (`lstm_tch`).
+///
+/// # Panics
+///
+/// Where [`has_fused_lstm`] is false for the device (callers run their plain-Burn layer there),
+/// or if the shapes do not fit.
+#[allow(deprecated, unreachable_code, unused_variables)]
+pub fn lstm_layer(
+    x: burn::tensor::Tensor<4>,
+    w_in: burn::tensor::Tensor<3>,
+    w_rec: burn::tensor::Tensor<3>,
+    bias: burn::tensor::Tensor<3>,
+) -> burn::tensor::Tensor<4> {
+    let device = x.device();
+    #[cfg(feature = "tch")]
+    if matches!(
+        device::base(&device),
+        burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cpu)
+    ) {
+        return lstm_tch::lstm_layer(x, w_in, w_rec, bias);
+    }
+    #[cfg(feature = "flex")]
+    if has_fused_kernels(&device) {
+        let [_, n, l, d_in] = x.dims();
+        let g4 = w_rec.dims()[2];
+        let zx = x
+            .reshape([2, n * l, d_in])
+            .matmul(w_in)
+            .add(bias)
+            .reshape([2, n, l, g4]);
+        return lstm::lstm_recurrence(zx, w_rec);
+    }
+    panic!("lstm_layer: no fused LSTM on {device:?} (check has_fused_lstm)")
 }
 
 /// Softmax over the last axis: the fused op of [`mod@softmax`] where [`has_fused_kernels`],

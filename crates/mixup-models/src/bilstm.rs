@@ -7,7 +7,8 @@
 //! to Burn's [`burn::nn::Lstm`] with the same weights), but the layer is our own: both
 //! directions run as one batched recurrence. On Flex ([`mixup_kernels::has_fused_lstm`]) the
 //! input projections of every step are one product and the recurrence is one fused op with a
-//! hand-written backward (`mixup_kernels::lstm`); elsewhere [`BiLayer::run_plain`] runs it in
+//! hand-written backward (`mixup_kernels::lstm`); on LibTorch's CPU device (feature `tch`) the
+//! layer is ATen's LSTM, one node with LibTorch's backward (`mixup_kernels::lstm_tch`); elsewhere [`BiLayer::run_plain`] runs it in
 //! Burn ops, each step one `[2, n, d_in] x [2, d_in, 4h]` and one `[2, n, h] x [2, h, 4h]`
 //! product. (In Burn ops, projecting every step's input before the loop is slower: the backward
 //! of each per-step slice of that product writes a zeroed tensor of its full size, per step.)
@@ -103,24 +104,11 @@ impl BiLayer {
         self.run_plain(x)
     }
 
-    /// [`Self::run`] through the fused recurrence of `mixup-kernels`: the input projections
-    /// of every step in one product, then one op for the whole recurrence (one autodiff node,
-    /// with a hand-written backward).
-    #[cfg(feature = "flex")]
+    /// [`Self::run`] through `mixup_kernels::lstm_layer`: on Flex the input projections of
+    /// every step in one product, then one op for the whole recurrence (one autodiff node, with a
+    /// hand-written backward); on LibTorch's CPU device ATen's LSTM (one node).
     fn run_fused(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, n, l, d_in] = x.dims();
-        let g4 = self.recurrent.dims()[2];
-        let zx = x
-            .reshape([2, n * l, d_in])
-            .matmul(self.input.val())
-            .add(self.bias.val())
-            .reshape([2, n, l, g4]);
-        mixup_kernels::lstm::lstm_recurrence(zx, self.recurrent.val())
-    }
-
-    #[cfg(not(feature = "flex"))]
-    fn run_fused(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run_plain(x)
+        mixup_kernels::lstm_layer(x, self.input.val(), self.recurrent.val(), self.bias.val())
     }
 
     /// [`Self::run`] in plain Burn ops (every backend; the reference of the fused path).
@@ -369,7 +357,17 @@ mod tests {
     /// The fused path (flex) equals the plain-Burn layer, forward and gradients.
     #[test]
     fn fused_layer_equals_plain_layer_with_gradients() {
-        let device = Device::flex().autodiff();
+        fused_equals_plain_on(Device::flex().autodiff());
+    }
+
+    /// The same on LibTorch's CPU device (ATen's LSTM), with `--features tch`.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn tch_fused_layer_equals_plain_layer_with_gradients() {
+        fused_equals_plain_on(Device::libtorch().autodiff());
+    }
+
+    fn fused_equals_plain_on(device: Device) {
         assert!(mixup_kernels::has_fused_lstm(&device));
         device.seed(9);
         let layer = BiLayer::init(6, 5, &device);

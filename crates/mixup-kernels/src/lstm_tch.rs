@@ -1,0 +1,306 @@
+//! One bidirectional LSTM layer on LibTorch through ATen's own LSTM (`at::lstm`, which runs the
+//! whole recurrence in oneDNN on the CPU), as a backend extension.
+//!
+//! [`lstm_layer`] takes the layer input `x` (`[2, n, L, d_in]`: index 0 in reading order, index 1
+//! already reversed by the caller), the input weights `[2, d_in, 4h]`, the recurrent weights
+//! `[2, h, 4h]` and the bias `[2, 1, 4h]` of our `BiLayer` (gate blocks i, f, g, o, the order
+//! PyTorch uses), and returns the hidden states `[2, n, L, h]` from zero states: the two
+//! directions are two unidirectional `at::lstm` calls, because the caller reverses each row
+//! within its own length (so padding never reaches a valid position), which a bidirectional
+//! `at::lstm` over the padded length would not.
+//!
+//! Under autodiff the forward runs with LibTorch's autograd on detached leaves and keeps the
+//! output's graph; the backward (burn-autodiff's `Backward` API) asks LibTorch for the
+//! vector-Jacobian product of that graph with the incoming gradient, for the parents that are
+//! tracked. So the whole layer is one node in Burn's graph and one fused kernel each way in
+//! LibTorch, where Burn's plain ops make about 15 ATen calls and autodiff nodes per step.
+//!
+//! Used on LibTorch's CPU device only ([`crate::has_fused_lstm`]): it was tested and measured
+//! there; CUDA (cuDNN's LSTM through the same call) was not.
+
+// Burn marks its LibTorch backend deprecated; this module exists for the users who build it.
+#![allow(deprecated)]
+
+use burn::{
+    backend::{
+        Autodiff, LibTorch,
+        autodiff::{
+            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+            grads::Gradients,
+            ops::{Backward, Ops, OpsKind},
+        },
+        backend_extension,
+        libtorch::TchTensor,
+        tensor::FloatTensor,
+    },
+    tensor::Tensor,
+};
+
+/// The extension trait: a backend that runs a whole bidirectional LSTM layer as one op.
+#[backend_extension(LibTorch, Autodiff)]
+pub trait LstmLayerBackend: burn::backend::Backend {
+    /// `x`: `[2, n, L, d_in]`; `w_in`: `[2, d_in, 4h]`; `w_rec`: `[2, h, 4h]`; `bias`:
+    /// `[2, 1, 4h]`. Returns the hidden states `[2, n, L, h]`.
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        w_in: FloatTensor<Self>,
+        w_rec: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Runs the layer through `at::lstm` (see the module documentation).
+///
+/// # Panics
+///
+/// If the shapes do not fit, or on a device without this op (callers check
+/// [`crate::has_fused_lstm`]).
+pub fn lstm_layer(x: Tensor<4>, w_in: Tensor<3>, w_rec: Tensor<3>, bias: Tensor<3>) -> Tensor<4> {
+    let [two, _, _, d_in] = x.dims();
+    let [two_w, h, g4] = w_rec.dims();
+    assert!(
+        two == 2
+            && two_w == 2
+            && g4 == 4 * h
+            && w_in.dims() == [2, d_in, g4]
+            && bias.dims() == [2, 1, g4],
+        "lstm_layer: x {:?}, w_in {:?}, w_rec {:?} and bias {:?} do not fit",
+        x.dims(),
+        w_in.dims(),
+        w_rec.dims(),
+        bias.dims()
+    );
+    Tensor::from_dispatch(<burn::backend::Dispatch as LstmLayerBackend>::lstm_layer(
+        x.into_dispatch(),
+        w_in.into_dispatch(),
+        w_rec.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// Both directions through `at::lstm`, batch-first, one layer each, zero initial states.
+fn run(
+    x: &tch::Tensor,
+    w_in: &tch::Tensor,
+    w_rec: &tch::Tensor,
+    bias: &tch::Tensor,
+) -> tch::Tensor {
+    let size = x.size();
+    let (n, h) = (size[1], w_rec.size()[1]);
+    let options = (x.kind(), x.device());
+    let zeros = tch::Tensor::zeros([1, n, h], options);
+    let no_bias = tch::Tensor::zeros([4 * h], options);
+    let directions: Vec<tch::Tensor> = (0..2)
+        .map(|d| {
+            // PyTorch's layout: W_ih [4h, d_in], W_hh [4h, h], b_ih and b_hh [4h].
+            let params = [
+                w_in.get(d).tr().contiguous(),
+                w_rec.get(d).tr().contiguous(),
+                bias.get(d).reshape([4 * h]),
+                no_bias.shallow_clone(),
+            ];
+            let hx = [zeros.shallow_clone(), zeros.shallow_clone()];
+            let (out, _, _) = x.get(d).lstm(&hx, &params, true, 1, 0.0, true, false, true);
+            out
+        })
+        .collect();
+    tch::Tensor::stack(&directions, 0)
+}
+
+impl LstmLayerBackend for LibTorch {
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        w_in: FloatTensor<Self>,
+        w_rec: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let out = tch::no_grad(|| run(&x.tensor, &w_in.tensor, &w_rec.tensor, &bias.tensor));
+        TchTensor::new(out)
+    }
+}
+
+/// What the backward needs: the output with its LibTorch graph, and the leaves it was computed
+/// from (x, w_in, w_rec, bias).
+#[derive(Clone, Debug)]
+pub struct Saved {
+    out: TchTensor,
+    leaves: [TchTensor; 4],
+}
+
+#[derive(Debug)]
+struct LstmLayerBackward;
+
+impl Backward<LibTorch, 4> for LstmLayerBackward {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<LibTorch>(&ops.node);
+        let wanted: Vec<_> = ops
+            .parents
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, node)| node.map(|node| (i, node)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let saved = ops.state;
+        // The vector-Jacobian product with `grad`, as the gradient of <out, grad>.
+        let inner = (&saved.out.tensor * &grad.tensor).sum(saved.out.tensor.kind());
+        let inputs: Vec<&tch::Tensor> = wanted
+            .iter()
+            .map(|(i, _)| &saved.leaves[*i].tensor)
+            .collect();
+        let computed =
+            tch::with_grad(|| tch::Tensor::run_backward(&[inner], &inputs, false, false));
+        for ((_, node), g) in wanted.into_iter().zip(computed) {
+            grads.register::<LibTorch>(node.id, TchTensor::new(g));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> LstmLayerBackend for Autodiff<LibTorch, C> {
+    fn lstm_layer(
+        x: FloatTensor<Self>,
+        w_in: FloatTensor<Self>,
+        w_rec: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), w_in.node(), w_rec.node(), bias.node()];
+        let inner = [
+            x.primitive(),
+            w_in.primitive(),
+            w_rec.primitive(),
+            bias.primitive(),
+        ];
+        match LstmLayerBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let leaves = inner.map(|t| t.tensor.detach().set_requires_grad(true));
+                let out = tch::with_grad(|| run(&leaves[0], &leaves[1], &leaves[2], &leaves[3]));
+                let value = TchTensor::new(out.detach());
+                let saved = Saved {
+                    out: TchTensor::new(out),
+                    leaves: leaves.map(TchTensor::new),
+                };
+                prep.finish(saved, value)
+            }
+            OpsKind::UnTracked(prep) => {
+                let out = tch::no_grad(|| {
+                    run(
+                        &inner[0].tensor,
+                        &inner[1].tensor,
+                        &inner[2].tensor,
+                        &inner[3].tensor,
+                    )
+                });
+                prep.finish(TchTensor::new(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, activation};
+
+    /// The layer in plain Burn ops, step by step (what the op replaces).
+    fn reference(x: Tensor<4>, w_in: Tensor<3>, w_rec: Tensor<3>, bias: Tensor<3>) -> Tensor<4> {
+        let [_, n, l, d_in] = x.dims();
+        let h = w_rec.dims()[1];
+        let device = x.device();
+        let mut hidden = Tensor::<3>::zeros([2, n, h], &device);
+        let mut cell = Tensor::<3>::zeros([2, n, h], &device);
+        let mut out = Vec::new();
+        for t in 0..l {
+            let x_t = x.clone().narrow(2, t, 1).reshape([2, n, d_in]);
+            let z = x_t.matmul(w_in.clone()) + hidden.matmul(w_rec.clone()) + bias.clone();
+            let s = activation::sigmoid(z.clone());
+            let i = s.clone().narrow(2, 0, h);
+            let f = s.clone().narrow(2, h, h);
+            let o = s.narrow(2, 3 * h, h);
+            let g = z.narrow(2, 2 * h, h).tanh();
+            cell = f * cell + i * g;
+            hidden = o * cell.clone().tanh();
+            out.push(hidden.clone());
+        }
+        Tensor::stack(out, 2)
+    }
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn forward_and_gradients_equal_plain_burn() {
+        let device = Device::libtorch().autodiff();
+        device.seed(3);
+        let (n, l, d_in, h) = (3, 7, 4, 5);
+        let normal = |s: f64| Distribution::Normal(0.0, s);
+        let x = Tensor::<4>::random([2, n, l, d_in], normal(1.0), &device).require_grad();
+        let w_in = Tensor::<3>::random([2, d_in, 4 * h], normal(0.5), &device).require_grad();
+        let w_rec = Tensor::<3>::random([2, h, 4 * h], normal(0.5), &device).require_grad();
+        let bias = Tensor::<3>::random([2, 1, 4 * h], normal(0.5), &device).require_grad();
+        let weights = Tensor::<4>::random([2, n, l, h], normal(1.0), &device);
+        let args = || (x.clone(), w_in.clone(), w_rec.clone(), bias.clone());
+        let (a, b, c, d) = args();
+        let fused = lstm_layer(a, b, c, d);
+        let (a, b, c, d) = args();
+        let plain = reference(a, b, c, d);
+        let d_out = max_diff(fused.clone(), plain.clone());
+        assert!(d_out < 1e-5, "outputs differ by {d_out}");
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_plain = (plain * weights).sum().backward();
+        let d_x = max_diff(
+            x.grad(&g_fused).expect("grad"),
+            x.grad(&g_plain).expect("grad"),
+        );
+        assert!(d_x < 1e-5, "x gradients differ by {d_x}");
+        for (name, p) in [("w_in", &w_in), ("w_rec", &w_rec), ("bias", &bias)] {
+            let d = max_diff(
+                p.grad(&g_fused).expect("grad"),
+                p.grad(&g_plain).expect("grad"),
+            );
+            assert!(d < 1e-5, "{name} gradients differ by {d}");
+        }
+    }
+
+    #[test]
+    fn untracked_parents_get_no_gradient_and_inference_runs() {
+        let device = Device::libtorch().autodiff();
+        let (n, l, d_in, h) = (2, 3, 4, 2);
+        let x = Tensor::<4>::random([2, n, l, d_in], Distribution::Default, &device);
+        let w_in = Tensor::<3>::random([2, d_in, 4 * h], Distribution::Default, &device);
+        let w_rec =
+            Tensor::<3>::random([2, h, 4 * h], Distribution::Default, &device).require_grad();
+        let bias = Tensor::<3>::zeros([2, 1, 4 * h], &device);
+        let out = lstm_layer(x.clone(), w_in.clone(), w_rec.clone(), bias.clone());
+        let grads = out.sum().backward();
+        assert!(x.grad(&grads).is_none());
+        assert!(w_rec.grad(&grads).is_some());
+        // Without autodiff.
+        let plain = Device::libtorch();
+        let y = lstm_layer(
+            Tensor::<4>::from_data(x.to_data(), &plain),
+            Tensor::<3>::from_data(w_in.to_data(), &plain),
+            Tensor::<3>::from_data(w_rec.to_data(), &plain),
+            Tensor::<3>::from_data(bias.to_data(), &plain),
+        );
+        let r = reference(
+            Tensor::<4>::from_data(x.to_data(), &plain),
+            Tensor::<3>::from_data(w_in.to_data(), &plain),
+            Tensor::<3>::from_data(w_rec.to_data(), &plain),
+            Tensor::<3>::from_data(bias.to_data(), &plain),
+        );
+        assert!(max_diff(y, r) < 1e-5);
+    }
+}
