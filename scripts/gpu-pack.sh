@@ -2,7 +2,7 @@
 # Builds the release binaries that scripts/gpu-check.sh runs on a GPU machine without Rust,
 # and packs them with the data they need into gpu/ (git-ignored; about 25 MiB):
 #   gpu/bin/mixup-tch-cuda     --features tch (LibTorch from the PyTorch of $PYTHON)
-#   gpu/bin/mixup-wgpu.xz      --features wgpu (~110 MB, ~18 MB compressed)
+#   gpu/bin/mixup-wgpu.xz      --features wgpu,fusion (Burn's fusion and autotune; ~18 MB compressed)
 #   gpu/data/trec/             train.tsv, test.tsv from $MIXUP_DATA_DIR (default ../shared/data)
 #   gpu/peer_torch.py          the PyTorch reference ($PEER, default ../shared/tools/peer_torch.py)
 #
@@ -27,7 +27,7 @@ for w in $what; do
       cp target/release/mixup gpu/bin/mixup-tch-cuda
       ;;
     wgpu)
-      cargo build --release --locked -p mixup-cli --features wgpu
+      cargo build --release --locked -p mixup-cli --features wgpu,fusion
       xz -T2 -6 -c target/release/mixup > gpu/bin/mixup-wgpu.xz
       ;;
     *) echo "gpu-pack.sh: unknown build $w (tch, wgpu)" >&2; exit 2 ;;
