@@ -38,6 +38,17 @@ pub fn has_fused_lstm(device: &Device) -> bool {
     }
 }
 
+/// Whether `device` is LibTorch's CPU device (with or without autodiff), where the ATen-backed
+/// ops (`lstm_tch`, `norm_tch`, `softmax_tch`) run.
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+pub(crate) fn is_libtorch_cpu(device: &Device) -> bool {
+    matches!(
+        base(device),
+        burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cpu)
+    )
+}
+
 /// Whether the fused LayerNorm and softmax ([`crate::layer_norm()`], [`crate::softmax()`]) run
 /// on `device` (today: the Flex backend, with or without autodiff); elsewhere those functions
 /// run Burn's own ops.

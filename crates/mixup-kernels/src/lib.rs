@@ -6,6 +6,9 @@
 //!   with a hand-written backward (Flex).
 //! - `lstm_tch`: the same layer on LibTorch's CPU device through ATen's own LSTM (oneDNN), its
 //!   backward by LibTorch's autograd, one node in Burn's graph (feature `tch`).
+//! - `norm_tch`, `softmax_tch`: LayerNorm and softmax on LibTorch's CPU device as one node each
+//!   (ATen's kernels and backward, feature `tch`); the three LibTorch ops share `torch_node`, the
+//!   bridge that runs a LibTorch computation under its autograd as one node of Burn's graph.
 //! - [`adam`]: Adam and AdamW as one pass over parameter, gradient and moments on Flex, through
 //!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
 //! - [`mod@norm`]: LayerNorm over the last axis, one node with a hand-written backward
@@ -32,15 +35,22 @@ pub mod lstm_tch;
 pub mod math;
 #[cfg(feature = "flex")]
 pub mod norm;
+#[cfg(feature = "tch")]
+pub mod norm_tch;
 #[cfg(feature = "flex")]
 pub mod softmax;
+#[cfg(feature = "tch")]
+pub mod softmax_tch;
+#[cfg(feature = "tch")]
+mod torch_node;
 
 pub use adam::{FusedAdam, FusedAdamW};
 pub use device::{has_fused_kernels, has_fused_lstm, is_host_device};
 pub use dropout::{dropout, dropout_stream, fork_dropout, seed_dropout};
 
 /// `norm.forward(x)` for a LayerNorm built with `epsilon`: the fused op of [`mod@norm`] where
-/// [`has_fused_kernels`], Burn's LayerNorm elsewhere.
+/// [`has_fused_kernels`], ATen's LayerNorm as one node on LibTorch's CPU device (feature `tch`),
+/// Burn's LayerNorm elsewhere.
 pub fn layer_norm<const D: usize>(
     norm: &burn::nn::LayerNorm,
     x: burn::tensor::Tensor<D>,
@@ -49,6 +59,10 @@ pub fn layer_norm<const D: usize>(
     #[cfg(feature = "flex")]
     if has_fused_kernels(&x.device()) {
         return norm::layer_norm(norm, x, epsilon);
+    }
+    #[cfg(feature = "tch")]
+    if device::is_libtorch_cpu(&x.device()) {
+        return norm_tch::layer_norm(norm, x, epsilon);
     }
     let _ = epsilon;
     norm.forward(x)
@@ -73,10 +87,7 @@ pub fn lstm_layer(
 ) -> burn::tensor::Tensor<4> {
     let device = x.device();
     #[cfg(feature = "tch")]
-    if matches!(
-        device::base(&device),
-        burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cpu)
-    ) {
+    if device::is_libtorch_cpu(&device) {
         return lstm_tch::lstm_layer(x, w_in, w_rec, bias);
     }
     #[cfg(feature = "flex")]
@@ -94,11 +105,16 @@ pub fn lstm_layer(
 }
 
 /// Softmax over the last axis: the fused op of [`mod@softmax`] where [`has_fused_kernels`],
+/// ATen's softmax as one node on LibTorch's CPU device (feature `tch`),
 /// Burn's softmax elsewhere.
 pub fn softmax<const D: usize>(x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
     #[cfg(feature = "flex")]
     if has_fused_kernels(&x.device()) {
         return softmax::softmax(x);
+    }
+    #[cfg(feature = "tch")]
+    if device::is_libtorch_cpu(&x.device()) {
+        return softmax_tch::softmax(x);
     }
     burn::tensor::activation::softmax(x, D - 1)
 }

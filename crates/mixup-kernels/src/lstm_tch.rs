@@ -9,11 +9,9 @@
 //! within its own length (so padding never reaches a valid position), which a bidirectional
 //! `at::lstm` over the padded length would not.
 //!
-//! Under autodiff the forward runs with LibTorch's autograd on detached leaves and keeps the
-//! output's graph; the backward (burn-autodiff's `Backward` API) asks LibTorch for the
-//! vector-Jacobian product of that graph with the incoming gradient, for the parents that are
-//! tracked. So the whole layer is one node in Burn's graph and one fused kernel each way in
-//! LibTorch, where Burn's plain ops make about 15 ATen calls and autodiff nodes per step.
+//! Under autodiff the layer is one node in Burn's graph whose backward is LibTorch's
+//! (`torch_node`): one fused kernel each way, where Burn's plain ops make about 15 ATen
+//! calls and autodiff nodes per step.
 //!
 //! Used on LibTorch's CPU device only ([`crate::has_fused_lstm`]): it was tested and measured
 //! there; CUDA (cuDNN's LSTM through the same call) was not.
@@ -23,18 +21,13 @@
 
 use burn::{
     backend::{
-        Autodiff, LibTorch,
-        autodiff::{
-            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-            grads::Gradients,
-            ops::{Backward, Ops, OpsKind},
-        },
-        backend_extension,
-        libtorch::TchTensor,
+        Autodiff, LibTorch, autodiff::checkpoint::strategy::CheckpointStrategy, backend_extension,
         tensor::FloatTensor,
     },
     tensor::Tensor,
 };
+
+use crate::torch_node;
 
 /// The extension trait: a backend that runs a whole bidirectional LSTM layer as one op.
 #[backend_extension(LibTorch, Autodiff)]
@@ -114,53 +107,9 @@ impl LstmLayerBackend for LibTorch {
         w_rec: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let out = tch::no_grad(|| run(&x.tensor, &w_in.tensor, &w_rec.tensor, &bias.tensor));
-        TchTensor::new(out)
-    }
-}
-
-/// What the backward needs: the output with its LibTorch graph, and the leaves it was computed
-/// from (x, w_in, w_rec, bias).
-#[derive(Clone, Debug)]
-pub struct Saved {
-    out: TchTensor,
-    leaves: [TchTensor; 4],
-}
-
-#[derive(Debug)]
-struct LstmLayerBackward;
-
-impl Backward<LibTorch, 4> for LstmLayerBackward {
-    type State = Saved;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 4>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let grad = grads.consume::<LibTorch>(&ops.node);
-        let wanted: Vec<_> = ops
-            .parents
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, node)| node.map(|node| (i, node)))
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let saved = ops.state;
-        // The vector-Jacobian product with `grad`, as the gradient of <out, grad>.
-        let inner = (&saved.out.tensor * &grad.tensor).sum(saved.out.tensor.kind());
-        let inputs: Vec<&tch::Tensor> = wanted
-            .iter()
-            .map(|(i, _)| &saved.leaves[*i].tensor)
-            .collect();
-        let computed =
-            tch::with_grad(|| tch::Tensor::run_backward(&[inner], &inputs, false, false));
-        for ((_, node), g) in wanted.into_iter().zip(computed) {
-            grads.register::<LibTorch>(node.id, TchTensor::new(g));
-        }
+        torch_node::plain([x, w_in, w_rec, bias], |[x, w_in, w_rec, bias]| {
+            run(x, w_in, w_rec, bias)
+        })
     }
 }
 
@@ -171,40 +120,9 @@ impl<C: CheckpointStrategy> LstmLayerBackend for Autodiff<LibTorch, C> {
         w_rec: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let nodes = [x.node(), w_in.node(), w_rec.node(), bias.node()];
-        let inner = [
-            x.primitive(),
-            w_in.primitive(),
-            w_rec.primitive(),
-            bias.primitive(),
-        ];
-        match LstmLayerBackward
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let leaves = inner.map(|t| t.tensor.detach().set_requires_grad(true));
-                let out = tch::with_grad(|| run(&leaves[0], &leaves[1], &leaves[2], &leaves[3]));
-                let value = TchTensor::new(out.detach());
-                let saved = Saved {
-                    out: TchTensor::new(out),
-                    leaves: leaves.map(TchTensor::new),
-                };
-                prep.finish(saved, value)
-            }
-            OpsKind::UnTracked(prep) => {
-                let out = tch::no_grad(|| {
-                    run(
-                        &inner[0].tensor,
-                        &inner[1].tensor,
-                        &inner[2].tensor,
-                        &inner[3].tensor,
-                    )
-                });
-                prep.finish(TchTensor::new(out))
-            }
-        }
+        torch_node::node::<C, 4>([x, w_in, w_rec, bias], |[x, w_in, w_rec, bias]| {
+            run(x, w_in, w_rec, bias)
+        })
     }
 }
 
