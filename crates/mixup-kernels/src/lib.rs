@@ -41,6 +41,8 @@ pub mod norm_tch;
 pub mod softmax;
 #[cfg(feature = "tch")]
 pub mod softmax_tch;
+#[cfg(test)]
+mod testing;
 #[cfg(feature = "tch")]
 mod torch_node;
 

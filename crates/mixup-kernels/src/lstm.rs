@@ -328,33 +328,8 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution, activation};
-
-    /// The recurrence in plain Burn ops (what the fused op replaces).
-    fn reference(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
-        let [_, n, l, g4] = zx.dims();
-        let h = g4 / 4;
-        let device = zx.device();
-        let mut hidden = Tensor::<3>::zeros([2, n, h], &device);
-        let mut cell = Tensor::<3>::zeros([2, n, h], &device);
-        let mut out = Vec::new();
-        for t in 0..l {
-            let z = zx.clone().narrow(2, t, 1).reshape([2, n, g4]) + hidden.matmul(w.clone());
-            let s = activation::sigmoid(z.clone());
-            let i = s.clone().narrow(2, 0, h);
-            let f = s.clone().narrow(2, h, h);
-            let o = s.narrow(2, 3 * h, h);
-            let g = z.narrow(2, 2 * h, h).tanh();
-            cell = f * cell + i * g;
-            hidden = o * cell.clone().tanh();
-            out.push(hidden.clone());
-        }
-        Tensor::stack(out, 2)
-    }
-
-    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        (a - b).abs().max().into_scalar()
-    }
+    use crate::testing::{lstm_reference as reference, max_diff};
+    use burn::tensor::{Device, Distribution};
 
     #[test]
     fn forward_and_gradients_equal_plain_burn() {

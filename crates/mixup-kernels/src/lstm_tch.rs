@@ -129,33 +129,15 @@ impl<C: CheckpointStrategy> LstmLayerBackend for Autodiff<LibTorch, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution, activation};
+    use crate::testing::{lstm_reference, max_diff};
+    use burn::tensor::{Device, Distribution};
 
-    /// The layer in plain Burn ops, step by step (what the op replaces).
+    /// The layer in plain Burn ops: the input projections, then the step-by-step recurrence.
     fn reference(x: Tensor<4>, w_in: Tensor<3>, w_rec: Tensor<3>, bias: Tensor<3>) -> Tensor<4> {
         let [_, n, l, d_in] = x.dims();
-        let h = w_rec.dims()[1];
-        let device = x.device();
-        let mut hidden = Tensor::<3>::zeros([2, n, h], &device);
-        let mut cell = Tensor::<3>::zeros([2, n, h], &device);
-        let mut out = Vec::new();
-        for t in 0..l {
-            let x_t = x.clone().narrow(2, t, 1).reshape([2, n, d_in]);
-            let z = x_t.matmul(w_in.clone()) + hidden.matmul(w_rec.clone()) + bias.clone();
-            let s = activation::sigmoid(z.clone());
-            let i = s.clone().narrow(2, 0, h);
-            let f = s.clone().narrow(2, h, h);
-            let o = s.narrow(2, 3 * h, h);
-            let g = z.narrow(2, 2 * h, h).tanh();
-            cell = f * cell + i * g;
-            hidden = o * cell.clone().tanh();
-            out.push(hidden.clone());
-        }
-        Tensor::stack(out, 2)
-    }
-
-    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        (a - b).abs().max().into_scalar()
+        let g4 = w_rec.dims()[2];
+        let zx = x.reshape([2, n * l, d_in]).matmul(w_in) + bias;
+        lstm_reference(zx.reshape([2, n, l, g4]), w_rec)
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_diff;
     use burn::{
         nn::LayerNormConfig,
         tensor::{Device, Distribution},
@@ -106,26 +107,20 @@ mod tests {
             let w = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
             let ours = layer_norm(&norm, x.clone(), eps);
             let burns = norm.forward(x.clone());
-            let d: f32 = (ours.clone() - burns.clone()).abs().max().into_scalar();
+            let d = max_diff(ours.clone(), burns.clone());
             assert!(d < 1e-4, "outputs differ by {d} at eps {eps}");
             let g1 = (ours * w.clone()).sum().backward();
             let g2 = (burns * w).sum().backward();
-            let dx: f32 = (x.grad(&g1).expect("grad") - x.grad(&g2).expect("grad"))
-                .abs()
-                .max()
-                .into_scalar();
+            let dx = max_diff(x.grad(&g1).expect("grad"), x.grad(&g2).expect("grad"));
             assert!(dx < 1e-4, "input gradients differ by {dx}");
             let gamma = norm.gamma.val();
-            let dg: f32 = (gamma.grad(&g1).expect("grad") - gamma.grad(&g2).expect("grad"))
-                .abs()
-                .max()
-                .into_scalar();
+            let dg = max_diff(
+                gamma.grad(&g1).expect("grad"),
+                gamma.grad(&g2).expect("grad"),
+            );
             assert!(dg < 1e-4, "scale gradients differ by {dg}");
             let beta = norm.beta.as_ref().expect("bias").val();
-            let db: f32 = (beta.grad(&g1).expect("grad") - beta.grad(&g2).expect("grad"))
-                .abs()
-                .max()
-                .into_scalar();
+            let db = max_diff(beta.grad(&g1).expect("grad"), beta.grad(&g2).expect("grad"));
             assert!(db < 1e-4, "shift gradients differ by {db}");
         }
     }

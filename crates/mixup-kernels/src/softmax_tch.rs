@@ -51,6 +51,7 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_diff;
     use burn::tensor::{Bool, Device, Distribution};
 
     #[test]
@@ -69,14 +70,11 @@ mod tests {
         let w = Tensor::<4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
         let ours = softmax(x.clone());
         let burns = burn::tensor::activation::softmax(x.clone(), 3);
-        let d: f32 = (ours.clone() - burns.clone()).abs().max().into_scalar();
+        let d = max_diff(ours.clone(), burns.clone());
         assert!(d < 1e-6, "outputs differ by {d}");
         let g1 = (ours * w.clone()).sum().backward();
         let g2 = (burns * w).sum().backward();
-        let dx: f32 = (x.grad(&g1).expect("grad") - x.grad(&g2).expect("grad"))
-            .abs()
-            .max()
-            .into_scalar();
+        let dx = max_diff(x.grad(&g1).expect("grad"), x.grad(&g2).expect("grad"));
         assert!(dx < 1e-6, "gradients differ by {dx}");
     }
 }
