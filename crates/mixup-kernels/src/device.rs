@@ -27,15 +27,12 @@ pub fn is_host_device(device: &Device) -> bool {
 /// Whether [`crate::lstm_layer()`] has a fused implementation on `device`: the Flex backend
 /// (our recurrence, [`crate::lstm`]) and LibTorch's CPU device (ATen's LSTM, `lstm_tch`), with
 /// or without autodiff. Elsewhere models run the layer in plain Burn ops.
-#[allow(deprecated, unreachable_patterns, unused_variables)]
 pub fn has_fused_lstm(device: &Device) -> bool {
-    match base(device) {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "tch")]
-        burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cpu) => true,
-        _ => false,
+    #[cfg(feature = "tch")]
+    if is_libtorch_cpu(device) {
+        return true;
     }
+    has_fused_kernels(device)
 }
 
 /// Whether `device` is LibTorch's CPU device (with or without autodiff), where the ATen-backed

@@ -48,9 +48,9 @@ pub trait LstmBackend: burn::backend::Backend {
 ///
 /// # Panics
 ///
-/// Where [`crate::has_fused_lstm`] is false for the tensors' device, or if the shapes do not
-/// agree or the tensors are not `f32`. Callers check `has_fused_lstm` and fall back to plain
-/// Burn ops.
+/// Where [`crate::has_fused_kernels`] is false for the tensors' device (the op is Flex's), or if the shapes do not
+/// agree or the tensors are not `f32`. Models call [`crate::lstm_layer()`], which picks the
+/// backend's fused layer.
 pub fn lstm_recurrence(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
     let [two, _, _, g4] = zx.dims();
     let [two_w, h, g4_w] = w.dims();
