@@ -2,8 +2,9 @@
 //! (`#[backend_extension]`), never by forking Burn.
 //!
 //! One file per op, each with a reference test against the plain Burn ops it replaces:
-//! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once,
-//!   with a hand-written backward (Flex).
+//! - [`lstm`]: one LSTM layer's recurrence over a whole sequence, both directions at once
+//!   (direction 1 reversed within each row's length inside the op), with a hand-written
+//!   backward (Flex); [`bilstm_layer()`] is the whole layer.
 //! - `lstm_tch`: the same layer on LibTorch's CPU device through ATen's own LSTM (oneDNN), its
 //!   backward by LibTorch's autograd, one node in Burn's graph (feature `tch`).
 //! - `norm_tch`, `softmax_tch`: LayerNorm and softmax on LibTorch's CPU device as one node each
@@ -94,16 +95,51 @@ pub fn lstm_layer(
     }
     #[cfg(feature = "flex")]
     if has_fused_kernels(&device) {
+        // Both directions in the op's layout, [n, L, 2, *]; direction 1 is already reversed.
         let [_, n, l, d_in] = x.dims();
-        let g4 = w_rec.dims()[2];
+        let h = w_rec.dims()[1];
         let zx = x
             .reshape([2, n * l, d_in])
             .matmul(w_in)
             .add(bias)
-            .reshape([2, n, l, g4]);
-        return lstm::lstm_recurrence(zx, w_rec);
+            .reshape([2, n, l, 4 * h])
+            .permute([1, 2, 0, 3])
+            .reshape([n, l, 8 * h]);
+        return lstm::lstm_recurrence(zx, w_rec, Vec::new())
+            .reshape([n, l, 2, h])
+            .permute([2, 0, 1, 3]);
     }
     panic!("lstm_layer: no fused LSTM on {device:?} (check has_fused_lstm)")
+}
+
+/// One bidirectional LSTM layer over right-padded rows, on Flex ([`has_fused_kernels`]): `x` is
+/// `[n, L, d_in]` in reading order, `lens` each row's valid length; direction 1 runs over each
+/// row reversed within its length, inside the op. Weights as in [`lstm_layer()`]. Returns `[n,
+/// L, 2h]`, per position direction 0's hidden state then direction 1's: the input projections
+/// of both directions are one product, then the fused recurrence of [`lstm`], with no gathers or
+/// copies around it.
+///
+/// # Panics
+///
+/// Where [`has_fused_kernels`] is false for the device, or if the shapes or lengths do not fit.
+#[cfg(feature = "flex")]
+pub fn bilstm_layer(
+    x: burn::tensor::Tensor<3>,
+    lens: Vec<usize>,
+    w_in: burn::tensor::Tensor<3>,
+    w_rec: burn::tensor::Tensor<3>,
+    bias: burn::tensor::Tensor<3>,
+) -> burn::tensor::Tensor<3> {
+    let [n, l, d_in] = x.dims();
+    let h = w_rec.dims()[1];
+    // [2, d_in, 4h] -> [d_in, 2 * 4h]: both directions' projections side by side.
+    let w_in = w_in.swap_dims(0, 1).reshape([d_in, 8 * h]);
+    let zx = x
+        .reshape([n * l, d_in])
+        .matmul(w_in)
+        .add(bias.reshape([1, 8 * h]))
+        .reshape([n, l, 8 * h]);
+    lstm::lstm_recurrence(zx, w_rec, lens)
 }
 
 /// Softmax over the last axis: the fused op of [`mod@softmax`] where [`has_fused_kernels`],

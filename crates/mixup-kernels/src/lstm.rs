@@ -1,18 +1,25 @@
-//! One LSTM layer's recurrence as a fused op (Flex), with a hand-written backward.
+//! One bidirectional LSTM layer's recurrence as a fused op (Flex), with a hand-written backward.
 //!
-//! [`lstm_recurrence`] takes the input projections of every step (`x_t W_in + b`, computed
-//! beforehand by one matrix product over the whole sequence) and the recurrent weights, and runs
-//! the recurrence `z_t = zx_t + h_{t-1} W_rec`, gates `i, f, g, o = σ, σ, tanh, σ` of the four
-//! blocks of `z_t`, `c_t = f c_{t-1} + i g`, `h_t = o tanh(c_t)` from zero states, for a batch
-//! of independent sequences per direction (index 0 of each tensor is one direction, index 1 the
-//! other). It returns every `h_t`.
+//! [`lstm_recurrence`] takes the input projections of every position for both directions
+//! (`x_t W_in + b`, computed beforehand by one matrix product over the whole sequence, `[n, L,
+//! 8h]`) and the recurrent weights, and runs the recurrence `z_t = zx_t + h_{t-1} W_rec`, gates
+//! `i, f, g, o = σ, σ, tanh, σ` of the four blocks of `z_t`, `c_t = f c_{t-1} + i g`, `h_t = o
+//! tanh(c_t)` from zero states, for each row and direction. Direction 1 runs over each row
+//! reversed within its valid length (given as `lens`), reading and writing the positions in that
+//! order, so the layer needs no gathers around it; its output `[n, L, 2h]` is the next layer's
+//! input as it is.
+//!
+//! The rows are split into one block per thread of rayon's pool, and each thread runs both
+//! directions of its rows through every step on its own (one small matrix product per step and
+//! direction, below Flex's threshold for threading it): the threads meet once per call, not
+//! once or twice per step.
 //!
 //! Under autodiff the forward keeps the gate activations and cells; the backward walks the
-//! steps in reverse once, computing the gate gradients of all rows of a step in one pass and
-//! the hidden-state gradient through `W_rec` with one product per step, then the gradient of
-//! `W_rec` as one product over all steps. The plain-Burn version of the same layer builds
-//! about 15 autodiff nodes per step (and a full-size zeroed tensor per step for each slice's
-//! backward); this op is one node.
+//! steps in reverse once, computing the gate gradients of a step row by row and the
+//! hidden-state gradient through `W_rec` with one product per step and direction, then the
+//! gradient of `W_rec` as one product over all steps. The plain-Burn version of the same layer
+//! builds about 15 autodiff nodes per step (and a full-size zeroed tensor per step for each
+//! slice's backward); this op is one node.
 
 use burn::{
     backend::{
@@ -38,27 +45,44 @@ use crate::math;
 /// The extension trait: a backend that can run the fused recurrence.
 #[backend_extension(Flex, Autodiff)]
 pub trait LstmBackend: burn::backend::Backend {
-    /// `zx`: `[2, n, L, 4h]` input projections (gate blocks i, f, g, o along the last axis);
-    /// `w`: `[2, h, 4h]` recurrent weights. Returns the hidden states `[2, n, L, h]`.
-    fn lstm_recurrence(zx: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `zx`: `[n, L, 8h]` input projections (per position, direction 0's gate blocks i, f, g, o,
+    /// then direction 1's); `w`: `[2, h, 4h]` recurrent weights; `lens`: each row's valid length
+    /// (direction 1 runs over the row reversed within it), or empty when direction 1's input is
+    /// already in its running order. Returns the hidden states `[n, L, 2h]`.
+    fn lstm_recurrence(
+        zx: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        lens: Vec<usize>,
+    ) -> FloatTensor<Self>;
 }
 
-/// Runs the fused recurrence (see the module documentation). `zx`: `[2, n, L, 4h]`,
-/// `w`: `[2, h, 4h]`; returns `[2, n, L, h]`.
+/// Runs the fused recurrence of both directions (see the module documentation).
+///
+/// `zx`: `[n, L, 8h]`, per position direction 0's input projections (gate blocks i, f, g, o),
+/// then direction 1's; `w`: `[2, h, 4h]`. With `lens` (one per row, each at most `L`),
+/// direction 1 runs over each row reversed within its length and then over its padding, as
+/// the reading-order direction does, and its hidden states are written back at the positions
+/// they belong to; with an empty `lens` it runs in position order (the caller reversed its
+/// input). Returns `[n, L, 2h]`: per position direction 0's hidden state, then direction 1's.
 ///
 /// # Panics
 ///
-/// Where [`crate::has_fused_kernels`] is false for the tensors' device (the op is Flex's), or if the shapes do not
-/// agree or the tensors are not `f32`. Models call [`crate::lstm_layer()`], which picks the
-/// backend's fused layer.
-pub fn lstm_recurrence(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
-    let [two, _, _, g4] = zx.dims();
+/// Where [`crate::has_fused_kernels`] is false for the tensors' device (the op is Flex's), or if
+/// the shapes or lengths do not agree or the tensors are not `f32`. Models call
+/// [`crate::bilstm_layer()`] or [`crate::lstm_layer()`].
+pub fn lstm_recurrence(zx: Tensor<3>, w: Tensor<3>, lens: Vec<usize>) -> Tensor<3> {
+    let [n, l, g8] = zx.dims();
     let [two_w, h, g4_w] = w.dims();
     assert!(
-        two == 2 && two_w == 2 && g4 == 4 * h && g4_w == g4,
+        two_w == 2 && g8 == 8 * h && g4_w == 4 * h,
         "lstm_recurrence: zx {:?} and w {:?} do not fit",
         zx.dims(),
         w.dims()
+    );
+    assert!(
+        lens.is_empty() || (lens.len() == n && lens.iter().all(|&k| k <= l)),
+        "lstm_recurrence: {} lengths for {n} rows of {l} positions ({lens:?})",
+        lens.len()
     );
     assert!(
         zx.dtype() == DType::F32 && w.dtype() == DType::F32,
@@ -67,6 +91,7 @@ pub fn lstm_recurrence(zx: Tensor<4>, w: Tensor<3>) -> Tensor<4> {
     Tensor::from_dispatch(<burn::backend::Dispatch as LstmBackend>::lstm_recurrence(
         zx.into_dispatch(),
         w.into_dispatch(),
+        lens,
     ))
 }
 
@@ -75,29 +100,69 @@ fn slice(t: &FlexTensor) -> &[f32] {
         .expect("lstm kernels: contiguous f32 tensor")
 }
 
-fn tensor(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-fn tensor4(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// What the backward needs from the forward.
 #[derive(Clone, Debug)]
 pub struct Saved {
-    /// Gate activations i, f, g, o: `[2, n, L, 4h]`.
+    /// Gate activations i, f, g, o: `[n, L, 2, 4h]`, at the positions they were computed for.
     gates: FlexTensor,
-    /// Cells `c_t`: `[2, n, L, h]`.
+    /// Cells `c_t`: `[n, L, 2, h]`.
     cells: FlexTensor,
-    /// Hidden states `h_t`: `[2, n, L, h]` (the op's output).
+    /// Hidden states `h_t`: `[n, L, 2, h]` (the op's output).
     hidden: FlexTensor,
     /// Recurrent weights `[2, h, 4h]`.
     w: FlexTensor,
+    /// As given to the op.
+    lens: Vec<usize>,
 }
 
-/// Rows of a step handed to one rayon task at least (a row's step is ~4h elements).
-const MIN_ROWS_PER_TASK: usize = 16;
+/// The sizes of one call, and where each step of each row and direction lives.
+#[derive(Clone, Copy)]
+struct Geometry<'a> {
+    n: usize,
+    l: usize,
+    lens: &'a [usize],
+}
+
+impl Geometry<'_> {
+    /// The position direction `dir` of row `r` reads and writes at step `s`.
+    fn pos(&self, dir: usize, r: usize, s: usize) -> usize {
+        match self.lens.get(r) {
+            Some(&len) if dir == 1 && s < len => len - 1 - s,
+            _ => s,
+        }
+    }
+
+    /// The index (in units of one direction's vector) of row `r`'s step `s` in direction `dir`
+    /// within `[rows, L, 2, *]` tensors whose first row is `r0`.
+    fn at(&self, dir: usize, r: usize, s: usize, r0: usize) -> usize {
+        ((r - r0) * self.l + self.pos(dir, r, s)) * 2 + dir
+    }
+
+    /// Rows per task: one contiguous block of rows per thread of the pool; each task runs both
+    /// directions over all steps of its rows, so threads meet once per call, not once per step.
+    fn chunk_rows(&self) -> usize {
+        self.n.div_ceil(rayon::current_num_threads().max(1)).max(1)
+    }
+}
+
+/// `w[dir]` as its own `[h, 4h]` tensor, and transposed (`[4h, h]`) when `transposed`.
+fn direction_weights(w: &FlexTensor, h: usize, transposed: bool) -> [FlexTensor; 2] {
+    let w = contiguous(w);
+    let ws = slice(&w);
+    let size = h * 4 * h;
+    [0, 1].map(|d| {
+        let m = tensor(ws[d * size..(d + 1) * size].to_vec(), [h, 4 * h]);
+        if transposed {
+            contiguous(&Flex::float_swap_dims(m, 0, 1))
+        } else {
+            m
+        }
+    })
+}
 
 /// One row's step of the forward: `gates` holds `z_t` (input projection plus recurrent part)
 /// on entry and the gate activations on return; `c` is updated to `c_t`; `h` and `cell`
@@ -125,57 +190,74 @@ fn forward_row(gates: &mut [f32], c: &mut [f32], h: &mut [f32], cell: &mut [f32]
     cell.copy_from_slice(c);
 }
 
-/// Forward on Flex tensors: the hidden states, and what the backward needs when `save`.
-fn forward(zx: &FlexTensor, w: &FlexTensor, save: bool) -> (FlexTensor, Option<Saved>) {
+/// Splits a `[n, ...]` buffer of `width` values per row into consecutive blocks of `rows` rows.
+fn row_blocks(buf: &mut [f32], rows: usize, width: usize) -> Vec<&mut [f32]> {
+    buf.chunks_mut(rows * width).collect()
+}
+
+/// Forward on Flex tensors: the hidden states `[n, L, 2h]`, and what the backward needs when
+/// `save`.
+fn forward(
+    zx: &FlexTensor,
+    w: &FlexTensor,
+    lens: Vec<usize>,
+    save: bool,
+) -> (FlexTensor, Option<Saved>) {
     let zx = contiguous(zx);
-    let w = contiguous(w);
     let shape = zx.layout().shape().clone();
-    let (n, l, g4) = (shape[1], shape[2], shape[3]);
-    let h = g4 / 4;
-    let rows = 2 * n;
+    let (n, l) = (shape[0], shape[1]);
+    let h = shape[2] / 8;
+    let g4 = 4 * h;
+    let geo = Geometry { n, l, lens: &lens };
     let zxs = slice(&zx);
-    // Row-major per sequence: row r's step t is at (r * l + t) * width.
-    let mut hidden = vec![0f32; rows * l * h];
-    let mut gates = vec![0f32; rows * l * g4];
-    let mut cells = vec![0f32; rows * l * h];
-    let mut c_state = vec![0f32; rows * h];
-    let mut h_prev: Option<FlexTensor> = None;
-    for t in 0..l {
-        let rec = h_prev
-            .take()
-            .map(|hp| contiguous(&Flex::float_matmul(hp, w.clone())));
-        let recs = rec.as_ref().map(slice);
-        let mut h_next = vec![0f32; rows * h];
-        gates
-            .par_chunks_mut(l * g4)
-            .zip(cells.par_chunks_mut(l * h))
-            .zip(c_state.par_chunks_mut(h))
-            .zip(h_next.par_chunks_mut(h))
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(r, (((gs, cs), c), hn))| {
-                let at = r * l + t;
-                let z = &mut gs[t * g4..(t + 1) * g4];
-                z.copy_from_slice(&zxs[at * g4..(at + 1) * g4]);
-                if let Some(rec) = recs {
-                    for (zk, qk) in z.iter_mut().zip(&rec[r * g4..(r + 1) * g4]) {
-                        *zk += qk;
+    let w_dir = direction_weights(w, h, false);
+    let mut hidden = vec![0f32; n * l * 2 * h];
+    let mut gates = vec![0f32; n * l * 2 * g4];
+    let mut cells = vec![0f32; n * l * 2 * h];
+    let rows = geo.chunk_rows();
+    row_blocks(&mut hidden, rows, l * 2 * h)
+        .into_par_iter()
+        .zip(row_blocks(&mut gates, rows, l * 2 * g4))
+        .zip(row_blocks(&mut cells, rows, l * 2 * h))
+        .enumerate()
+        .for_each(|(k, ((hid, gs), cs))| {
+            let r0 = k * rows;
+            let nr = hid.len() / (l * 2 * h);
+            let mut c_state = vec![0f32; 2 * nr * h];
+            let mut h_prev: [Option<FlexTensor>; 2] = [None, None];
+            for s in 0..l {
+                for (dir, w) in w_dir.iter().enumerate() {
+                    let rec = h_prev[dir]
+                        .take()
+                        .map(|hp| contiguous(&Flex::float_matmul(hp, w.clone())));
+                    let recs = rec.as_ref().map(slice);
+                    let mut h_next = vec![0f32; nr * h];
+                    for i in 0..nr {
+                        let r = r0 + i;
+                        let (at, local) = (geo.at(dir, r, s, 0), geo.at(dir, r, s, r0));
+                        let z = &mut gs[local * g4..(local + 1) * g4];
+                        z.copy_from_slice(&zxs[at * g4..(at + 1) * g4]);
+                        if let Some(rec) = recs {
+                            for (zk, qk) in z.iter_mut().zip(&rec[i * g4..(i + 1) * g4]) {
+                                *zk += qk;
+                            }
+                        }
+                        let c = &mut c_state[(dir * nr + i) * h..(dir * nr + i + 1) * h];
+                        let hn = &mut h_next[i * h..(i + 1) * h];
+                        forward_row(z, c, hn, &mut cs[local * h..(local + 1) * h]);
+                        hid[local * h..(local + 1) * h].copy_from_slice(hn);
                     }
+                    h_prev[dir] = Some(tensor(h_next, [nr, h]));
                 }
-                forward_row(z, c, hn, &mut cs[t * h..(t + 1) * h]);
-            });
-        for r in 0..rows {
-            let at = r * l + t;
-            hidden[at * h..(at + 1) * h].copy_from_slice(&h_next[r * h..(r + 1) * h]);
-        }
-        h_prev = Some(tensor(h_next, [2, n, h]));
-    }
-    let hidden = tensor4(hidden, [2, n, l, h]);
+            }
+        });
+    let hidden = tensor(hidden, [n, l, 2 * h]);
     let saved = save.then(|| Saved {
-        gates: tensor4(gates, [2, n, l, g4]),
-        cells: tensor4(cells, [2, n, l, h]),
+        gates: tensor(gates, [n, l, 2, g4]),
+        cells: tensor(cells, [n, l, 2, h]),
         hidden: hidden.clone(),
-        w,
+        w: contiguous(w),
+        lens: lens.clone(),
     });
     (hidden, saved)
 }
@@ -220,65 +302,89 @@ fn backward_row(
     }
 }
 
-/// Backward on Flex tensors: the gradients of `zx` and `w` given that of the output.
+/// Backward on Flex tensors: the gradients of `zx` (`[n, L, 8h]`) and `w` given that of the
+/// output.
 fn backward(saved: &Saved, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let grad = contiguous(grad);
     let shape = saved.gates.layout().shape().clone();
-    let (n, l, g4) = (shape[1], shape[2], shape[3]);
+    let (n, l, g4) = (shape[0], shape[1], shape[3]);
     let h = g4 / 4;
-    let rows = 2 * n;
+    let geo = Geometry {
+        n,
+        l,
+        lens: &saved.lens,
+    };
     let gates = slice(&saved.gates);
     let cells = slice(&saved.cells);
     let hidden = slice(&saved.hidden);
     let dh_out = slice(&grad);
-    let w_t = contiguous(&Flex::float_swap_dims(saved.w.clone(), 1, 2)); // [2, 4h, h]
-    let mut dz_all = vec![0f32; rows * l * g4];
-    let mut dh_next = vec![0f32; rows * h];
-    let mut dc_next = vec![0f32; rows * h];
-    for t in (0..l).rev() {
-        let mut dz_t = vec![0f32; rows * g4];
-        dz_t.par_chunks_mut(g4)
-            .zip(dh_next.par_chunks_mut(h))
-            .zip(dc_next.par_chunks_mut(h))
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(r, ((dz, dh), dc))| {
-                let at = r * l + t;
-                for (a, b) in dh.iter_mut().zip(&dh_out[at * h..(at + 1) * h]) {
-                    *a += b;
+    let w_t = direction_weights(&saved.w, h, true); // [4h, h] each
+    let mut dz_all = vec![0f32; n * l * 2 * g4];
+    // h_{t-1} beside the position of step t (zero at step 0), for dW.
+    let mut h_shift = vec![0f32; n * l * 2 * h];
+    let rows = geo.chunk_rows();
+    row_blocks(&mut dz_all, rows, l * 2 * g4)
+        .into_par_iter()
+        .zip(row_blocks(&mut h_shift, rows, l * 2 * h))
+        .enumerate()
+        .for_each(|(k, (dz_rows, hs_rows))| {
+            let r0 = k * rows;
+            let nr = dz_rows.len() / (l * 2 * g4);
+            let mut dh_next = [vec![0f32; nr * h], vec![0f32; nr * h]];
+            let mut dc_next = [vec![0f32; nr * h], vec![0f32; nr * h]];
+            for s in (0..l).rev() {
+                for (dir, w_t) in w_t.iter().enumerate() {
+                    let mut dz_t = vec![0f32; nr * g4];
+                    for i in 0..nr {
+                        let r = r0 + i;
+                        let at = geo.at(dir, r, s, 0);
+                        let prev = (s > 0).then(|| geo.at(dir, r, s - 1, 0));
+                        let dh = &mut dh_next[dir][i * h..(i + 1) * h];
+                        for (a, b) in dh.iter_mut().zip(&dh_out[at * h..(at + 1) * h]) {
+                            *a += b;
+                        }
+                        let c_prev = prev.map(|p| &cells[p * h..(p + 1) * h]);
+                        let dz = &mut dz_t[i * g4..(i + 1) * g4];
+                        backward_row(
+                            &gates[at * g4..(at + 1) * g4],
+                            &cells[at * h..(at + 1) * h],
+                            c_prev,
+                            dh,
+                            &mut dc_next[dir][i * h..(i + 1) * h],
+                            dz,
+                        );
+                        let local = geo.at(dir, r, s, r0);
+                        dz_rows[local * g4..(local + 1) * g4].copy_from_slice(dz);
+                        if let Some(p) = prev {
+                            hs_rows[local * h..(local + 1) * h]
+                                .copy_from_slice(&hidden[p * h..(p + 1) * h]);
+                        }
+                    }
+                    if s > 0 {
+                        let dh = Flex::float_matmul(tensor(dz_t, [nr, g4]), w_t.clone());
+                        dh_next[dir].copy_from_slice(slice(&contiguous(&dh)));
+                    }
                 }
-                let c_prev = (t > 0).then(|| &cells[(at - 1) * h..at * h]);
-                let gs = &gates[at * g4..(at + 1) * g4];
-                backward_row(gs, &cells[at * h..(at + 1) * h], c_prev, dh, dc, dz);
-            });
-        for r in 0..rows {
-            let at = r * l + t;
-            dz_all[at * g4..(at + 1) * g4].copy_from_slice(&dz_t[r * g4..(r + 1) * g4]);
-        }
-        if t > 0 {
-            let dh = Flex::float_matmul(tensor(dz_t, [2, n, g4]), w_t.clone());
-            dh_next.copy_from_slice(slice(&contiguous(&dh)));
-        }
-    }
-    // dW = sum over steps of h_{t-1}^T dz_t: one product over every (row, step) pair.
-    let mut h_shift = vec![0f32; rows * l * h];
-    for r in (0..rows).filter(|_| l > 0) {
-        let (to, from) = ((r * l + 1) * h, r * l * h);
-        let len = (l - 1) * h;
-        h_shift[to..to + len].copy_from_slice(&hidden[from..from + len]);
-    }
-    let h_shift_t = Flex::float_swap_dims(tensor(h_shift, [2, n * l, h]), 1, 2);
-    let dz_all = tensor(dz_all, [2, n * l, g4]);
-    let dw = Flex::float_matmul(h_shift_t, dz_all.clone());
+            }
+        });
+    // dW[dir] = sum over (row, step) of h_{t-1}^T dz_t: one product per direction.
+    let h_shift = Flex::float_permute(tensor(h_shift, [n * l, 2, h]), &[1, 2, 0]); // [2, h, nL]
+    let dz_all = tensor(dz_all, [n * l, 2, g4]);
+    let dz_dir = Flex::float_swap_dims(dz_all.clone(), 0, 1); // [2, nL, 4h]
+    let dw = Flex::float_matmul(h_shift, dz_dir);
     (
-        Flex::float_reshape(dz_all, burn::tensor::Shape::new([2, n, l, g4])),
+        Flex::float_reshape(dz_all, burn::tensor::Shape::new([n, l, 2 * g4])),
         dw,
     )
 }
 
 impl LstmBackend for Flex {
-    fn lstm_recurrence(zx: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        forward(&zx, &w, false).0
+    fn lstm_recurrence(
+        zx: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        lens: Vec<usize>,
+    ) -> FloatTensor<Self> {
+        forward(&zx, &w, lens, false).0
     }
 }
 
@@ -307,19 +413,23 @@ impl Backward<Flex, 2> for LstmBackward {
 }
 
 impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
-    fn lstm_recurrence(zx: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn lstm_recurrence(
+        zx: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        lens: Vec<usize>,
+    ) -> FloatTensor<Self> {
         match LstmBackward
             .prepare::<C>([zx.node(), w.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (hidden, saved) = forward(zx.primitive(), w.primitive(), true);
+                let (hidden, saved) = forward(zx.primitive(), w.primitive(), lens, true);
                 let saved = saved.expect("forward saved its state");
                 prep.finish(saved, hidden)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(forward(zx.primitive(), w.primitive(), false).0)
+                prep.finish(forward(zx.primitive(), w.primitive(), lens, false).0)
             }
         }
     }
@@ -329,10 +439,48 @@ impl<C: CheckpointStrategy> LstmBackend for Autodiff<Flex, C> {
 mod tests {
     use super::*;
     use crate::testing::{lstm_reference as reference, max_diff};
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, Int};
 
-    #[test]
-    fn forward_and_gradients_equal_plain_burn() {
+    /// The index reversing each row within its length (padding left in place), `[n, L, d]`.
+    fn reverse_index(lens: &[usize], l: usize, d: usize, device: &Device) -> Tensor<3, Int> {
+        let idx: Vec<i64> = lens
+            .iter()
+            .flat_map(|&len| (0..l).map(move |t| if t < len { len - 1 - t } else { t } as i64))
+            .collect();
+        Tensor::<1, Int>::from_data(TensorData::new(idx, [lens.len() * l]), device)
+            .reshape([lens.len(), l, 1])
+            .expand([lens.len(), l, d])
+    }
+
+    /// The fused op from `[2, n, L, 4h]` projections, as `[2, n, L, h]`.
+    fn fused(zx: Tensor<4>, w: Tensor<3>, lens: &[usize]) -> Tensor<4> {
+        let [_, n, l, g4] = zx.dims();
+        let zx = zx.permute([1, 2, 0, 3]).reshape([n, l, 2 * g4]);
+        lstm_recurrence(zx, w, lens.to_vec())
+            .reshape([n, l, 2, g4 / 4])
+            .permute([2, 0, 1, 3])
+    }
+
+    /// The plain-Burn reference, direction 1 reversed within `lens` by gathers when given.
+    fn plain(zx: Tensor<4>, w: Tensor<3>, lens: &[usize]) -> Tensor<4> {
+        if lens.is_empty() {
+            return reference(zx, w);
+        }
+        let [_, n, l, g4] = zx.dims();
+        let device = zx.device();
+        let flip = |t: Tensor<4>, d| {
+            let fwd = t.clone().narrow(0, 0, 1);
+            let rev = t
+                .narrow(0, 1, 1)
+                .reshape([n, l, d])
+                .gather(1, reverse_index(lens, l, d, &device))
+                .reshape([1, n, l, d]);
+            Tensor::cat(vec![fwd, rev], 0)
+        };
+        flip(reference(flip(zx, g4), w), g4 / 4)
+    }
+
+    fn check(lens: &[usize]) {
         let device = Device::flex().autodiff();
         device.seed(5);
         let (n, l, h) = (3, 6, 5);
@@ -342,27 +490,55 @@ mod tests {
             .require_grad();
         // A loss that weights every output differently, so every gradient path counts.
         let weights = Tensor::<4>::random([2, n, l, h], Distribution::Normal(0.0, 1.0), &device);
-        let fused = lstm_recurrence(zx.clone(), w.clone());
-        let plain = reference(zx.clone(), w.clone());
-        assert!(max_diff(fused.clone(), plain.clone()) < 1e-5);
-        let g_fused = (fused * weights.clone()).sum().backward();
-        let g_plain = (plain * weights).sum().backward();
+        let got = fused(zx.clone(), w.clone(), lens);
+        let want = plain(zx.clone(), w.clone(), lens);
+        let d = max_diff(got.clone(), want.clone());
+        assert!(d < 1e-5, "outputs differ by {d} (lens {lens:?})");
+        let g_fused = (got * weights.clone()).sum().backward();
+        let g_plain = (want * weights).sum().backward();
         let grad = |t: &Tensor<4>, g| t.grad(g).expect("grad");
         let d_zx = max_diff(grad(&zx, &g_fused), grad(&zx, &g_plain));
         let d_w = max_diff(
             w.grad(&g_fused).expect("grad"),
             w.grad(&g_plain).expect("grad"),
         );
-        assert!(d_zx < 1e-5, "zx gradients differ by {d_zx}");
-        assert!(d_w < 1e-5, "w gradients differ by {d_w}");
+        assert!(d_zx < 1e-5, "zx gradients differ by {d_zx} (lens {lens:?})");
+        assert!(d_w < 1e-5, "w gradients differ by {d_w} (lens {lens:?})");
     }
 
     #[test]
-    fn runs_without_autodiff() {
+    fn forward_and_gradients_equal_plain_burn() {
+        check(&[]);
+    }
+
+    /// Direction 1 reversed inside the op equals reversing its input and output by gathers,
+    /// for full, short, one-token and empty rows.
+    #[test]
+    fn in_op_reversal_equals_gathers() {
+        check(&[6, 3, 1]);
+        check(&[0, 6, 4]);
+    }
+
+    /// Several row blocks (one per pool thread) give what one block gives.
+    #[test]
+    fn row_blocks_do_not_change_the_result() {
         let device = Device::flex();
-        let zx = Tensor::<4>::random([2, 2, 3, 8], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<3>::random([2, 2, 8], Distribution::Normal(0.0, 1.0), &device);
-        let d = max_diff(lstm_recurrence(zx.clone(), w.clone()), reference(zx, w));
-        assert!(d < 1e-5);
+        device.seed(2);
+        let (n, l, h) = (7, 4, 3);
+        let zx = Tensor::<4>::random([2, n, l, 4 * h], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<3>::random([2, h, 4 * h], Distribution::Normal(0.0, 0.5), &device);
+        let lens = vec![4, 1, 2, 3, 4, 0, 2];
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool")
+            .install(|| fused(zx.clone(), w.clone(), &lens));
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool")
+            .install(|| fused(zx.clone(), w.clone(), &lens));
+        assert_eq!(max_diff(one.clone(), three), 0.0);
+        assert!(max_diff(one, plain(zx, w, &lens)) < 1e-5);
     }
 }

@@ -210,10 +210,42 @@ fn reverse_index(mask: Tensor<2, Bool>, d: usize) -> Tensor<3, Int> {
         .expand([n, l, d])
 }
 
+/// Each row's valid length (read on the host), for a right-padded mask.
+#[cfg(feature = "flex")]
+fn row_lengths(mask: Tensor<2, Bool>) -> Vec<usize> {
+    mask.int()
+        .sum_dim(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("row lengths of a mask")
+        .into_iter()
+        .map(|k| k.max(0) as usize)
+        .collect()
+}
+
 impl BiLstmClassifier {
     fn run_layer(&self, layer: &BiLayer, x: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
-        let [n, l, d_in] = x.dims();
         let x = zero_padding(x, mask.clone());
+        #[cfg(feature = "flex")]
+        if mixup_kernels::has_fused_kernels(&x.device()) {
+            // Flex: direction 1's reversal within each row happens inside the fused op.
+            return mixup_kernels::bilstm_layer(
+                x,
+                row_lengths(mask),
+                layer.input.val(),
+                layer.recurrent.val(),
+                layer.bias.val(),
+            );
+        }
+        Self::run_layer_gathered(layer, x, mask)
+    }
+
+    /// [`Self::run_layer`] with direction 1's reversal done by gathers around [`BiLayer::run`]
+    /// (every backend but Flex; on Flex, the reference of the in-op reversal). `x` has its
+    /// padding zeroed.
+    fn run_layer_gathered(layer: &BiLayer, x: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
+        let [n, l, d_in] = x.dims();
         let reversed = x.clone().gather(1, reverse_index(mask.clone(), d_in));
         let both = Tensor::stack::<4>(vec![x, reversed], 0);
         let hidden = layer.run(both);
@@ -404,6 +436,63 @@ mod tests {
             assert!(d < 1e-5, "{name} gradients differ by {d}");
         }
         let dx: f32 = (x.grad(&gf).expect("grad") - x.grad(&gp).expect("grad"))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(dx < 1e-5, "input gradients differ by {dx}");
+    }
+
+    /// On Flex the layer reverses direction 1 inside the fused op; over a padded batch that
+    /// equals the gathers around the layer, forward and gradients.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn in_op_reversal_equals_gathered_layer_with_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let layer = BiLayer::init(6, 5, &device);
+        let (_, mask) = toy_batch(&device);
+        let [n, l] = mask.dims();
+        let x = zero_padding(
+            Tensor::<3>::random(
+                [n, l, 6],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            ),
+            mask.clone(),
+        )
+        .require_grad();
+        let weights = Tensor::<3>::random(
+            [n, l, 10],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let model = model(&device, false);
+        let fused = model.run_layer(&layer, x.clone(), mask.clone());
+        let gathered = BiLstmClassifier::run_layer_gathered(&layer, x.clone(), mask.clone());
+        // Padding positions differ in what they hold (the pooling masks them); compare the
+        // valid ones.
+        let valid = mask.float().unsqueeze_dim::<3>(2);
+        let max = |a: Tensor<3>, b: Tensor<3>| -> f32 { (a - b).abs().max().into_scalar() };
+        assert!(
+            max(
+                fused.clone() * valid.clone(),
+                gathered.clone() * valid.clone()
+            ) < 1e-5
+        );
+        let gf = (fused * valid.clone() * weights.clone()).sum().backward();
+        let gg = (gathered * valid * weights).sum().backward();
+        for (name, p) in [
+            ("input", &layer.input),
+            ("recurrent", &layer.recurrent),
+            ("bias", &layer.bias),
+        ] {
+            let d: f32 = (p.val().grad(&gf).expect("grad") - p.val().grad(&gg).expect("grad"))
+                .abs()
+                .max()
+                .into_scalar();
+            assert!(d < 1e-5, "{name} gradients differ by {d}");
+        }
+        let dx: f32 = (x.grad(&gf).expect("grad") - x.grad(&gg).expect("grad"))
             .abs()
             .max()
             .into_scalar();
