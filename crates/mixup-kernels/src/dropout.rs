@@ -22,7 +22,9 @@ use burn::{
     tensor::{Tensor, TensorData},
 };
 
-use crate::device::is_host_device;
+use rayon::prelude::*;
+
+use crate::{device::is_host_device, math};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -48,6 +50,7 @@ pub fn fork_dropout(state: u64, branch: u64) {
     seed_dropout(mix(state ^ mix(branch.wrapping_add(1).wrapping_mul(GOLDEN))));
 }
 
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -69,22 +72,65 @@ fn next_seed() -> u64 {
 }
 
 /// `len` mask values, each `scale` with probability `keep` and `0` otherwise, drawn from a
-/// SplitMix64 generator started at `seed` (two 32-bit draws per 64-bit output).
+/// SplitMix64 generator started at `seed` (two 32-bit draws per 64-bit output). The generator's
+/// `k`-th output depends on `k` alone (`mix(seed + (k + 1) * GOLDEN)`), so blocks of the mask are
+/// filled on rayon's pool and with the CPU's widest vectors ([`math::vectorized`]), with the
+/// values of the sequential stream.
 pub fn mask_values(len: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u64;
     let scale = (1.0 / keep) as f32;
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state = state.wrapping_add(GOLDEN);
-        let bits = mix(state);
-        for draw in [bits & 0xFFFF_FFFF, bits >> 32] {
-            if out.len() < len {
-                out.push(if draw < threshold { scale } else { 0.0 });
+    let mut out = vec![0f32; len];
+    out.par_chunks_mut(MASK_BLOCK)
+        .enumerate()
+        .for_each(|(b, block)| {
+            math::vectorized(MaskBlock {
+                block,
+                first_pair: (b * MASK_BLOCK / 2) as u64,
+                seed,
+                threshold,
+                scale,
+            })
+        });
+    out
+}
+
+/// Mask values per rayon task (even, so a block starts at a whole 64-bit draw).
+const MASK_BLOCK: usize = 1 << 15;
+
+/// One block of [`mask_values`]: its values from generator output `first_pair` on.
+struct MaskBlock<'a> {
+    block: &'a mut [f32],
+    first_pair: u64,
+    seed: u64,
+    threshold: u64,
+    scale: f32,
+}
+
+impl pulp::NullaryFnOnce for MaskBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let value = |draw: u64| {
+            if draw < self.threshold {
+                self.scale
+            } else {
+                0.0
             }
+        };
+        let bits = |k: u64| mix(self.seed.wrapping_add((k + 1).wrapping_mul(GOLDEN)));
+        let half = (self.block.len() / 2) as u64;
+        let mut pairs = self.block.chunks_exact_mut(2);
+        for (k, pair) in (self.first_pair..).zip(&mut pairs) {
+            let b = bits(k);
+            pair[0] = value(b & 0xFFFF_FFFF);
+            pair[1] = value(b >> 32);
+        }
+        if let [last] = pairs.into_remainder() {
+            let k = self.first_pair + half;
+            *last = value(bits(k) & 0xFFFF_FFFF);
         }
     }
-    out
 }
 
 /// `module.forward(input)` with the same semantics, cheaper on Flex (see the module
@@ -122,6 +168,37 @@ mod tests {
             // The mean is preserved (inverted dropout).
             let mean = values.iter().map(|v| *v as f64).sum::<f64>() / 2e5;
             assert!((mean - 1.0).abs() < 0.02, "prob {prob}: mean {mean}");
+        }
+    }
+
+    #[test]
+    fn blocks_equal_the_sequential_stream() {
+        // The stream drawn one output at a time, as the generator defines it.
+        let sequential = |len: usize, keep: f64, seed: u64| {
+            let threshold = (keep * 4_294_967_296.0) as u64;
+            let mut state = seed;
+            let mut out = Vec::new();
+            while out.len() < len {
+                state = state.wrapping_add(GOLDEN);
+                let bits = mix(state);
+                for draw in [bits & 0xFFFF_FFFF, bits >> 32] {
+                    if out.len() < len {
+                        out.push(if draw < threshold {
+                            (1.0 / keep) as f32
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+            out
+        };
+        for len in [0, 1, 2, 7, MASK_BLOCK - 1, MASK_BLOCK, 2 * MASK_BLOCK + 3] {
+            assert_eq!(
+                mask_values(len, 0.8, 11),
+                sequential(len, 0.8, 11),
+                "len {len}"
+            );
         }
     }
 

@@ -129,6 +129,7 @@ struct Geometry<'a> {
 
 impl Geometry<'_> {
     /// The position direction `dir` of row `r` reads and writes at step `s`.
+    #[inline(always)]
     fn pos(&self, dir: usize, r: usize, s: usize) -> usize {
         match self.lens.get(r) {
             Some(&len) if dir == 1 && s < len => len - 1 - s,
@@ -138,6 +139,7 @@ impl Geometry<'_> {
 
     /// The index (in units of one direction's vector) of row `r`'s step `s` in direction `dir`
     /// within `[rows, L, 2, *]` tensors whose first row is `r0`.
+    #[inline(always)]
     fn at(&self, dir: usize, r: usize, s: usize, r0: usize) -> usize {
         ((r - r0) * self.l + self.pos(dir, r, s)) * 2 + dir
     }
@@ -166,7 +168,25 @@ fn direction_weights(w: &FlexTensor, h: usize, transposed: bool) -> [FlexTensor;
 
 /// One row's step of the forward: `gates` holds `z_t` (input projection plus recurrent part)
 /// on entry and the gate activations on return; `c` is updated to `c_t`; `h` and `cell`
-/// receive `h_t` and `c_t`.
+/// receive `h_t` and `c_t`. A struct with an always-inlined `call`, so that
+/// [`math::vectorized`] compiles the loops for the CPU's vectors.
+struct ForwardRow<'a> {
+    gates: &'a mut [f32],
+    c: &'a mut [f32],
+    h: &'a mut [f32],
+    cell: &'a mut [f32],
+}
+
+impl pulp::NullaryFnOnce for ForwardRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        forward_row(self.gates, self.c, self.h, self.cell);
+    }
+}
+
+#[inline(always)]
 fn forward_row(gates: &mut [f32], c: &mut [f32], h: &mut [f32], cell: &mut [f32]) {
     let d = c.len();
     let (ifg, o) = gates.split_at_mut(3 * d);
@@ -244,7 +264,12 @@ fn forward(
                         }
                         let c = &mut c_state[(dir * nr + i) * h..(dir * nr + i + 1) * h];
                         let hn = &mut h_next[i * h..(i + 1) * h];
-                        forward_row(z, c, hn, &mut cs[local * h..(local + 1) * h]);
+                        math::vectorized(ForwardRow {
+                            gates: z,
+                            c,
+                            h: hn,
+                            cell: &mut cs[local * h..(local + 1) * h],
+                        });
                         hid[local * h..(local + 1) * h].copy_from_slice(hn);
                     }
                     h_prev[dir] = Some(tensor(h_next, [nr, h]));
@@ -265,6 +290,25 @@ fn forward(
 /// One row's step of the backward. `dh` holds the gradient reaching `h_t` (from the output
 /// and from step t + 1) and is used as scratch; `dc` carries the cell gradient from step t + 1
 /// on entry and to step t - 1 on return; `dz` receives the gradient of `z_t`.
+struct BackwardRow<'a> {
+    gs: &'a [f32],
+    c: &'a [f32],
+    c_prev: Option<&'a [f32]>,
+    dh: &'a mut [f32],
+    dc: &'a mut [f32],
+    dz: &'a mut [f32],
+}
+
+impl pulp::NullaryFnOnce for BackwardRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        backward_row(self.gs, self.c, self.c_prev, self.dh, self.dc, self.dz);
+    }
+}
+
+#[inline(always)]
 fn backward_row(
     gs: &[f32],
     c: &[f32],
@@ -345,14 +389,14 @@ fn backward(saved: &Saved, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
                         }
                         let c_prev = prev.map(|p| &cells[p * h..(p + 1) * h]);
                         let dz = &mut dz_t[i * g4..(i + 1) * g4];
-                        backward_row(
-                            &gates[at * g4..(at + 1) * g4],
-                            &cells[at * h..(at + 1) * h],
+                        math::vectorized(BackwardRow {
+                            gs: &gates[at * g4..(at + 1) * g4],
+                            c: &cells[at * h..(at + 1) * h],
                             c_prev,
                             dh,
-                            &mut dc_next[dir][i * h..(i + 1) * h],
+                            dc: &mut dc_next[dir][i * h..(i + 1) * h],
                             dz,
-                        );
+                        });
                         let local = geo.at(dir, r, s, r0);
                         dz_rows[local * g4..(local + 1) * g4].copy_from_slice(dz);
                         if let Some(p) = prev {

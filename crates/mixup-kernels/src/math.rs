@@ -2,6 +2,25 @@
 //! arithmetic and bit casts, no library calls), for the elementwise loops of the kernels.
 //! Relative error of [`exp`] below 4e-7 (about 3 ulp) over the clamped range (tested against `f32::exp`).
 
+/// Runs `f` compiled for the best instruction set the CPU has (AVX-512 or AVX2 with FMA on
+/// x86-64, detected once at run time; as it is elsewhere), so the element loops inlined into it
+/// use the wide vectors: this crate is built for the baseline x86-64 (SSE2). `f`'s `call` and the
+/// functions it calls must be `#[inline(always)]` for their loops to benefit (a closure may not
+/// be inlined; a struct implementing [`pulp::NullaryFnOnce`] with an always-inlined `call` is).
+#[inline(always)]
+pub fn vectorized<F: pulp::NullaryFnOnce>(f: F) -> F::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            return simd.vectorize(f);
+        }
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return simd.vectorize(f);
+        }
+    }
+    f.call()
+}
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in a part exact in f32 and the rest (Cody-Waite range reduction).
 const LN2_HI: f32 = 0.693_359_4;
