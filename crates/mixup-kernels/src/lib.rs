@@ -22,11 +22,14 @@
 //! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a
 //! device has the fused path, and the model falls back to plain Burn ops where it has not;
 //! [`layer_norm()`] and [`softmax()`](fn@softmax) fall back by themselves ([`has_fused_kernels`]).
-//! GELU needs nothing here: Burn's autodiff already runs it as one node with its own backward.
+//! - [`mod@gelu`]: the exact GELU, forward and backward vectorised (Flex's own computes `erf`
+//!   element by element through `libm`).
 
 pub mod adam;
 pub mod device;
 pub mod dropout;
+#[cfg(feature = "flex")]
+pub mod gelu;
 #[cfg(feature = "flex")]
 mod host;
 #[cfg(feature = "flex")]
@@ -140,6 +143,16 @@ pub fn bilstm_layer(
         .add(bias.reshape([1, 8 * h]))
         .reshape([n, l, 8 * h]);
     lstm::lstm_recurrence(zx, w_rec, lens)
+}
+
+/// The exact (erf) GELU: the vectorised op of [`mod@gelu`] where [`has_fused_kernels`], Burn's
+/// GELU elsewhere.
+pub fn gelu<const D: usize>(x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
+    #[cfg(feature = "flex")]
+    if has_fused_kernels(&x.device()) {
+        return gelu::gelu(x);
+    }
+    burn::tensor::activation::gelu(x)
 }
 
 /// Softmax over the last axis: the fused op of [`mod@softmax`] where [`has_fused_kernels`],

@@ -53,7 +53,7 @@ use burn::{
         ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
         SafetensorsStore,
     },
-    tensor::{Bool, Device, Int, Tensor, activation::gelu},
+    tensor::{Bool, Device, Int, Tensor},
 };
 use mixup_core::{MixState, PointKind, zero_padding};
 use serde::{Deserialize, Serialize};
@@ -636,7 +636,7 @@ impl BertLayer {
         let x = mixup_kernels::layer_norm(&self.attention_norm, x + a, self.norm_eps);
         let f = self
             .output
-            .forward(gelu(self.intermediate.forward(x.clone())));
+            .forward(mixup_kernels::gelu(self.intermediate.forward(x.clone())));
         mixup_kernels::layer_norm(
             &self.output_norm,
             x + mixup_kernels::dropout(&self.dropout, f),
