@@ -12,21 +12,17 @@
 
 use burn::{
     backend::{
-        Autodiff, Flex,
-        autodiff::{
-            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-            grads::Gradients,
-            ops::{Backward, Ops, OpsKind},
-        },
-        backend_extension,
-        flex::FlexTensor,
-        tensor::FloatTensor,
+        Autodiff, Flex, autodiff::checkpoint::strategy::CheckpointStrategy, backend_extension,
+        flex::FlexTensor, tensor::FloatTensor,
     },
     tensor::{DType, Tensor, TensorData, activation},
 };
 use rayon::prelude::*;
 
-use crate::{host::contiguous, math};
+use crate::{
+    host::{Keep, contiguous, unary_node},
+    math,
+};
 
 /// The extension trait: a backend that can run the fused GELU.
 #[backend_extension(Flex, Autodiff)]
@@ -61,8 +57,8 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_204
+                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let half_erfc = 0.5 * t * math::exp(-z * z + p);
     let cdf = if x >= 0.0 { 1.0 - half_erfc } else { half_erfc };
     let pdf = 0.398_942_3 * math::exp(-0.5 * x * x);
@@ -136,39 +132,9 @@ impl GeluBackend for Flex {
     }
 }
 
-#[derive(Debug)]
-struct GeluBackward;
-
-impl Backward<Flex, 1> for GeluBackward {
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, backward(&ops.state, &grad));
-        }
-    }
-}
-
 impl<C: CheckpointStrategy> GeluBackend for Autodiff<Flex, C> {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = forward(x.primitive());
-                prep.finish(x.primitive().clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive())),
-        }
+        unary_node::<C>(x, forward, Keep::Input, backward)
     }
 }
 

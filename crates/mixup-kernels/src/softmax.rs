@@ -7,21 +7,14 @@
 
 use burn::{
     backend::{
-        Autodiff, Flex,
-        autodiff::{
-            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-            grads::Gradients,
-            ops::{Backward, Ops, OpsKind},
-        },
-        backend_extension,
-        flex::FlexTensor,
-        tensor::FloatTensor,
+        Autodiff, Flex, autodiff::checkpoint::strategy::CheckpointStrategy, backend_extension,
+        flex::FlexTensor, tensor::FloatTensor,
     },
     tensor::{DType, Tensor, TensorData, activation},
 };
 use rayon::prelude::*;
 
-use crate::host::contiguous;
+use crate::host::{Keep, contiguous, unary_node};
 
 /// The extension trait: a backend that can run the fused softmax.
 #[backend_extension(Flex, Autodiff)]
@@ -79,39 +72,9 @@ impl SoftmaxBackend for Flex {
     }
 }
 
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl Backward<Flex, 1> for SoftmaxBackward {
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, backward(&ops.state, &grad));
-        }
-    }
-}
-
 impl<C: CheckpointStrategy> SoftmaxBackend for Autodiff<Flex, C> {
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = forward(x.primitive());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive())),
-        }
+        unary_node::<C>(x, forward, Keep::Output, backward)
     }
 }
 
