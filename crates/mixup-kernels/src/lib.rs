@@ -22,6 +22,9 @@
 //! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a
 //! device has the fused path, and the model falls back to plain Burn ops where it has not;
 //! [`layer_norm()`] and [`softmax()`](fn@softmax) fall back by themselves ([`has_fused_kernels`]).
+//! - [`mod@windows`]: the sliding windows of a 1-D convolution (im2col) in one pass, and its
+//!   backward in one pass (Flex); Burn's slices and concatenation allocate a zeroed padded
+//!   tensor per slice in the backward.
 //! - [`mod@gelu`]: the exact GELU, forward and backward vectorised (Flex's own computes `erf`
 //!   element by element through `libm`).
 
@@ -49,6 +52,8 @@ pub mod softmax_tch;
 mod testing;
 #[cfg(feature = "tch")]
 mod torch_node;
+#[cfg(feature = "flex")]
+pub mod windows;
 
 pub use adam::{FusedAdam, FusedAdamW};
 pub use device::{has_fused_kernels, has_fused_lstm, is_host_device};
@@ -153,6 +158,48 @@ pub fn gelu<const D: usize>(x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<
         return gelu::gelu(x);
     }
     burn::tensor::activation::gelu(x)
+}
+
+/// The sliding windows of `x` (`[n, L, d]`) for a 1-D convolution as one product:
+/// `[n, L, (left + right + 1) d]`, row `t` holding inputs `t - left ..= t + right`, zeros
+/// beyond either end. One op with its own backward where [`has_fused_kernels`]
+/// ([`mod@windows`]), [`sliding_windows_plain`] elsewhere.
+pub fn sliding_windows(
+    x: burn::tensor::Tensor<3>,
+    left: usize,
+    right: usize,
+) -> burn::tensor::Tensor<3> {
+    #[cfg(feature = "flex")]
+    if has_fused_kernels(&x.device()) {
+        return windows::windows(x, left, right);
+    }
+    sliding_windows_plain(x, left, right)
+}
+
+/// [`sliding_windows()`] in plain Burn ops: a zero-padded copy, one slice per offset,
+/// concatenated (every backend; the reference of the fused op).
+pub fn sliding_windows_plain(
+    x: burn::tensor::Tensor<3>,
+    left: usize,
+    right: usize,
+) -> burn::tensor::Tensor<3> {
+    use burn::tensor::Tensor;
+    let [n, l, d] = x.dims();
+    let device = x.device();
+    let mut parts = Vec::with_capacity(3);
+    if left > 0 {
+        parts.push(Tensor::zeros([n, left, d], &device));
+    }
+    parts.push(x);
+    if right > 0 {
+        parts.push(Tensor::zeros([n, right, d], &device));
+    }
+    let padded = Tensor::cat(parts, 1);
+    let span = left + right + 1;
+    Tensor::cat(
+        (0..span).map(|o| padded.clone().narrow(1, o, l)).collect(),
+        2,
+    )
 }
 
 /// Softmax over the last axis: the fused op of [`mod@softmax`] where [`has_fused_kernels`],

@@ -128,17 +128,7 @@ impl TextCnn {
             .max()
             .unwrap_or(0);
         let span = left + right + 1;
-        let mut parts = Vec::with_capacity(3);
-        if left > 0 {
-            parts.push(Tensor::zeros([n, left, d], &device));
-        }
-        parts.push(x);
-        if right > 0 {
-            parts.push(Tensor::zeros([n, right, d], &device));
-        }
-        let padded = Tensor::cat(parts, 1);
-        let windows: Vec<Tensor<3>> = (0..span).map(|o| padded.clone().narrow(1, o, l)).collect();
-        let windows = Tensor::cat(windows, 2).reshape([n * l, span * d]);
+        let windows = mixup_kernels::sliding_windows(x, left, right).reshape([n * l, span * d]);
         // Each filter bank [F, d, k] becomes rows of a [span * d, F] matrix, zero where the
         // window reaches beyond the filter.
         let mut weights = Vec::with_capacity(self.convs.len());
