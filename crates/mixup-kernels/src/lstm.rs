@@ -210,8 +210,12 @@ fn forward_row(gates: &mut [f32], c: &mut [f32], h: &mut [f32], cell: &mut [f32]
     cell.copy_from_slice(c);
 }
 
-/// Splits a `[n, ...]` buffer of `width` values per row into consecutive blocks of `rows` rows.
+/// Splits a `[n, ...]` buffer of `width` values per row into consecutive blocks of `rows` rows
+/// (none when the buffer is empty, e.g. sequences of length 0).
 fn row_blocks(buf: &mut [f32], rows: usize, width: usize) -> Vec<&mut [f32]> {
+    if buf.is_empty() {
+        return Vec::new();
+    }
     buf.chunks_mut(rows * width).collect()
 }
 
@@ -561,6 +565,21 @@ mod tests {
     fn in_op_reversal_equals_gathers() {
         check(&[6, 3, 1]);
         check(&[0, 6, 4]);
+    }
+
+    /// Empty batches and sequences of length 0 give empty outputs and gradients, not panics.
+    #[test]
+    fn empty_shapes_run() {
+        let device = Device::flex().autodiff();
+        for (n, l) in [(0, 3), (2, 0), (0, 0)] {
+            let zx = Tensor::<3>::zeros([n, l, 16], &device).require_grad();
+            let w = Tensor::<3>::zeros([2, 2, 8], &device).require_grad();
+            let lens = vec![0; n];
+            let out = lstm_recurrence(zx.clone(), w.clone(), lens);
+            assert_eq!(out.dims(), [n, l, 4]);
+            let g = out.sum().backward();
+            assert_eq!(zx.grad(&g).expect("grad").dims(), [n, l, 16]);
+        }
     }
 
     /// Several row blocks (one per pool thread) give what one block gives.
