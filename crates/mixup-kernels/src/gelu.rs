@@ -20,7 +20,7 @@ use burn::{
 use rayon::prelude::*;
 
 use crate::{
-    host::{Keep, contiguous, unary_node},
+    host::{contiguous, unary_node},
     math,
 };
 
@@ -134,7 +134,7 @@ impl GeluBackend for Flex {
 
 impl<C: CheckpointStrategy> GeluBackend for Autodiff<Flex, C> {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        unary_node::<C>(x, forward, Keep::Input, backward)
+        unary_node::<C, _>(x, forward, |x, _| x.clone(), backward)
     }
 }
 

@@ -20,15 +20,15 @@ pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
     }
 }
 
-/// The backward of a one-input op ([`unary_node`]): the input's gradient from the kept state
-/// (the op's input or output) and the output's gradient.
+/// The backward of a one-input op ([`unary_node`]): the input's gradient from what the forward
+/// saved (`S`: the op's input, its output, or its settings) and the output's gradient.
 #[derive(Debug)]
-pub(crate) struct UnaryBackward {
-    backward: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
+pub(crate) struct UnaryBackward<S> {
+    backward: fn(&S, &FlexTensor) -> FlexTensor,
 }
 
-impl Backward<Flex, 1> for UnaryBackward {
-    type State = FlexTensor;
+impl<S: Clone + Send + std::fmt::Debug + 'static> Backward<Flex, 1> for UnaryBackward<S> {
+    type State = S;
 
     fn backward(
         self,
@@ -44,28 +44,20 @@ impl Backward<Flex, 1> for UnaryBackward {
     }
 }
 
-/// What a one-input op keeps for its backward.
-pub(crate) enum Keep {
-    Input,
-    Output,
-}
-
 /// A one-input Flex op as one autodiff node: `forward` computes the output; when the input is
-/// tracked, `keep` says what is saved and `backward(saved, grad)` gives the input's gradient.
-pub(crate) fn unary_node<C: CheckpointStrategy>(
+/// tracked, `save(x, y)` gives what the backward keeps and `backward(saved, grad)` the input's
+/// gradient.
+pub(crate) fn unary_node<C: CheckpointStrategy, S: Clone + Send + std::fmt::Debug + 'static>(
     x: FloatTensor<Autodiff<Flex, C>>,
-    forward: fn(&FlexTensor) -> FlexTensor,
-    keep: Keep,
-    backward: fn(&FlexTensor, &FlexTensor) -> FlexTensor,
+    forward: impl FnOnce(&FlexTensor) -> FlexTensor,
+    save: impl FnOnce(&FlexTensor, &FlexTensor) -> S,
+    backward: fn(&S, &FlexTensor) -> FlexTensor,
 ) -> FloatTensor<Autodiff<Flex, C>> {
     let op = UnaryBackward { backward };
     match op.prepare::<C>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let y = forward(x.primitive());
-            let saved = match keep {
-                Keep::Input => x.primitive().clone(),
-                Keep::Output => y.clone(),
-            };
+            let saved = save(x.primitive(), &y);
             prep.finish(saved, y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive())),

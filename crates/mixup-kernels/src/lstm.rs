@@ -286,7 +286,7 @@ fn forward(
         cells: tensor(cells, [n, l, 2, h]),
         hidden: hidden.clone(),
         w: contiguous(w),
-        lens: lens.clone(),
+        lens,
     });
     (hidden, saved)
 }

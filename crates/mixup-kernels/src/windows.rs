@@ -10,21 +10,14 @@
 
 use burn::{
     backend::{
-        Autodiff, Flex,
-        autodiff::{
-            checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-            grads::Gradients,
-            ops::{Backward, Ops, OpsKind},
-        },
-        backend_extension,
-        flex::FlexTensor,
-        tensor::FloatTensor,
+        Autodiff, Flex, autodiff::checkpoint::strategy::CheckpointStrategy, backend_extension,
+        flex::FlexTensor, tensor::FloatTensor,
     },
     tensor::{DType, Tensor, TensorData},
 };
 use rayon::prelude::*;
 
-use crate::host::contiguous;
+use crate::host::{contiguous, unary_node};
 
 /// The extension trait: a backend that can build the windows in one op.
 #[backend_extension(Flex, Autodiff)]
@@ -109,40 +102,14 @@ impl WindowsBackend for Flex {
     }
 }
 
-#[derive(Debug)]
-struct WindowsBackward;
-
-impl Backward<Flex, 1> for WindowsBackward {
-    /// `(left, right)`.
-    type State = (usize, usize);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node_x {
-            let (left, right) = ops.state;
-            grads.register::<Flex>(node.id, backward(&grad, left, right));
-        }
-    }
-}
-
 impl<C: CheckpointStrategy> WindowsBackend for Autodiff<Flex, C> {
     fn sliding_windows(x: FloatTensor<Self>, left: usize, right: usize) -> FloatTensor<Self> {
-        match WindowsBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((left, right), forward(x.primitive(), left, right))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), left, right)),
-        }
+        unary_node::<C, _>(
+            x,
+            |x| forward(x, left, right),
+            |_, _| (left, right),
+            |&(left, right), grad| backward(grad, left, right),
+        )
     }
 }
 
