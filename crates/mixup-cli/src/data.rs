@@ -272,6 +272,7 @@ pub fn load_encoded(
                 lowercase: d.lowercase,
                 min_freq: d.min_freq,
                 max_vocab: d.max_vocab,
+                zero_digits: d.zero_digits,
             };
             // Unlabelled texts are training text too (their words, never labels).
             let texts = train

@@ -219,6 +219,7 @@ pub fn train_ner_recipe(
         epochs: recipe.train.epochs,
         test: fit.test,
         dev: fit.dev,
+        selected_epoch: fit.selected_epoch,
         train_sentences_per_s: (train.len() * recipe.train.epochs) as f64
             / fit.train_seconds.max(1e-9),
         total_seconds: started.elapsed().as_secs_f64(),
@@ -235,12 +236,14 @@ pub fn train_ner_recipe(
     Ok(report)
 }
 
-/// The word vocabulary settings of a recipe (`data.lowercase`, `min_freq`, `max_vocab`).
+/// The word vocabulary settings of a recipe (`data.lowercase`, `min_freq`, `max_vocab`,
+/// `zero_digits`).
 pub fn word_config(recipe: &Recipe) -> WordTokenizerConfig {
     WordTokenizerConfig {
         lowercase: recipe.data.lowercase,
         min_freq: recipe.data.min_freq,
         max_vocab: recipe.data.max_vocab,
+        zero_digits: recipe.data.zero_digits,
     }
 }
 
@@ -252,18 +255,21 @@ struct Splits<'a> {
     test: &'a [mixup_train::ner::EncodedSentence],
 }
 
-/// What [`fit_tagger`] measured: per-epoch metrics and the final model's scores (those of
-/// the last epoch, computed once).
+/// What [`fit_tagger`] measured: per-epoch metrics and the kept model's scores (those of the
+/// last epoch, or with `train.select = "best-dev"` of the epoch with the best dev F1).
 struct Fit {
     epochs: Vec<NerEpoch>,
     test: mixup_data::EntityScores,
     dev: Option<mixup_data::EntityScores>,
+    /// The epoch whose model is kept, when chosen on dev.
+    selected_epoch: Option<usize>,
     train_seconds: f64,
 }
 
 /// Trains `model` for the recipe's epochs on the gold training sentences, scoring dev and
 /// test after each evaluated epoch (`train.eval_every`, and always the last); returns the
-/// final model in evaluation mode.
+/// kept model (the last epoch's, or the best dev epoch's with `train.select = "best-dev"`:
+/// the first of equal dev F1s) in evaluation mode. Nothing is chosen on test.
 fn fit_tagger(
     mut model: SequenceTagger,
     recipe: &Recipe,
@@ -296,6 +302,23 @@ fn fit_tagger(
         false => None,
     };
     let all: Vec<usize> = (0..splits.train.len()).collect();
+    let select_dev = recipe.train.select == mixup_train::Selection::BestDev;
+    if select_dev && splits.dev.is_none() {
+        anyhow::bail!(
+            "train.select = \"best-dev\" chooses the epoch on dev, and the dataset {:?} has no \
+             dev.txt (use select = \"last\")",
+            recipe.data.dataset
+        );
+    }
+    // (epoch, dev F1, model, test scores, dev scores) of the best dev epoch so far.
+    type Kept = (
+        usize,
+        f64,
+        SequenceTagger,
+        mixup_data::EntityScores,
+        Option<mixup_data::EntityScores>,
+    );
+    let mut best: Option<Kept> = None;
     let expected = (items.len() as f64 * sm.train_rate).round() as usize;
     let mut augmented: Vec<NerItem> = Vec::new();
     let mut trainer = TaggerTrainer::new(
@@ -371,18 +394,45 @@ fn fit_tagger(
             t0.elapsed().as_secs_f64()
         ));
         epochs.push(e);
+        if select_dev {
+            let f1 = dev_scores
+                .as_ref()
+                .map_or(f64::NEG_INFINITY, |d| d.micro.f1);
+            if best.as_ref().is_none_or(|b| f1 > b.1) {
+                best = Some((epoch, f1, eval, test_scores.clone(), dev_scores.clone()));
+            }
+        }
         last = Some((test_scores, dev_scores));
     }
     let (test, dev) = last.ok_or_else(|| anyhow::anyhow!("train.epochs is 0"))?;
-    Ok((
-        model.valid(),
-        Fit {
-            epochs,
-            test,
-            dev,
-            train_seconds,
-        },
-    ))
+    Ok(match best {
+        Some((epoch, f1, kept, test, dev)) => {
+            say(&format!(
+                "selected epoch {epoch} of {epochs_n} on dev (F1 {f1:.4}): test F1 {:.4}",
+                test.micro.f1
+            ));
+            (
+                kept,
+                Fit {
+                    epochs,
+                    test,
+                    dev,
+                    selected_epoch: Some(epoch),
+                    train_seconds,
+                },
+            )
+        }
+        None => (
+            model.valid(),
+            Fit {
+                epochs,
+                test,
+                dev,
+                selected_epoch: None,
+                train_seconds,
+            },
+        ),
+    })
 }
 
 /// Writes a finished tagging run's folder.

@@ -148,6 +148,12 @@ pub fn run_active_learning(
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<AlRow>> {
     let needed = spec.seed_size + spec.rounds * spec.query;
+    if recipe.train.select != mixup_train::Selection::Last {
+        anyhow::bail!(
+            "train.select = \"best-dev\": ner-al scores each round's last epoch (the paper's \
+             protocol has no dev selection); use select = \"last\""
+        );
+    }
     if let Some(p) = spec.pool
         && p < spec.rounds * spec.query
     {
@@ -981,7 +987,7 @@ mod stream_tests {
         let tokenizer = mixup_data::WordTokenizerConfig {
             lowercase: true,
             min_freq: 1,
-            max_vocab: None,
+            ..Default::default()
         }
         .build(["Paris is big"]);
         let ids = tokenizer.encode("Paris is Oslo", 8);

@@ -270,6 +270,11 @@ pub struct DataSection {
     pub min_freq: usize,
     /// Largest vocabulary, `<pad>` and `<unk>` included.
     pub max_vocab: Option<usize>,
+    /// Word-level vocabularies: every ASCII digit becomes `0` before a word is looked up
+    /// (Lample et al. 2016), so numbers share entries; character features still see the
+    /// digits. Ignored by WordPiece models.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub zero_digits: bool,
     /// Tag scheme of `ner` data: `bio` or `iob1` (converted to BIO on reading).
     pub tag_scheme: TagSchemeName,
     /// Carve a dev split of this share of the training set when the dataset has none
@@ -297,6 +302,7 @@ impl Default for DataSection {
             lowercase: true,
             min_freq: 1,
             max_vocab: None,
+            zero_digits: false,
             tag_scheme: TagSchemeName::Bio,
             dev_from_train: None,
             split_seed: 0,
@@ -1187,13 +1193,6 @@ impl Recipe {
                     "carves dev splits for classification; ner datasets bring their dev.txt",
                 ));
             }
-        }
-        if t.select != Selection::Last && self.task == Task::Ner {
-            return Err(bad(
-                "train.select",
-                "\"best-dev\"".into(),
-                "selects classifiers; ner runs keep their last epoch",
-            ));
         }
         if let Some(dir) = &t.init_from
             && self.task == Task::Ner

@@ -93,6 +93,24 @@ fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
         .expect("final.json parses")
 }
 
+/// `mixup eval --run RUN --data FILE`; it must succeed. Returns its JSON report.
+fn eval_tagger(run: &Path, data: &Path) -> serde_json::Value {
+    let o = bin()
+        .args(["eval", "--run"])
+        .arg(run)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(text.trim()).expect("eval json")
+}
+
 #[test]
 fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
     let t = tmp("ner");
@@ -145,20 +163,7 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
     // run's own final test score) and `mixup predict` (token<TAB>tag lines).
     for run in ["run-toy-bilstm", "run-bert"] {
         let dir = t.0.join(run);
-        let o = bin()
-            .args(["eval", "--run"])
-            .arg(&dir)
-            .arg("--data")
-            .arg(t.0.join("toyner/test.txt"))
-            .output()
-            .expect("runs");
-        let text = String::from_utf8_lossy(&o.stdout).to_string();
-        assert!(
-            o.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let eval: serde_json::Value = serde_json::from_str(text.trim()).expect("eval json");
+        let eval = eval_tagger(&dir, &t.0.join("toyner/test.txt"));
         let fin: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("final.json")).expect("final"))
                 .expect("json");
@@ -615,4 +620,83 @@ fn seqmix_augments_supervised_training() {
         .expect("ner-al");
     let e = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && e.contains("--pool 15"), "{e}");
+}
+
+/// `train.select = "best-dev"` on a tagger keeps the epoch of the best dev F1 (the first of
+/// equals) and reports that epoch's test F1, as `metrics.json` recorded it; without a
+/// `dev.txt` it is one clear error, and `ner-al` refuses it. `data.zero_digits` reaches the
+/// saved tokenizer.
+#[test]
+fn taggers_select_on_dev_and_zero_digits_is_saved() {
+    let t = tmp("ner-select");
+    toy_conll(&t.0);
+    let r = ner_recipe(
+        &t.0,
+        "toy-select",
+        "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
+    );
+    let text = std::fs::read_to_string(&r)
+        .expect("recipe")
+        .replace(
+            "lowercase = false\n",
+            "lowercase = false\nzero_digits = true\n",
+        )
+        .replace("epochs = 4\n", "epochs = 4\nselect = \"best-dev\"\n");
+    std::fs::write(&r, text).expect("recipe");
+    let out = t.0.join("run-select");
+    let fin = train_ner(&t.0, &r, &out);
+    let epochs: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics"))
+            .expect("metrics parse");
+    let dev: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["dev_f1"].as_f64().expect("dev F1 every epoch"))
+        .collect();
+    let best = dev
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &f)| if f > dev[b] { i } else { b });
+    assert_eq!(
+        fin["selected_epoch"].as_u64(),
+        Some(best as u64 + 1),
+        "{fin}"
+    );
+    assert_eq!(
+        fin["test"]["micro"]["f1"].as_f64(),
+        epochs[best]["test_f1"].as_f64(),
+        "the kept epoch's test F1"
+    );
+    assert_eq!(fin["dev"]["micro"]["f1"].as_f64(), Some(dev[best]));
+    let tok = std::fs::read_to_string(out.join("tokenizer.json")).expect("tokenizer");
+    assert!(tok.contains("\"zero_digits\":true"), "{tok}");
+
+    // The saved run evaluates to the same test F1 (the kept model is the one saved).
+    let eval = eval_tagger(&out, &t.0.join("toyner/test.txt"));
+    let (a, b) = (
+        eval["entity_f1"].as_f64().expect("f1"),
+        fin["test"]["micro"]["f1"].as_f64().expect("f1"),
+    );
+    assert!(
+        (a - b).abs() < 1e-9,
+        "eval of the saved model {a}, the run's {b}"
+    );
+
+    std::fs::remove_file(t.0.join("toyner/dev.txt")).expect("rm dev");
+    let o = bin()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .arg("--data-dir")
+        .arg(&t.0)
+        .arg("--out")
+        .arg(t.0.join("run-nodev"))
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success() && said.contains("best-dev") && said.contains("dev.txt"),
+        "{said}"
+    );
+    let o = ner_al(&t.0, &r, &t.0.join("al")).output().expect("runs");
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && said.contains("best-dev"), "{said}");
 }

@@ -20,6 +20,10 @@ pub struct WordTokenizerConfig {
     pub min_freq: usize,
     /// Keep at most this many entries, `<pad>` and `<unk>` included (most frequent first).
     pub max_vocab: Option<usize>,
+    /// Replace every ASCII digit by `0` before looking a word up (Lample et al. 2016), so
+    /// that `1996` and `2004` share one entry.
+    #[serde(default)]
+    pub zero_digits: bool,
 }
 
 impl Default for WordTokenizerConfig {
@@ -28,6 +32,7 @@ impl Default for WordTokenizerConfig {
             lowercase: true,
             min_freq: 1,
             max_vocab: None,
+            zero_digits: false,
         }
     }
 }
@@ -39,6 +44,7 @@ impl Default for WordTokenizerConfig {
 #[serde(from = "SavedTokenizer", into = "SavedTokenizer")]
 pub struct WordTokenizer {
     lowercase: bool,
+    zero_digits: bool,
     tokens: Vec<String>,
     index: HashMap<String, u32>,
 }
@@ -46,6 +52,8 @@ pub struct WordTokenizer {
 #[derive(Serialize, Deserialize)]
 struct SavedTokenizer {
     lowercase: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    zero_digits: bool,
     tokens: Vec<String>,
 }
 
@@ -59,6 +67,7 @@ impl From<SavedTokenizer> for WordTokenizer {
             .collect();
         Self {
             lowercase: s.lowercase,
+            zero_digits: s.zero_digits,
             tokens: s.tokens,
             index,
         }
@@ -69,6 +78,7 @@ impl From<WordTokenizer> for SavedTokenizer {
     fn from(t: WordTokenizer) -> Self {
         Self {
             lowercase: t.lowercase,
+            zero_digits: t.zero_digits,
             tokens: t.tokens,
         }
     }
@@ -89,7 +99,7 @@ impl WordTokenizerConfig {
     pub fn build<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> WordTokenizer {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for text in texts {
-            for word in split(text, self.lowercase) {
+            for word in split(text, self.lowercase, self.zero_digits) {
                 *counts.entry(word).or_default() += 1;
             }
         }
@@ -106,18 +116,26 @@ impl WordTokenizerConfig {
         tokens.extend(words.into_iter().take(room).map(|(w, _)| w));
         WordTokenizer::from(SavedTokenizer {
             lowercase: self.lowercase,
+            zero_digits: self.zero_digits,
             tokens,
         })
     }
 }
 
-fn split(text: &str, lowercase: bool) -> Vec<String> {
+fn split(text: &str, lowercase: bool, zero_digits: bool) -> Vec<String> {
     text.split_whitespace()
         .map(|w| {
-            if lowercase {
+            let w = if lowercase {
                 w.to_lowercase()
             } else {
                 w.to_string()
+            };
+            if zero_digits && w.bytes().any(|b| b.is_ascii_digit()) {
+                w.chars()
+                    .map(|c| if c.is_ascii_digit() { '0' } else { c })
+                    .collect()
+            } else {
+                w
             }
         })
         .collect()
@@ -173,7 +191,7 @@ impl WordTokenizer {
     /// The ids of `text`'s first `max_len` words (unknown words map to `<unk>`). An empty text
     /// gives `[<unk>]`, so that every sequence has at least one position.
     pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
-        let mut ids: Vec<u32> = split(text, self.lowercase)
+        let mut ids: Vec<u32> = split(text, self.lowercase, self.zero_digits)
             .into_iter()
             .take(max_len.max(1))
             .map(|w| self.index.get(&w).copied().unwrap_or(UNK_ID))
@@ -205,6 +223,7 @@ mod tests {
             lowercase: false,
             min_freq: 2,
             max_vocab: None,
+            zero_digits: false,
         }
         .build(texts);
         assert_eq!(cased.vocab_size(), 3); // <pad>, <unk>, cat
@@ -239,5 +258,47 @@ mod tests {
         let back: WordTokenizer = serde_json::from_str(&json).expect("back");
         assert_eq!(back, tok);
         assert_eq!(back.encode("the cat", 5), tok.encode("the cat", 5));
+    }
+
+    /// `zero_digits` maps every ASCII digit to `0` for counting and lookup alike, leaves other
+    /// words alone, and survives a save and load (an old file without the key reads as off).
+    #[test]
+    fn zero_digits_share_entries_and_round_trip() {
+        let config = WordTokenizerConfig {
+            lowercase: false,
+            min_freq: 2,
+            zero_digits: true,
+            ..Default::default()
+        };
+        let tok = config.build(["In 1996 Bonn", "in 2004 Bonn", "3-2 win"]);
+        // 1996 and 2004 are one word seen twice; "3-2" and "0-0" share an entry too.
+        assert_eq!(tok.token(2), Some("0000"));
+        assert_eq!(tok.encode("1871", 5), vec![2]);
+        assert_eq!(tok.encode("Bonn", 5), vec![3]);
+        assert_eq!(tok.encode("In", 5), vec![UNK_ID]);
+        assert_eq!(
+            tok.encode("9-1", 5),
+            vec![UNK_ID],
+            "seen once: below min_freq"
+        );
+        let plain = WordTokenizerConfig {
+            zero_digits: false,
+            ..config.clone()
+        }
+        .build(["In 1996 Bonn", "in 2004 Bonn"]);
+        assert_eq!(plain.encode("1996", 5), vec![UNK_ID]);
+
+        let json = serde_json::to_string(&tok).expect("json");
+        let back: WordTokenizer = serde_json::from_str(&json).expect("back");
+        assert_eq!(back.encode("2011", 5), vec![2]);
+        let old: WordTokenizer =
+            serde_json::from_str(r#"{"lowercase":false,"tokens":["<pad>","<unk>","0000"]}"#)
+                .expect("a file written before zero_digits");
+        assert_eq!(old.encode("1996", 5), vec![UNK_ID]);
+        assert!(
+            !serde_json::to_string(&plain)
+                .expect("json")
+                .contains("zero_digits")
+        );
     }
 }

@@ -637,6 +637,10 @@ pub struct NerFinal {
     pub test: EntityScores,
     /// Dev entity scores, when there is a dev split.
     pub dev: Option<EntityScores>,
+    /// With `train.select = "best-dev"`: the epoch whose model was kept (and whose scores
+    /// these are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_epoch: Option<usize>,
     /// Training sentences per second (training phase only).
     pub train_sentences_per_s: f64,
     /// Wall-clock seconds of the whole run.
