@@ -329,6 +329,14 @@ fn fit_tagger(
         vocab.tags.len(),
         recipe.train.seed,
     );
+    if let Some(p) = recipe.data.singleton_unk {
+        let su = mixup_train::ner::SingletonUnk::from_train(splits.train, vocab.vocab_size(), p);
+        say(&format!(
+            "singleton replacement: {} words seen once in train become <unk> with probability {p}",
+            su.count()
+        ));
+        trainer = trainer.with_singleton_unk(su);
+    }
     let mut epochs = Vec::with_capacity(epochs_n);
     let mut train_seconds = 0.0;
     let mut last = None;

@@ -154,6 +154,12 @@ pub fn run_active_learning(
              protocol has no dev selection); use select = \"last\""
         );
     }
+    if recipe.data.singleton_unk.is_some() {
+        anyhow::bail!(
+            "data.singleton_unk: ner-al trains each round on a few hundred sentences and does \
+             not replace singletons; leave it out"
+        );
+    }
     if let Some(p) = spec.pool
         && p < spec.rounds * spec.query
     {

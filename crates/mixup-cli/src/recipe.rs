@@ -275,6 +275,11 @@ pub struct DataSection {
     /// digits. Ignored by WordPiece models.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub zero_digits: bool,
+    /// Word-level taggers (`task = "ner"`): while training, each occurrence of a word seen
+    /// once in train becomes `<unk>` with this probability (Lample et al. 2016: 0.5), so
+    /// singletons keep their own vectors and `<unk>` still trains; pair with `min_freq = 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub singleton_unk: Option<f64>,
     /// Tag scheme of `ner` data: `bio` or `iob1` (converted to BIO on reading).
     pub tag_scheme: TagSchemeName,
     /// Carve a dev split of this share of the training set when the dataset has none
@@ -303,6 +308,7 @@ impl Default for DataSection {
             min_freq: 1,
             max_vocab: None,
             zero_digits: false,
+            singleton_unk: None,
             tag_scheme: TagSchemeName::Bio,
             dev_from_train: None,
             split_seed: 0,
@@ -888,6 +894,23 @@ impl Recipe {
         }
         if self.data.max_len == 0 {
             return Err(bad("data.max_len", "0".into(), "must be at least 1"));
+        }
+        if let Some(p) = self.data.singleton_unk {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(bad(
+                    "data.singleton_unk",
+                    p.to_string(),
+                    "is a probability: must be in (0, 1] (leave it out for none)",
+                ));
+            }
+            if self.task != Task::Ner || matches!(self.model, ModelSection::Bert(_)) {
+                return Err(bad(
+                    "data.singleton_unk",
+                    p.to_string(),
+                    "applies to word-level taggers (task = \"ner\", kind \"bilstm\" or \
+                     \"transformer\")",
+                ));
+            }
         }
         if self.task == Task::Ner {
             if matches!(self.model, ModelSection::Textcnn(_)) {

@@ -75,6 +75,11 @@ fn ner_recipe(root: &Path, name: &str, model: &str) -> std::path::PathBuf {
 /// Runs `mixup train` on a ner recipe; it must succeed and print the entity F1. Returns
 /// `final.json`.
 fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
+    train_ner_said(root, recipe, out).0
+}
+
+/// [`train_ner`], also returning what the run printed.
+fn train_ner_said(root: &Path, recipe: &Path, out: &Path) -> (serde_json::Value, String) {
     let o = bin()
         .args(["train", "--recipe"])
         .arg(recipe)
@@ -89,8 +94,9 @@ fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
         o.status.success() && text.contains("test entity F1"),
         "{text}"
     );
-    serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final.json"))
-        .expect("final.json parses")
+    let fin = serde_json::from_slice(&std::fs::read(out.join("final.json")).expect("final.json"))
+        .expect("final.json parses");
+    (fin, text)
 }
 
 /// `mixup eval --run RUN --data FILE`; it must succeed. Returns its JSON report.
@@ -344,6 +350,27 @@ fn bad_conll_files_and_ner_settings_are_clear_errors() {
     let p = t.0.join("seqmix-variant.toml");
     std::fs::write(&p, "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bilstm\"\n[seqmix]\nvariant = \"half\"\n").expect("w");
     check(&t.0, &p, &["seqmix.variant", "half"]);
+    // Singleton replacement: a probability, for word-level taggers only.
+    for (name, data, model) in [
+        ("su-range", "singleton_unk = 1.5", "kind = \"bilstm\""),
+        ("su-zero", "singleton_unk = 0.0", "kind = \"bilstm\""),
+        (
+            "su-bert",
+            "singleton_unk = 0.5",
+            "kind = \"bert\"\npretrained = \"tiny-bert\"",
+        ),
+    ] {
+        let p = t.0.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n{data}\n[model]\n\
+                 {model}\n"
+            ),
+        )
+        .expect("w");
+        check(&t.0, &p, &[&format!("{name}.toml"), "data.singleton_unk"]);
+    }
 }
 
 /// `model.crf = true`: a BiLSTM-CRF and a Transformer-CRF tagger train through the CLI, learn
@@ -625,7 +652,7 @@ fn seqmix_augments_supervised_training() {
 /// `train.select = "best-dev"` on a tagger keeps the epoch of the best dev F1 (the first of
 /// equals) and reports that epoch's test F1, as `metrics.json` recorded it; without a
 /// `dev.txt` it is one clear error, and `ner-al` refuses it. `data.zero_digits` reaches the
-/// saved tokenizer.
+/// saved tokenizer; `data.singleton_unk` trains and says how many singletons it found.
 #[test]
 fn taggers_select_on_dev_and_zero_digits_is_saved() {
     let t = tmp("ner-select");
@@ -639,12 +666,12 @@ fn taggers_select_on_dev_and_zero_digits_is_saved() {
         .expect("recipe")
         .replace(
             "lowercase = false\n",
-            "lowercase = false\nzero_digits = true\n",
+            "lowercase = false\nzero_digits = true\nsingleton_unk = 0.5\n",
         )
         .replace("epochs = 4\n", "epochs = 4\nselect = \"best-dev\"\n");
     std::fs::write(&r, text).expect("recipe");
     let out = t.0.join("run-select");
-    let fin = train_ner(&t.0, &r, &out);
+    let (fin, said_train) = train_ner_said(&t.0, &r, &out);
     let epochs: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics"))
             .expect("metrics parse");
@@ -668,6 +695,10 @@ fn taggers_select_on_dev_and_zero_digits_is_saved() {
     );
     assert_eq!(fin["dev"]["micro"]["f1"].as_f64(), Some(dev[best]));
     let tok = std::fs::read_to_string(out.join("tokenizer.json")).expect("tokenizer");
+    assert!(
+        said_train.contains("singleton replacement: "),
+        "{said_train}"
+    );
     assert!(tok.contains("\"zero_digits\":true"), "{tok}");
 
     // The saved run evaluates to the same test F1 (the kept model is the one saved).

@@ -264,6 +264,53 @@ fn id_batch(rows: &[&[u32]], max_len: usize, device: &Device) -> (Tensor<2, Int>
     )
 }
 
+/// Singleton replacement (Lample et al. 2016): while training, each occurrence of a word
+/// that training has only once becomes `<unk>` with probability `p`, so the singletons keep
+/// vectors of their own and `<unk>` is trained on the same kind of rare word it stands for
+/// at test time. Character features still see the word.
+#[derive(Clone, Debug)]
+pub struct SingletonUnk {
+    singleton: Vec<bool>,
+    p: f64,
+}
+
+impl SingletonUnk {
+    /// The words of `train` seen exactly once there (ids counted over every sentence), each
+    /// replaced with probability `p` (clamped to `[0, 1]`).
+    pub fn from_train(train: &[EncodedSentence], vocab_size: usize, p: f64) -> Self {
+        let mut counts = vec![0u32; vocab_size];
+        for id in train.iter().flat_map(|s| s.ids.iter()) {
+            if let Some(c) = counts.get_mut(*id as usize) {
+                *c = c.saturating_add(1);
+            }
+        }
+        Self {
+            singleton: counts.iter().map(|&c| c == 1).collect(),
+            p: p.clamp(0.0, 1.0),
+        }
+    }
+
+    /// How many word ids are singletons.
+    pub fn count(&self) -> usize {
+        self.singleton.iter().filter(|&&s| s).count()
+    }
+
+    /// `ids` with each singleton replaced by `<unk>` with probability `p` (draws from `rng`,
+    /// one per singleton occurrence).
+    pub fn apply(&self, ids: &[u32], rng: &mut impl rand::RngExt) -> Vec<u32> {
+        ids.iter()
+            .map(|&id| {
+                let single = self.singleton.get(id as usize).copied().unwrap_or(false);
+                if single && rng.random_bool(self.p) {
+                    mixup_data::UNK_ID
+                } else {
+                    id
+                }
+            })
+            .collect()
+    }
+}
+
 /// The optimiser and learning-rate schedule of a tagging run, kept across epochs.
 pub struct TaggerTrainer {
     optim: burn::optim::ModuleOptimizer,
@@ -271,6 +318,7 @@ pub struct TaggerTrainer {
     step: usize,
     seed: u64,
     num_tags: usize,
+    singletons: Option<SingletonUnk>,
 }
 
 impl TaggerTrainer {
@@ -292,7 +340,15 @@ impl TaggerTrainer {
             step: 0,
             seed,
             num_tags,
+            singletons: None,
         }
+    }
+
+    /// Trains with singleton replacement (see [`SingletonUnk`]); the draws are seeded by the
+    /// run's seed, epoch and step.
+    pub fn with_singleton_unk(mut self, singletons: SingletonUnk) -> Self {
+        self.singletons = Some(singletons);
+        self
     }
 
     /// Trains one epoch (1-based `epoch`) on `items` and returns the model and the epoch's
@@ -322,7 +378,24 @@ impl TaggerTrainer {
                 device,
                 derive_seed(self.seed, 12, epoch as u64, step as u64),
             );
-            let rows: Vec<&[u32]> = idx.iter().map(|&i| items[i].ids.as_slice()).collect();
+            let replaced: Vec<Vec<u32>> = match &self.singletons {
+                Some(su) => {
+                    let mut draws = StdRng::seed_from_u64(derive_seed(
+                        self.seed,
+                        28,
+                        epoch as u64,
+                        step as u64,
+                    ));
+                    idx.iter()
+                        .map(|&i| su.apply(&items[i].ids, &mut draws))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let rows: Vec<&[u32]> = match replaced.is_empty() {
+                true => idx.iter().map(|&i| items[i].ids.as_slice()).collect(),
+                false => replaced.iter().map(Vec::as_slice).collect(),
+            };
             let (ids, mask) = id_batch(&rows, max_len, device);
             let [n, l] = ids.dims();
             let byte_rows: Vec<&[Vec<u32>]> =
@@ -650,6 +723,39 @@ pub struct NerFinal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Singleton replacement finds the words seen once, replaces only those, all of them at
+    /// p = 1, none at p = 0, about half at p = 0.5, and the same draws give the same ids.
+    #[test]
+    fn singleton_unk_replaces_only_singletons() {
+        let sentence = |ids: &[u32]| EncodedSentence {
+            ids: ids.to_vec(),
+            tags: vec![0; ids.len()],
+            first: (0..ids.len()).map(Some).collect(),
+            bytes: Vec::new(),
+        };
+        // Ids 2 and 3 occur twice, 4 and 5 once, 6 never.
+        let train = [sentence(&[2, 3, 4]), sentence(&[2, 3, 5])];
+        let su = SingletonUnk::from_train(&train, 7, 1.0);
+        assert_eq!(su.count(), 2);
+        let mut rng = StdRng::seed_from_u64(0);
+        let unk = mixup_data::UNK_ID;
+        assert_eq!(
+            su.apply(&[2, 4, 3, 5, 6], &mut rng),
+            vec![2, unk, 3, unk, 6]
+        );
+        let none = SingletonUnk::from_train(&train, 7, 0.0);
+        assert_eq!(none.apply(&[2, 4, 5], &mut rng), vec![2, 4, 5]);
+        let half = SingletonUnk::from_train(&train, 7, 0.5);
+        let long: Vec<u32> = std::iter::repeat_n([4, 2], 1000).flatten().collect();
+        let out = half.apply(&long, &mut rng);
+        let replaced = out.iter().filter(|&&id| id == unk).count();
+        assert!((400..600).contains(&replaced), "{replaced} of 1000");
+        assert!(out.iter().skip(1).step_by(2).all(|&id| id == 2));
+        let again = |seed| half.apply(&long, &mut StdRng::seed_from_u64(seed));
+        assert_eq!(again(7), again(7));
+        assert_ne!(again(7), again(8));
+    }
 
     /// Decoding never opens an entity with `I-X` (the argmax would: `O I-PER`), keeps a valid
     /// `B-PER I-PER`, and tags a word cut off by `max_len` `O`.
