@@ -190,6 +190,12 @@ enum Command {
         /// (default: none and the recipe's seqmix.variant).
         #[arg(long)]
         augment: Option<String>,
+        /// Augment the seed set before the first point, as the SeqMix paper (its 200 + 40):
+        /// an augmenting arm's round 0 trains on the seed set, makes SeqMix sentences with that
+        /// tagger and reports a tagger retrained on both; false: round 0 is the seed set alone
+        /// in every arm, augmented with round 1's queries.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        augment_seed_set: bool,
         /// Backend (as for train).
         #[arg(long)]
         device: Option<String>,
@@ -352,6 +358,7 @@ fn main() -> ExitCode {
             pool,
             policy,
             augment,
+            augment_seed_set,
             device,
             data_dir,
         } => cmd_ner_al(
@@ -360,7 +367,7 @@ fn main() -> ExitCode {
             seeds,
             (seed_size, rounds, query, candidates, pool),
             &policy,
-            augment.as_deref(),
+            (augment.as_deref(), augment_seed_set),
             device.as_deref(),
             data_dir.as_deref(),
         ),
@@ -399,7 +406,7 @@ fn cmd_ner_al(
     seeds: u64,
     (seed_size, rounds, query, candidates, pool): (usize, usize, usize, usize, Option<usize>),
     policy: &str,
-    augment: Option<&str>,
+    (augment, augment_seed_set): (Option<&str>, bool),
     device: Option<&str>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -442,6 +449,7 @@ fn cmd_ner_al(
         policy,
         seeds: (0..seeds).collect(),
         augments,
+        augment_seed_set,
     };
     // Each arm's state is saved after every round under OUT/state/, so a killed study
     // continues where it stopped.

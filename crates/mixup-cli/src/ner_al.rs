@@ -9,8 +9,9 @@
 //! them with labelled sentences (lambda ~ Beta(alpha, alpha)), projects the mixed embeddings
 //! onto the just-trained tagger's embedding table, and keeps a generated sentence when its
 //! perplexity under a Kneser-Ney n-gram model of the labelled sentences is below
-//! `seqmix.max_perplexity` (no filter when unset). Round 0 trains on the seed set alone in
-//! every arm, so all curves start from the same point for a seed.
+//! `seqmix.max_perplexity` (no filter when unset). As in the paper, an augmenting arm's first
+//! point is the seed set plus its own SeqMix sentences (made with a tagger trained on the seed
+//! set alone); with `augment_seed_set = false` round 0 is the seed set alone in every arm.
 //!
 //! Differences from the released code, on purpose: soft labels train through a soft
 //! cross-entropy whose gradient reaches the model (the code detaches them), the
@@ -107,6 +108,11 @@ pub struct AlSpec {
     pub seeds: Vec<u64>,
     /// Augmentations compared: `None` is no augmentation.
     pub augments: Vec<Option<SeqMixVariant>>,
+    /// The SeqMix paper's first point: an augmenting arm trains on the seed set, augments it
+    /// with that tagger, and reports a tagger retrained on the seed set plus its SeqMix
+    /// sentences (the paper's 200 + 40). `false`: round 0 is the seed set alone in every arm
+    /// and the seed set is augmented together with round 1's queries.
+    pub augment_seed_set: bool,
 }
 
 /// One round of one arm.
@@ -491,12 +497,21 @@ impl Study<'_> {
             .map(|d| d.join("state").join(format!("{name}-seed{seed}.json")))
     }
 
+    /// What a saved arm named `name` must have been run with to be continued: the study's
+    /// fingerprint, and for an augmenting arm whether its seed set was augmented.
+    fn arm_fingerprint(&self, name: &str) -> String {
+        match name != "none" && self.spec.augment_seed_set {
+            true => format!("{}\nseed set augmented", self.fingerprint),
+            false => self.fingerprint.clone(),
+        }
+    }
+
     /// The saved state of an arm, when there is one for this recipe and spec.
     fn load_state(&self, name: &str, seed: u64, say: &mut dyn FnMut(&str)) -> Option<ArmState> {
         let path = self.state_path(name, seed)?;
         let bytes = std::fs::read(&path).ok()?;
         match serde_json::from_slice::<ArmState>(&bytes) {
-            Ok(s) if s.fingerprint == self.fingerprint => Some(s),
+            Ok(s) if s.fingerprint == self.arm_fingerprint(name) => Some(s),
             Ok(_) => {
                 say(&format!(
                     "{}: saved for another recipe or spec; starting {name} seed {seed} afresh",
@@ -563,13 +578,29 @@ impl Study<'_> {
         }
         for round in rows.len()..=spec.rounds {
             let t0 = std::time::Instant::now();
-            let mut items: Vec<NerItem> = labelled
-                .iter()
-                .map(|&i| NerItem::hard(&self.train[i]))
-                .collect();
-            items.extend(augmented.iter().cloned());
+            let items = |augmented: &[NerItem]| -> Vec<NerItem> {
+                labelled
+                    .iter()
+                    .map(|&i| NerItem::hard(&self.train[i]))
+                    .chain(augmented.iter().cloned())
+                    .collect()
+            };
             let model_seed = derive_seed(seed, 22, round as u64, 0);
-            let (eval, dev_f1, test_f1) = self.train_and_score(&items, model_seed)?;
+            let (mut eval, mut dev_f1, mut test_f1) =
+                self.train_and_score(&items(&augmented), model_seed)?;
+            if let Some(variant) = augment
+                && round == 0
+                && spec.augment_seed_set
+            {
+                // The paper's first point: the seed set's SeqMix sentences from the tagger
+                // trained on it, then a tagger trained on both (same initial weights).
+                let draws = derive_seed(seed, AUGMENT, u64::MAX, 0);
+                let (made, tried) =
+                    self.augment_newly(variant, &eval, &labelled, &mut newly, draws);
+                augmented.extend(made);
+                generated += tried;
+                (eval, dev_f1, test_f1) = self.train_and_score(&items(&augmented), model_seed)?;
+            }
             let mut row = AlRow {
                 augment: name.clone(),
                 seed,
@@ -590,14 +621,11 @@ impl Study<'_> {
                 newly.extend(&picked);
                 // Augment the sentences labelled since the last augmentation.
                 if let Some(variant) = augment {
-                    let mut draws =
-                        StdRng::seed_from_u64(derive_seed(seed, AUGMENT, round as u64, 0));
-                    let (made, tried) = self
-                        .mixer()
-                        .augment(variant, &eval, &labelled, &newly, &mut draws);
+                    let draws = derive_seed(seed, AUGMENT, round as u64, 0);
+                    let (made, tried) =
+                        self.augment_newly(variant, &eval, &labelled, &mut newly, draws);
                     augmented.extend(made);
                     generated += tried;
-                    newly.clear();
                 }
             }
             row.seconds = t0.elapsed().as_secs_f64();
@@ -616,7 +644,7 @@ impl Study<'_> {
                 &name,
                 seed,
                 &ArmState {
-                    fingerprint: self.fingerprint.clone(),
+                    fingerprint: self.arm_fingerprint(&name),
                     labelled: labelled.clone(),
                     pool: pool.clone(),
                     newly: newly.clone(),
@@ -710,6 +738,25 @@ impl Study<'_> {
         };
         pool.retain(|i| !picked.contains(i));
         Ok(picked)
+    }
+
+    /// SeqMix sentences for the `newly` labelled ones (then cleared), paired within
+    /// `labelled`, over `eval`'s embeddings, drawn from the stream seeded by `draws`; with how
+    /// many were generated before the filter.
+    fn augment_newly(
+        &self,
+        variant: SeqMixVariant,
+        eval: &SequenceTagger,
+        labelled: &[usize],
+        newly: &mut Vec<usize>,
+        draws: u64,
+    ) -> (Vec<NerItem>, usize) {
+        let mut draws = StdRng::seed_from_u64(draws);
+        let out = self
+            .mixer()
+            .augment(variant, eval, labelled, newly, &mut draws);
+        newly.clear();
+        out
     }
 
     /// The SeqMix generator of this study.

@@ -731,3 +731,48 @@ fn taggers_select_on_dev_and_zero_digits_is_saved() {
     let said = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && said.contains("best-dev"), "{said}");
 }
+
+/// As in the SeqMix paper, an augmenting arm's first point trains on the seed set plus its
+/// SeqMix sentences (made by a tagger trained on the seed set), while `none` trains on the seed
+/// set alone; `--augment-seed-set false` gives every arm the bare seed set at round 0.
+#[test]
+fn ner_al_augments_the_seed_set_as_the_paper() {
+    let t = tmp("ner-al-seed-set");
+    toy_conll(&t.0);
+    let r = ner_recipe(
+        &t.0,
+        "toy-al0",
+        "kind = \"bilstm\"\nd_embed = 16\nd_hidden = 16",
+    );
+    let first_points = |extra: &[&str], out: &str| -> Vec<(String, String)> {
+        let out = t.0.join(out);
+        let o = ner_al(&t.0, &r, &out)
+            .args(["--seeds", "1", "--seed-size", "20", "--rounds", "0"])
+            .args(["--augment", "none,sub"])
+            .args(extra)
+            .output()
+            .expect("runs");
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{text}");
+        let csv = std::fs::read_to_string(out.join("al.csv")).expect("al.csv");
+        csv.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f[2], "0", "round 0 only: {csv}");
+                (f[0].to_string(), f[4].to_string())
+            })
+            .collect()
+    };
+    let paper = first_points(&[], "al-paper");
+    assert_eq!(paper.len(), 2, "{paper:?}");
+    assert_eq!(paper[0], ("none".into(), "0".into()));
+    let sub: usize = paper[1].1.parse().expect("a count");
+    assert!(paper[1].0 == "sub" && sub > 0, "{paper:?}");
+    let bare = first_points(&["--augment-seed-set", "false"], "al-bare");
+    assert_eq!(
+        bare,
+        vec![("none".into(), "0".into()), ("sub".into(), "0".into())]
+    );
+}
