@@ -143,7 +143,7 @@ fn run() -> Result<(), String> {
     let tokenizer = WordTokenizerConfig {
         lowercase: true,
         min_freq: 1,
-        max_vocab: None,
+        ..Default::default()
     }
     .build(train.iter().map(|e| e.text.as_str()));
     let labels = LabelSet::from_examples(&train);
