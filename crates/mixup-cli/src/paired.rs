@@ -6,7 +6,9 @@
 //! test accuracies removes most of the seed-to-seed spread that makes overlapping error bars
 //! uninformative. For the seeds both finished, [`compare`] reports the mean difference and a
 //! 95% interval from the paired t distribution with `n - 1` degrees of freedom: mean ± t ×
-//! sd / sqrt(n). With one paired seed there is a difference but no interval.
+//! sd / sqrt(n). With one paired seed there is a difference but no interval; nor when every
+//! difference is the same (test accuracies are counts over a test set, so two or three seeds
+//! can tie exactly): the t interval would have width 0 and call any such method better.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,15 +36,17 @@ pub struct Paired {
     pub diff_mean: f64,
     /// Sample standard deviation of the differences (0 for one seed).
     pub diff_std: f64,
-    /// The 95% paired-t interval of the mean difference; `None` below two seeds.
+    /// The 95% paired-t interval of the mean difference; `None` below two seeds or when the
+    /// differences do not vary.
     pub ci95: Option<(f64, f64)>,
 }
 
 impl Paired {
     /// `better` / `worse` when the interval excludes 0, else `no clear difference` (or
-    /// `one seed: no interval`).
+    /// `one seed: no interval`, `equal differences: no interval`).
     pub fn verdict(&self) -> &'static str {
         match self.ci95 {
+            None if self.seeds.len() >= 2 => "equal differences: no interval",
             None => "one seed: no interval",
             Some((lo, _)) if lo > 0.0 => "better",
             Some((_, hi)) if hi < 0.0 => "worse",
@@ -86,7 +90,8 @@ pub fn compare(rows: &[ResultRow], runs: &[RunResult]) -> Vec<Paired> {
                 return None;
             }
             let (m, sd, n) = (mean(&diffs), sample_std(&diffs), diffs.len());
-            let ci95 = (n >= 2).then(|| {
+            // Equal up to float rounding (accuracies are ratios of counts): no interval.
+            let ci95 = (n >= 2 && sd > 1e-9).then(|| {
                 let half = t975(n - 1) * sd / (n as f64).sqrt();
                 (m - half, m + half)
             });
@@ -320,6 +325,16 @@ mod tests {
         let p = compare(&aggregate(&runs), &runs);
         assert_eq!(p[0].ci95, None);
         assert_eq!(p[0].verdict(), "one seed: no interval");
+        // Two seeds with the same difference: no zero-width interval, no verdict.
+        let tied = vec![
+            run("c-none", "none", 0, 0.5),
+            run("c-sen", "sen", 0, 0.6),
+            run("c-none", "none", 1, 0.7),
+            run("c-sen", "sen", 1, 0.8),
+        ];
+        let q = compare(&aggregate(&tied), &tied);
+        assert_eq!((q[0].seeds.len(), q[0].ci95), (2, None));
+        assert_eq!(q[0].verdict(), "equal differences: no interval");
         assert!((t975(4) - 2.776).abs() < 1e-9);
         assert!((t975(120) - 1.98).abs() < 0.002);
         assert!(t975(0).is_infinite());
