@@ -310,15 +310,15 @@ fn fit_tagger(
             recipe.data.dataset
         );
     }
-    // (epoch, dev F1, model, test scores, dev scores) of the best dev epoch so far.
-    type Kept = (
+    // With best-dev selection: the best dev epoch so far, its model and its scores.
+    let dev_f1 =
+        |d: &Option<mixup_data::EntityScores>| d.as_ref().map_or(f64::NEG_INFINITY, |d| d.micro.f1);
+    let mut best: Option<(
         usize,
-        f64,
         SequenceTagger,
         mixup_data::EntityScores,
         Option<mixup_data::EntityScores>,
-    );
-    let mut best: Option<Kept> = None;
+    )> = None;
     let expected = (items.len() as f64 * sm.train_rate).round() as usize;
     let mut augmented: Vec<NerItem> = Vec::new();
     let mut trainer = TaggerTrainer::new(
@@ -402,45 +402,37 @@ fn fit_tagger(
             t0.elapsed().as_secs_f64()
         ));
         epochs.push(e);
-        if select_dev {
-            let f1 = dev_scores
+        if select_dev
+            && best
                 .as_ref()
-                .map_or(f64::NEG_INFINITY, |d| d.micro.f1);
-            if best.as_ref().is_none_or(|b| f1 > b.1) {
-                best = Some((epoch, f1, eval, test_scores.clone(), dev_scores.clone()));
-            }
+                .is_none_or(|b| dev_f1(&dev_scores) > dev_f1(&b.3))
+        {
+            best = Some((epoch, eval, test_scores.clone(), dev_scores.clone()));
         }
         last = Some((test_scores, dev_scores));
     }
     let (test, dev) = last.ok_or_else(|| anyhow::anyhow!("train.epochs is 0"))?;
-    Ok(match best {
-        Some((epoch, f1, kept, test, dev)) => {
+    let (kept, test, dev, selected_epoch) = match best {
+        Some((epoch, kept, test, dev)) => {
             say(&format!(
-                "selected epoch {epoch} of {epochs_n} on dev (F1 {f1:.4}): test F1 {:.4}",
+                "selected epoch {epoch} of {epochs_n} on dev (F1 {:.4}): test F1 {:.4}",
+                dev_f1(&dev),
                 test.micro.f1
             ));
-            (
-                kept,
-                Fit {
-                    epochs,
-                    test,
-                    dev,
-                    selected_epoch: Some(epoch),
-                    train_seconds,
-                },
-            )
+            (kept, test, dev, Some(epoch))
         }
-        None => (
-            model.valid(),
-            Fit {
-                epochs,
-                test,
-                dev,
-                selected_epoch: None,
-                train_seconds,
-            },
-        ),
-    })
+        None => (model.valid(), test, dev, None),
+    };
+    Ok((
+        kept,
+        Fit {
+            epochs,
+            test,
+            dev,
+            selected_epoch,
+            train_seconds,
+        },
+    ))
 }
 
 /// Writes a finished tagging run's folder.

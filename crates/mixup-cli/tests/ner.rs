@@ -72,6 +72,22 @@ fn ner_recipe(root: &Path, name: &str, model: &str) -> std::path::PathBuf {
     p
 }
 
+/// `mixup train --recipe R --data-dir ROOT --out OUT` (more arguments to be added).
+fn train_cmd(
+    root: impl AsRef<Path>,
+    recipe: impl AsRef<Path>,
+    out: impl AsRef<Path>,
+) -> std::process::Command {
+    let mut c = bin();
+    c.args(["train", "--recipe"])
+        .arg(recipe.as_ref())
+        .arg("--data-dir")
+        .arg(root.as_ref())
+        .arg("--out")
+        .arg(out.as_ref());
+    c
+}
+
 /// Runs `mixup train` on a ner recipe; it must succeed and print the entity F1. Returns
 /// `final.json`.
 fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
@@ -80,15 +96,7 @@ fn train_ner(root: &Path, recipe: &Path, out: &Path) -> serde_json::Value {
 
 /// [`train_ner`], also returning what the run printed.
 fn train_ner_said(root: &Path, recipe: &Path, out: &Path) -> (serde_json::Value, String) {
-    let o = bin()
-        .args(["train", "--recipe"])
-        .arg(recipe)
-        .arg("--data-dir")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("runs");
+    let o = train_cmd(root, recipe, out).output().expect("runs");
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(
         o.status.success() && text.contains("test entity F1"),
@@ -307,13 +315,7 @@ fn bad_conll_files_and_ner_settings_are_clear_errors() {
     toy_conll(&t.0);
     let r = ner_recipe(&t.0, "toy", "kind = \"bilstm\"\nd_embed = 8\nd_hidden = 8");
     let check = |root: &Path, recipe: &Path, needles: &[&str]| {
-        let o = bin()
-            .args(["train", "--recipe"])
-            .arg(recipe)
-            .arg("--data-dir")
-            .arg(root)
-            .arg("--out")
-            .arg(root.join("out"))
+        let o = train_cmd(root, recipe, root.join("out"))
             .output()
             .expect("runs");
         let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -541,13 +543,7 @@ fn seqmix_augments_supervised_training() {
          [train]\nepochs = 3\nbatch_size = 8\nlr = 0.01\neval_every = 2\n",
     )
     .expect("recipe");
-    let o = bin()
-        .args(["train", "--recipe"])
-        .arg(&p)
-        .arg("--data-dir")
-        .arg(&t.0)
-        .arg("--out")
-        .arg(t.0.join("run"))
+    let o = train_cmd(&t.0, &p, t.0.join("run"))
         .output()
         .expect("train");
     let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
@@ -585,13 +581,7 @@ fn seqmix_augments_supervised_training() {
          min_labelled = 1\ntrain_rate = 0.5\n[train]\nepochs = 2\nbatch_size = 8\nlr = 1e-3\n",
     )
     .expect("recipe");
-    let o = bin()
-        .args(["train", "--recipe"])
-        .arg(&bert)
-        .arg("--data-dir")
-        .arg(&t.0)
-        .arg("--out")
-        .arg(t.0.join("run-bert"))
+    let o = train_cmd(&t.0, &bert, t.0.join("run-bert"))
         .output()
         .expect("train");
     let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
@@ -713,13 +703,7 @@ fn taggers_select_on_dev_and_zero_digits_is_saved() {
     );
 
     std::fs::remove_file(t.0.join("toyner/dev.txt")).expect("rm dev");
-    let o = bin()
-        .args(["train", "--recipe"])
-        .arg(&r)
-        .arg("--data-dir")
-        .arg(&t.0)
-        .arg("--out")
-        .arg(t.0.join("run-nodev"))
+    let o = train_cmd(&t.0, &r, t.0.join("run-nodev"))
         .output()
         .expect("runs");
     let said = String::from_utf8_lossy(&o.stderr).to_string();

@@ -378,23 +378,17 @@ impl TaggerTrainer {
                 device,
                 derive_seed(self.seed, 12, epoch as u64, step as u64),
             );
-            let replaced: Vec<Vec<u32>> = match &self.singletons {
-                Some(su) => {
-                    let mut draws = StdRng::seed_from_u64(derive_seed(
-                        self.seed,
-                        28,
-                        epoch as u64,
-                        step as u64,
-                    ));
-                    idx.iter()
-                        .map(|&i| su.apply(&items[i].ids, &mut draws))
-                        .collect()
-                }
-                None => Vec::new(),
-            };
-            let rows: Vec<&[u32]> = match replaced.is_empty() {
-                true => idx.iter().map(|&i| items[i].ids.as_slice()).collect(),
-                false => replaced.iter().map(Vec::as_slice).collect(),
+            // Singleton replacement, from a stream keyed by seed, epoch and step.
+            let replaced: Option<Vec<Vec<u32>>> = self.singletons.as_ref().map(|su| {
+                let mut draws =
+                    StdRng::seed_from_u64(derive_seed(self.seed, 28, epoch as u64, step as u64));
+                idx.iter()
+                    .map(|&i| su.apply(&items[i].ids, &mut draws))
+                    .collect()
+            });
+            let rows: Vec<&[u32]> = match &replaced {
+                Some(r) => r.iter().map(Vec::as_slice).collect(),
+                None => idx.iter().map(|&i| items[i].ids.as_slice()).collect(),
             };
             let (ids, mask) = id_batch(&rows, max_len, device);
             let [n, l] = ids.dims();
