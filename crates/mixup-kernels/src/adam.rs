@@ -8,7 +8,8 @@
 //! arithmetic in Burn's order (L2 decay `p * penalty + g`, moments `m b1 + g (1 - b1)` and
 //! `v b2 + g^2 (1 - b2)`, update `m c / (sqrt v + eps sqrt(1 - b2^t))`, `p - u lr`); elsewhere,
 //! or with AMSGrad, it calls Burn's Adam. [`FusedAdamW`] does the same for Burn's [`AdamW`]
-//! (decoupled decay, [`AdamWState`]).
+//! (decoupled decay, [`AdamWState`]). On LibTorch's CPU device (feature `tch`) both run as a
+//! few in-place ATen calls per parameter instead (`adam_tch`).
 
 use burn::{
     optim::{
@@ -56,20 +57,47 @@ impl FusedAdam {
     }
 }
 
-/// Whether the fused host update applies: Flex, `f32` everywhere, no AMSGrad state.
-fn fusable<const D: usize>(
+/// Where a fused update runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    /// Burn's own optimiser.
+    Burn,
+    /// The host loop ([`host_update`]).
+    Host,
+    /// In-place ATen calls on LibTorch's CPU device (`adam_tch`).
+    #[cfg(feature = "tch")]
+    Tch,
+}
+
+/// Which update applies: the host loop on Flex, ATen's in-place calls on LibTorch's CPU
+/// device, each for `f32` everywhere and no AMSGrad state; Burn's otherwise.
+fn path<const D: usize>(
     tensor: &Tensor<D>,
     grad: &Tensor<D>,
     momentum: Option<&AdaptiveMomentumState<D>>,
-) -> bool {
-    is_host_device(&tensor.device())
-        && tensor.dtype() == DType::F32
+) -> Path {
+    let f32_only = tensor.dtype() == DType::F32
         && grad.dtype() == DType::F32
         && momentum.is_none_or(|m| {
             m.max_moment_2.is_none()
                 && m.moment_1.dtype() == DType::F32
                 && m.moment_2.dtype() == DType::F32
-        })
+        });
+    let device = tensor.device();
+    if !f32_only {
+        return Path::Burn;
+    }
+    #[cfg(feature = "tch")]
+    if crate::device::is_libtorch_cpu(&device) {
+        #[cfg(test)]
+        tests::TCH_STEPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return Path::Tch;
+    }
+    if is_host_device(&device) {
+        Path::Host
+    } else {
+        Path::Burn
+    }
 }
 
 /// Moves parameter, gradient and moments to host vectors, runs `update(first, time, p, g, m, v)`
@@ -155,11 +183,30 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if !fusable(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
-            return self.burn.step(lr, tensor, grad, state);
-        }
         let (b1, b2) = (self.beta_1, self.beta_2);
         let penalty = self.weight_decay;
+        match path(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
+            Path::Burn => return self.burn.step(lr, tensor, grad, state),
+            #[cfg(feature = "tch")]
+            Path::Tch => {
+                let (tensor, momentum) =
+                    crate::adam_tch::step(tensor, grad, state.map(|s| s.momentum), |time| {
+                        let t = time as i32;
+                        let bc2 = (1.0 - b2.powi(t)).sqrt();
+                        crate::adam_tch::Scalars {
+                            b1,
+                            b2,
+                            penalty: penalty.unwrap_or(0.0),
+                            s: 1.0,
+                            e: self.epsilon * bc2,
+                            k: -(lr as f32) * bc2 / (1.0 - b1.powi(t)),
+                            decay: 1.0,
+                        }
+                    });
+                return (tensor, Some(AdamState::new(momentum)));
+            }
+            Path::Host => {}
+        }
         let (tensor, momentum) = host_update(
             tensor,
             grad,
@@ -266,11 +313,29 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if !fusable(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
-            return self.burn.step(lr, tensor, grad, state);
-        }
         let (b1, b2) = (self.beta_1, self.beta_2);
         let decay_rate = lr * self.weight_decay as f64;
+        match path(&tensor, &grad, state.as_ref().map(|s| &s.momentum)) {
+            Path::Burn => return self.burn.step(lr, tensor, grad, state),
+            #[cfg(feature = "tch")]
+            Path::Tch => {
+                let (tensor, momentum) =
+                    crate::adam_tch::step(tensor, grad, state.map(|s| s.momentum), |time| {
+                        let t = time as i32;
+                        crate::adam_tch::Scalars {
+                            b1,
+                            b2,
+                            penalty: 0.0,
+                            s: 1.0 / (1.0 - b2.powi(t)).sqrt(),
+                            e: self.epsilon,
+                            k: -(lr as f32) / (1.0 - b1.powi(t)),
+                            decay: (1.0 - decay_rate) as f32,
+                        }
+                    });
+                return (tensor, Some(AdamWState::new(momentum)));
+            }
+            Path::Host => {}
+        }
         let (tensor, momentum) = host_update(
             tensor,
             grad,
@@ -323,8 +388,11 @@ mod tests {
         Tensor::from_data(TensorData::new(values, [rows, cols]), device)
     }
 
-    fn train(mut optim: ModuleOptimizer, steps: usize) -> Linear {
-        let device = Device::flex().autodiff();
+    fn train(optim: ModuleOptimizer, steps: usize) -> Linear {
+        train_on(optim, steps, Device::flex().autodiff())
+    }
+
+    fn train_on(mut optim: ModuleOptimizer, steps: usize, device: Device) -> Linear {
         let mut model = LinearConfig::new(7, 5).init(&device);
         // Same initial weights for both runs, whatever else draws from the RNG meanwhile.
         model.weight = Param::from_tensor(input(7, 5, 99, &device).require_grad());
@@ -335,7 +403,9 @@ mod tests {
             let x = input(4, 7, step, &device);
             let loss = model.forward(x).powi_scalar(2).mean();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-2, model, grads);
+            // A zero rate first, as a warm-up starts.
+            let lr = if step == 0 { 0.0 } else { 1e-2 };
+            model = optim.step(lr, model, grads);
         }
         model
     }
@@ -343,6 +413,81 @@ mod tests {
     /// Fused host updates taken (so a test can tell that the fused path ran).
     pub(super) static HOST_STEPS: std::sync::atomic::AtomicUsize =
         std::sync::atomic::AtomicUsize::new(0);
+
+    /// LibTorch in-place updates taken.
+    #[cfg(feature = "tch")]
+    pub(super) static TCH_STEPS: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    /// On LibTorch's CPU device: the in-place ATen update against Burn's Adam and AdamW, with
+    /// and without decay, and with a rate that is zero on the first step (a warm-up's start).
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn tch_updates_equal_burns_over_100_steps() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let device = || Device::libtorch().autodiff();
+        let cases: [(ModuleOptimizer, ModuleOptimizer, &str); 4] = [
+            (
+                AdamConfig::new().with_epsilon(1e-8).init(),
+                FusedAdam::new(1e-8, None).init(),
+                "adam",
+            ),
+            (
+                AdamConfig::new()
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(Some(WeightDecayConfig::new(0.01)))
+                    .init(),
+                FusedAdam::new(1e-8, Some(0.01)).init(),
+                "adam + L2",
+            ),
+            (
+                AdamWConfig::new()
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(0.0)
+                    .init(),
+                FusedAdamW::new(1e-8, 0.0).init(),
+                "adamw",
+            ),
+            (
+                AdamWConfig::new()
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(0.01)
+                    .init(),
+                FusedAdamW::new(1e-8, 0.01).init(),
+                "adamw + decay",
+            ),
+        ];
+        for (burn, ours, name) in cases {
+            let before = TCH_STEPS.load(SeqCst);
+            let fused = train_on(ours, 100, device());
+            assert!(
+                TCH_STEPS.load(SeqCst) - before >= 200,
+                "{name}: ATen path did not run"
+            );
+            let d = max_diff(&train_on(burn, 100, device()), &fused);
+            assert!(d < 1e-6, "{name}: parameters differ by {d}");
+        }
+        // A parameter whose buffer is shared elsewhere keeps its old values there.
+        let device = device();
+        let model = LinearConfig::new(3, 2).init(&device);
+        let kept = model.weight.val().inner();
+        let snapshot = kept.clone().into_data();
+        let grads = GradientsParams::from_grads(
+            model.forward(input(4, 3, 1, &device)).sum().backward(),
+            &model,
+        );
+        let moved = FusedAdam::new(1e-8, None).init().step(1e-2, model, grads);
+        assert_eq!(
+            kept.into_data(),
+            snapshot,
+            "the update wrote into a shared buffer"
+        );
+        assert!(
+            (moved.weight.val().inner().into_data() != snapshot),
+            "nothing moved"
+        );
+    }
 
     fn max_diff(a: &Linear, b: &Linear) -> f32 {
         let w: f32 = (a.weight.val() - b.weight.val()).abs().max().into_scalar();

@@ -11,7 +11,9 @@
 //!   (ATen's kernels and backward, feature `tch`); the three LibTorch ops share `torch_node`, the
 //!   bridge that runs a LibTorch computation under its autograd as one node of Burn's graph.
 //! - [`adam`]: Adam and AdamW as one pass over parameter, gradient and moments on Flex, through
-//!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged).
+//!   Burn's `Optimizer` trait with Burn's state type (records and resume unchanged); on
+//!   LibTorch's CPU device (`adam_tch`, feature `tch`) the same update as a few in-place ATen
+//!   calls.
 //! - [`mod@norm`]: LayerNorm over the last axis, one node with a hand-written backward
 //!   (Flex); Burn's autodiff runs about nine ops for it.
 //! - [`mod@softmax`]: softmax over the last axis, one node with a hand-written backward
@@ -29,6 +31,8 @@
 //!   element by element through `libm`).
 
 pub mod adam;
+#[cfg(feature = "tch")]
+mod adam_tch;
 pub mod device;
 pub mod dropout;
 #[cfg(feature = "flex")]
