@@ -11,10 +11,10 @@ pub(crate) fn base(device: &Device) -> &burn::backend::DispatchDevice {
     }
 }
 
-/// Whether the host-side kernels ([`crate::dropout()`]'s masks, [`crate::FusedAdam`]'s update)
-/// run on `device`: today the Flex backend only, the one where they were measured to pay. Other
-/// CPU backends (ndarray, LibTorch on the CPU) would run them too, but were not measured, and
-/// GPUs keep their device RNG and Burn's Adam.
+/// Whether the host-side kernels ([`crate::dropout()`]'s masks, [`crate::FusedAdam`]'s host
+/// loop) run on `device`: the Flex backend (LibTorch's CPU device has its own Adam path and
+/// shares the dropout masks, [`has_host_dropout`]). ndarray was not measured; GPUs keep their
+/// device RNG and Burn's Adam.
 #[allow(unreachable_patterns, unused_variables)]
 pub fn is_host_device(device: &Device) -> bool {
     match base(device) {
@@ -22,6 +22,16 @@ pub fn is_host_device(device: &Device) -> bool {
         burn::backend::DispatchDevice::Flex(_) => true,
         _ => false,
     }
+}
+
+/// Whether [`crate::dropout()`] draws its masks on the host: Flex and LibTorch's CPU device
+/// (measured to pay on both); GPUs keep their device RNG.
+pub fn has_host_dropout(device: &Device) -> bool {
+    #[cfg(feature = "tch")]
+    if is_libtorch_cpu(device) {
+        return true;
+    }
+    is_host_device(device)
 }
 
 /// Whether [`crate::lstm_layer()`] has a fused implementation on `device`: the Flex backend

@@ -1,8 +1,9 @@
-//! Dropout with a cheap mask on the Flex backend.
+//! Dropout with a cheap mask on the CPU backends that were measured (Flex, LibTorch's CPU).
 //!
 //! Burn's [`Dropout`] draws every mask element through the backend's ChaCha generator and a
 //! Bernoulli sampler, then multiplies twice (by the mask, then by `1 / keep`). On the devices of
-//! [`is_host_device`] (Flex) [`dropout`] instead fills the mask with `0` or `1 / keep`
+//! [`has_host_dropout`] (Flex, LibTorch's CPU device, where ATen's Bernoulli kernel draws
+//! serially through its Mersenne twister) [`dropout`] instead fills the mask with `0` or `1 / keep`
 //! from a SplitMix64 stream (one 32-bit draw per element compared with `keep * 2^32`) and
 //! multiplies once. The semantics are Burn's: identity unless the module is in training mode
 //! on an autodiff device with a positive probability; each element is kept with probability
@@ -24,7 +25,10 @@ use burn::{
 
 use rayon::prelude::*;
 
-use crate::{device::is_host_device, math};
+use crate::{
+    device::{has_host_dropout, is_host_device},
+    math,
+};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -77,20 +81,29 @@ fn next_seed() -> u64 {
 /// filled on rayon's pool and with the CPU's widest vectors ([`math::vectorized`]), with the
 /// values of the sequential stream.
 pub fn mask_values(len: usize, keep: f64, seed: u64) -> Vec<f32> {
+    fill_mask(len, keep, seed, true)
+}
+
+/// [`mask_values`], its blocks on rayon's pool when `parallel`, else on this thread (the same
+/// values either way).
+fn fill_mask(len: usize, keep: f64, seed: u64, parallel: bool) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(4_294_967_295.0) as u64;
     let scale = (1.0 / keep) as f32;
     let mut out = vec![0f32; len];
-    out.par_chunks_mut(MASK_BLOCK)
-        .enumerate()
-        .for_each(|(b, block)| {
-            math::vectorized(MaskBlock {
-                block,
-                first_pair: (b * MASK_BLOCK / 2) as u64,
-                seed,
-                threshold,
-                scale,
-            })
-        });
+    let fill = |(b, block): (usize, &mut [f32])| {
+        math::vectorized(MaskBlock {
+            block,
+            first_pair: (b * MASK_BLOCK / 2) as u64,
+            seed,
+            threshold,
+            scale,
+        })
+    };
+    if parallel {
+        out.par_chunks_mut(MASK_BLOCK).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(MASK_BLOCK).enumerate().for_each(fill);
+    }
     out
 }
 
@@ -133,19 +146,26 @@ impl pulp::NullaryFnOnce for MaskBlock<'_> {
     }
 }
 
-/// `module.forward(input)` with the same semantics, cheaper on Flex (see the module
-/// documentation).
+/// `module.forward(input)` with the same semantics, cheaper on Flex and LibTorch's CPU device
+/// (see the module documentation).
 pub fn dropout<const D: usize>(module: &Dropout, input: Tensor<D>) -> Tensor<D> {
     let device = input.device();
     if !module.training.is_enabled() || !device.is_autodiff() || module.prob == 0.0 {
         return input;
     }
-    if !is_host_device(&device) {
+    if !has_host_dropout(&device) {
         return module.forward(input);
     }
     let keep = 1.0 - module.prob;
     let shape = input.shape();
-    let values = mask_values(shape.num_elements(), keep, next_seed());
+    // On Flex the blocks go to rayon's pool, which Flex's ops use too; LibTorch keeps its own
+    // OpenMP threads busy, and rayon's beside them cost more than the mask (measured).
+    let values = fill_mask(
+        shape.num_elements(),
+        keep,
+        next_seed(),
+        is_host_device(&device),
+    );
     let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
     input * mask
 }
@@ -301,6 +321,31 @@ mod tests {
         eval.training = burn::module::Param::from_bool(false);
         let same: f32 = (dropout(&eval, x.clone()) - x).abs().sum().into_scalar();
         assert_eq!(same, 0.0);
+    }
+
+    /// On LibTorch's CPU device the mask is the host stream's (so tch runs repeat by seed) and
+    /// the gradient is the mask.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn libtorch_cpu_uses_the_host_masks() {
+        let ad = Device::libtorch().autodiff();
+        assert!(has_host_dropout(&ad));
+        let module = DropoutConfig::new(0.3).init();
+        seed_dropout(21);
+        let expected = mask_values(300, 0.7, next_seed());
+        seed_dropout(21);
+        let x = Tensor::<1>::ones([300], &ad).require_grad();
+        let y = dropout(&module, x.clone());
+        let g: Vec<f32> = x
+            .grad(&y.clone().sum().backward())
+            .expect("grad")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let y: Vec<f32> = y.into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(y, expected);
+        assert_eq!(g, expected);
     }
 
     #[test]

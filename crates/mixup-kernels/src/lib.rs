@@ -60,7 +60,7 @@ mod torch_node;
 pub mod windows;
 
 pub use adam::{FusedAdam, FusedAdamW};
-pub use device::{has_fused_kernels, has_fused_lstm, is_host_device};
+pub use device::{has_fused_kernels, has_fused_lstm, has_host_dropout, is_host_device};
 pub use dropout::{dropout, dropout_stream, fork_dropout, seed_dropout};
 
 /// `norm.forward(x)` for a LayerNorm built with `epsilon`: the fused op of [`mod@norm`] where
