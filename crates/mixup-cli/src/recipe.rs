@@ -911,6 +911,17 @@ impl Recipe {
                      \"transformer\")",
                 ));
             }
+            if self.data.min_freq >= 2 {
+                return Err(bad(
+                    "data.singleton_unk",
+                    p.to_string(),
+                    &format!(
+                        "finds no words to replace with data.min_freq = {}: words seen once are \
+                         <unk> already; set data.min_freq = 1",
+                        self.data.min_freq
+                    ),
+                ));
+            }
         }
         if self.task == Task::Ner {
             if matches!(self.model, ModelSection::Textcnn(_)) {

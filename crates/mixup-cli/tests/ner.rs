@@ -352,10 +352,16 @@ fn bad_conll_files_and_ner_settings_are_clear_errors() {
     let p = t.0.join("seqmix-variant.toml");
     std::fs::write(&p, "name = \"x\"\ntask = \"ner\"\n[data]\ndataset = \"toyner\"\n[model]\nkind = \"bilstm\"\n[seqmix]\nvariant = \"half\"\n").expect("w");
     check(&t.0, &p, &["seqmix.variant", "half"]);
-    // Singleton replacement: a probability, for word-level taggers only.
+    // Singleton replacement: a probability, for word-level taggers only, and only where words
+    // seen once have entries of their own (min_freq = 1).
     for (name, data, model) in [
         ("su-range", "singleton_unk = 1.5", "kind = \"bilstm\""),
         ("su-zero", "singleton_unk = 0.0", "kind = \"bilstm\""),
+        (
+            "su-min-freq",
+            "singleton_unk = 0.5\nmin_freq = 2",
+            "kind = \"bilstm\"",
+        ),
         (
             "su-bert",
             "singleton_unk = 0.5",
