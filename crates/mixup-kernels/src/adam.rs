@@ -4,7 +4,7 @@
 //! over memory. [`FusedAdam`] implements Burn's public [`Optimizer`] trait with the same state
 //! type ([`AdamState`]), so it slots into [`ModuleOptimizer`] (groups, learning-rate schedules,
 //! records and therefore checkpoints and resume) exactly where Burn's Adam does. On the
-//! devices of [`is_host_device`] (Flex) with `f32` tensors it runs one loop, in place on the
+//! devices of [`crate::is_host_device`] (Flex) with `f32` tensors it runs one loop, in place on the
 //! parameter's and moments' buffers (a backend extension, `FlexAdamBackend`; a buffer another
 //! tensor shares is copied first), that performs Burn's arithmetic in Burn's order (L2 decay `p * penalty + g`, moments `m b1 + g (1 - b1)` and
 //! `v b2 + g^2 (1 - b2)`, update `m c / (sqrt v + eps sqrt(1 - b2^t))`, `p - u lr`); elsewhere,
@@ -36,6 +36,7 @@ const CHUNK: usize = 1 << 14;
 pub struct FusedAdam {
     beta_1: f32,
     beta_2: f32,
+    #[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(dead_code))]
     epsilon: f32,
     weight_decay: Option<f32>,
     burn: Adam,
@@ -78,6 +79,7 @@ enum Path {
 
 /// Which update applies: the host loop on Flex, ATen's in-place calls on LibTorch's CPU
 /// device, each for `f32` everywhere and no AMSGrad state; Burn's otherwise.
+#[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(unused_variables))]
 fn path<const D: usize>(
     tensor: &Tensor<D>,
     grad: &Tensor<D>,
@@ -97,7 +99,7 @@ fn path<const D: usize>(
     #[cfg(feature = "tch")]
     if crate::device::is_libtorch_cpu(&device) {
         #[cfg(test)]
-        tests::TCH_STEPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tests::TCH_STEPS.with(|n| n.set(n.get() + 1));
         return Path::Tch;
     }
     #[cfg(feature = "flex")]
@@ -121,7 +123,7 @@ fn host_update<const D: usize>(
     constants: impl FnOnce(usize) -> Constants,
 ) -> (Tensor<D>, AdaptiveMomentumState<D>) {
     #[cfg(test)]
-    tests::HOST_STEPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tests::HOST_STEPS.with(|n| n.set(n.get() + 1));
     let (time, first, m, v) = match momentum {
         Some(s) => (s.time + 1, false, s.moment_1, s.moment_2),
         None => (1, true, grad.zeros_like(), grad.zeros_like()),
@@ -149,7 +151,7 @@ fn host_update<const D: usize>(
 #[backend_extension(Flex)]
 pub trait FlexAdamBackend: burn::backend::Backend {
     /// One update: `adamw` picks the rule, `first` the first step (moments start at zero),
-    /// `decay` whether weight decay applies; `scalars` are [`Constants`]' `b1, b2, f1, f2, cf,
+    /// `decay` whether weight decay applies; `scalars` are the private `Constants`' `b1, b2, f1, f2, cf,
     /// denom_eps, lr, penalty` and `adamw_scalars` its `eps, bias_1, bias_2`. Returns the new
     /// parameter, first and second moment (the inputs' buffers, updated in place where no
     /// other tensor shares them).
@@ -235,6 +237,7 @@ impl FlexAdamBackend for Flex {
 }
 
 /// The scalars of one update.
+#[cfg(feature = "flex")]
 struct Constants {
     b1: f32,
     b2: f32,
@@ -251,6 +254,7 @@ struct Constants {
 }
 
 /// One chunk of the update, in Burn's order of operations.
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn update_chunk<const FIRST: bool, const DECAY: bool>(
     p: &mut [f32],
@@ -276,6 +280,7 @@ fn update_chunk<const FIRST: bool, const DECAY: bool>(
 impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
+    #[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(unused_variables))]
     fn step<const D: usize>(
         &self,
         lr: LearningRate,
@@ -348,6 +353,7 @@ impl Optimizer for FusedAdam {
 pub struct FusedAdamW {
     beta_1: f32,
     beta_2: f32,
+    #[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(dead_code))]
     epsilon: f32,
     weight_decay: f32,
     burn: AdamW,
@@ -376,6 +382,7 @@ impl FusedAdamW {
 }
 
 /// One chunk of the AdamW update, in Burn's order of operations.
+#[cfg(feature = "flex")]
 #[inline(always)]
 fn update_chunk_w<const FIRST: bool, const DECAY: bool>(
     p: &mut [f32],
@@ -403,6 +410,7 @@ fn update_chunk_w<const FIRST: bool, const DECAY: bool>(
 impl Optimizer for FusedAdamW {
     type State<const D: usize> = AdamWState<D>;
 
+    #[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(unused_variables))]
     fn step<const D: usize>(
         &self,
         lr: LearningRate,
@@ -506,14 +514,24 @@ mod tests {
         model
     }
 
-    /// Fused host updates taken (so a test can tell that the fused path ran).
-    pub(super) static HOST_STEPS: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        /// Fused host updates taken on this thread (so a test can tell that the fused path
+        /// ran for its own optimiser: tests run in parallel threads, and the optimiser's step
+        /// runs on the thread that calls it).
+        pub(super) static HOST_STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// LibTorch in-place updates taken on this thread.
+        pub(super) static TCH_STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
-    /// LibTorch in-place updates taken.
-    #[cfg(feature = "tch")]
-    pub(super) static TCH_STEPS: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
+    /// Updates counted by `counter` while `f` runs on this thread.
+    fn counted<T>(
+        counter: &'static std::thread::LocalKey<std::cell::Cell<usize>>,
+        f: impl FnOnce() -> T,
+    ) -> (T, usize) {
+        let before = counter.with(|n| n.get());
+        let out = f();
+        (out, counter.with(|n| n.get()) - before)
+    }
 
     /// On LibTorch's CPU device: the in-place ATen update against Burn's Adam and AdamW, with
     /// and without decay, and with a rate that is zero on the first step (a warm-up's start).
@@ -545,19 +563,20 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "flex")]
     #[test]
     fn flex_updates_leave_shared_buffers_alone() {
-        let before = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-        shared_buffers_are_not_written(Device::flex().autodiff());
-        let after = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(after - before >= 8, "the fused update did not run");
+        let ((), n) = counted(&HOST_STEPS, || {
+            shared_buffers_are_not_written(Device::flex().autodiff())
+        });
+        // Two optimisers, two steps, two parameters each.
+        assert_eq!(n, 8, "the fused update did not run");
     }
 
     #[cfg(feature = "tch")]
     #[test]
     #[allow(deprecated)]
     fn tch_updates_equal_burns_over_100_steps() {
-        use std::sync::atomic::Ordering::SeqCst;
         let device = || Device::libtorch().autodiff();
         let cases: [(ModuleOptimizer, ModuleOptimizer, &str); 4] = [
             (
@@ -591,12 +610,8 @@ mod tests {
             ),
         ];
         for (burn, ours, name) in cases {
-            let before = TCH_STEPS.load(SeqCst);
-            let fused = train_on(ours, 100, device());
-            assert!(
-                TCH_STEPS.load(SeqCst) - before >= 200,
-                "{name}: ATen path did not run"
-            );
+            let (fused, n) = counted(&TCH_STEPS, || train_on(ours, 100, device()));
+            assert_eq!(n, 200, "{name}: ATen path did not run");
             let d = max_diff(&train_on(burn, 100, device()), &fused);
             assert!(d < 1e-6, "{name}: parameters differ by {d}");
         }
@@ -610,6 +625,7 @@ mod tests {
         w.max(c)
     }
 
+    #[cfg(feature = "flex")]
     #[test]
     fn equals_burns_adam_over_100_steps() {
         for decay in [None, Some(0.01)] {
@@ -618,16 +634,15 @@ mod tests {
                 .with_weight_decay(decay.map(WeightDecayConfig::new))
                 .init();
             let ours = FusedAdam::new(1e-8, decay).init();
-            let before = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-            let fused = train(ours, 100);
+            let (fused, n) = counted(&HOST_STEPS, || train(ours, 100));
             // Two parameters (weight, bias) per step took the fused path.
-            let after = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-            assert!(after - before >= 200, "the fused update did not run");
+            assert_eq!(n, 200, "the fused update did not run");
             let d = max_diff(&train(burn, 100), &fused);
             assert!(d < 1e-6, "decay {decay:?}: parameters differ by {d}");
         }
     }
 
+    #[cfg(feature = "flex")]
     #[test]
     fn adamw_equals_burns_over_100_steps() {
         for decay in [0.0, 0.01] {
@@ -635,10 +650,10 @@ mod tests {
                 .with_epsilon(1e-8)
                 .with_weight_decay(decay)
                 .init();
-            let before = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-            let fused = train(FusedAdamW::new(1e-8, decay).init(), 100);
-            let after = HOST_STEPS.load(std::sync::atomic::Ordering::SeqCst);
-            assert!(after - before >= 200, "the fused update did not run");
+            let (fused, n) = counted(&HOST_STEPS, || {
+                train(FusedAdamW::new(1e-8, decay).init(), 100)
+            });
+            assert_eq!(n, 200, "the fused update did not run");
             let d = max_diff(&train(burn, 100), &fused);
             assert!(d < 1e-6, "decay {decay}: parameters differ by {d}");
         }

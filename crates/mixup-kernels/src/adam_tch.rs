@@ -10,7 +10,9 @@
 //!   `k = -lr sqrt(1 - b2^t) / (1 - b1^t)`, `decay = 1`, and AdamW's `s = 1 / sqrt(1 - b2^t)`,
 //!   `e = eps`, `k = -lr / (1 - b1^t)`, `decay = 1 - lr wd`.
 //!
-//! Seven ATen calls and two temporaries per parameter. A buffer another tensor still shares
+//! Adam without decay takes seven ATen calls per parameter and two temporaries (`g²` and the
+//! denominator, from `square` and `sqrt`); AdamW's two extra scalings make nine calls, Adam's L2
+//! decay two more calls and two more temporaries (`p · penalty`, the sum). A buffer another tensor still shares
 //! (burn-tch's [`TchTensor::can_mut`]) is copied first, so nothing outside the optimiser sees a
 //! change.
 

@@ -213,12 +213,16 @@ mod tests {
             }
             out
         };
+        // Both fills (rayon's blocks, and the calling thread's as on tch) over several blocks.
         for len in [0, 1, 2, 7, MASK_BLOCK - 1, MASK_BLOCK, 2 * MASK_BLOCK + 3] {
-            assert_eq!(
-                mask_values(len, 0.8, 11),
-                sequential(len, 0.8, 11),
-                "len {len}"
-            );
+            let expected = sequential(len, 0.8, 11);
+            for parallel in [true, false] {
+                assert_eq!(
+                    fill_mask(len, 0.8, 11, parallel),
+                    expected,
+                    "len {len}, parallel {parallel}"
+                );
+            }
         }
     }
 

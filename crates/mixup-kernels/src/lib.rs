@@ -19,7 +19,8 @@
 //! - [`mod@softmax`]: softmax over the last axis, one node with a hand-written backward
 //!   (Flex); Burn's autodiff runs five ops for it.
 //! - [`mod@dropout`]: dropout whose mask is drawn on the host by a fast counter-based generator on
-//!   Flex (one multiply in the graph); other backends keep Burn's dropout.
+//!   Flex and on LibTorch's CPU device ([`has_host_dropout`]; one multiply in the graph); other
+//!   backends keep Burn's dropout.
 //!
 //! Models call the functions here and never name a backend: [`has_fused_lstm`] says whether a
 //! device has the fused path, and the model falls back to plain Burn ops where it has not;
@@ -29,6 +30,9 @@
 //!   tensor per slice in the backward.
 //! - [`mod@gelu`]: the exact GELU, forward and backward vectorised (Flex's own computes `erf`
 //!   element by element through `libm`).
+
+// The list above links the Flex kernels' modules, which exist only with the `flex` feature.
+#![cfg_attr(not(feature = "flex"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod adam;
 #[cfg(feature = "tch")]
