@@ -163,9 +163,17 @@ enum Command {
         /// Output folder: al.csv, al.md, al.png.
         #[arg(long)]
         out: PathBuf,
-        /// Seeds (arms are repeated for 0..N).
+        /// Seeds (arms are repeated for seeds START..START+N).
         #[arg(long, default_value_t = 3)]
         seeds: u64,
+        /// The first seed (a study run in pieces: `--seeds 1 --seed-start 1`, ...).
+        #[arg(long, default_value_t = 0)]
+        seed_start: u64,
+        /// `al.csv` files of earlier pieces of the same study (same recipe and protocol) whose
+        /// rows join this run's in the table and chart (repeatable); this run's arms replace a
+        /// piece's rows of the same arm and seed.
+        #[arg(long = "merge", value_name = "AL_CSV")]
+        merge: Vec<PathBuf>,
         /// Labelled sentences to start from.
         #[arg(long, default_value_t = 200)]
         seed_size: usize,
@@ -351,6 +359,8 @@ fn main() -> ExitCode {
             recipe,
             out,
             seeds,
+            seed_start,
+            merge,
             seed_size,
             rounds,
             query,
@@ -364,7 +374,7 @@ fn main() -> ExitCode {
         } => cmd_ner_al(
             &recipe,
             &out,
-            seeds,
+            (seeds, seed_start, &merge),
             (seed_size, rounds, query, candidates, pool),
             &policy,
             (augment.as_deref(), augment_seed_set),
@@ -403,7 +413,7 @@ fn ner_data_dir(recipe: &Recipe, data_dir: Option<&Path>) -> anyhow::Result<Path
 fn cmd_ner_al(
     recipe_path: &Path,
     out: &Path,
-    seeds: u64,
+    (seeds, seed_start, merge): (u64, u64, &[PathBuf]),
     (seed_size, rounds, query, candidates, pool): (usize, usize, usize, usize, Option<usize>),
     policy: &str,
     (augment, augment_seed_set): (Option<&str>, bool),
@@ -411,7 +421,8 @@ fn cmd_ner_al(
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     use mixup_cli::ner_al::{
-        AlSpec, QueryPolicy, plot_rows, rows_csv, rows_markdown, run_active_learning,
+        AlSpec, QueryPolicy, merge_pieces, parse_rows_csv, plot_rows, rows_csv, rows_markdown,
+        run_active_learning,
     };
     let recipe = Recipe::load(recipe_path)?;
     if recipe.task != Task::Ner {
@@ -435,6 +446,18 @@ fn cmd_ner_al(
                 .map_err(|e| anyhow::anyhow!("--augment: {e}")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let seed_end = seed_start
+        .checked_add(seeds)
+        .ok_or_else(|| anyhow::anyhow!("--seed-start {seed_start} + --seeds {seeds} overflows"))?;
+    // Earlier pieces are read (and checked) before any training.
+    let pieces = merge
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("--merge: cannot read {}", p.display()))?;
+            Ok((p.clone(), parse_rows_csv(&text, p)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (device, device_name) = select_device(device)?;
     let dir = ner_data_dir(&recipe, data_dir)?;
     std::fs::create_dir_all(out)
@@ -447,7 +470,7 @@ fn cmd_ner_al(
         candidates,
         pool,
         policy,
-        seeds: (0..seeds).collect(),
+        seeds: (seed_start..seed_end).collect(),
         augments,
         augment_seed_set,
     };
@@ -462,6 +485,8 @@ fn cmd_ner_al(
         )?),
         _ => None,
     };
+    // A piece of another protocol is refused before the training, not after it.
+    merge_pieces(&pieces, &spec, Vec::new())?;
     let rows = run_active_learning(
         &recipe,
         &data,
@@ -471,6 +496,10 @@ fn cmd_ner_al(
         Some(out),
         &mut |l: &str| println!("{l}"),
     )?;
+    let rows = merge_pieces(&pieces, &spec, rows)?;
+    let mut all_seeds: Vec<u64> = rows.iter().map(|r| r.seed).collect();
+    all_seeds.sort_unstable();
+    all_seeds.dedup();
     // args_os: a path that is not UTF-8 must not fail the report after all the training.
     let header = format!(
         "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \
@@ -480,7 +509,7 @@ fn cmd_ner_al(
         recipe.data.dataset,
         command_line(),
         pool.map_or(String::new(), |p| format!(" of a pool of {p}")),
-        spec.seeds.len()
+        all_seeds.len()
     );
     mixup_cli::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;
     mixup_cli::run::write_atomic(&out.join("al.md"), rows_markdown(&rows, &header).as_bytes())?;

@@ -826,6 +826,139 @@ pub fn rows_csv(rows: &[AlRow]) -> String {
     s
 }
 
+/// Reads the rows of an `al.csv` ([`rows_csv`]'s format) back; `path` names the file in errors,
+/// which give its line.
+///
+/// # Errors
+///
+/// A header other than [`rows_csv`]'s, or a line with a wrong field count or an unreadable
+/// number.
+pub fn parse_rows_csv(text: &str, path: &std::path::Path) -> anyhow::Result<Vec<AlRow>> {
+    let header = rows_csv(&[]);
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h == header.trim_end() => {}
+        _ => anyhow::bail!(
+            "{}, line 1: not an al.csv of `mixup ner-al` (expected the header `{}`)",
+            path.display(),
+            header.trim_end()
+        ),
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}, line {}", path.display(), i + 1);
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 9 {
+            anyhow::bail!("{}: {} fields, expected 9", at(), f.len());
+        }
+        fn num<T: std::str::FromStr>(
+            v: &str,
+            key: &str,
+            at: &dyn Fn() -> String,
+        ) -> anyhow::Result<T> {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{}: {key} = {v:?} is not a number", at()))
+        }
+        rows.push(AlRow {
+            augment: f[0].to_string(),
+            seed: num(f[1], "seed", &at)?,
+            round: num(f[2], "round", &at)?,
+            labelled: num(f[3], "labelled", &at)?,
+            augmented: num(f[4], "augmented", &at)?,
+            generated: num(f[5], "generated", &at)?,
+            dev_f1: match f[6] {
+                "" => None,
+                v => Some(num(v, "dev_f1", &at)?),
+            },
+            test_f1: num(f[7], "test_f1", &at)?,
+            seconds: num(f[8], "seconds", &at)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// The rows of earlier pieces of a study (`al.csv` files, `--merge`) joined to this run's:
+/// a piece's rows must follow `spec`'s protocol (round `r` trained on `seed_size + r * query`
+/// labelled sentences, at most `spec.rounds` rounds) and no (augmentation, seed) may come
+/// from two pieces; this run's arms replace a piece's rows of the same arm and seed.
+///
+/// # Errors
+///
+/// A row of another protocol, or an arm and seed found in two pieces.
+pub fn merge_pieces(
+    pieces: &[(std::path::PathBuf, Vec<AlRow>)],
+    spec: &AlSpec,
+    ours: Vec<AlRow>,
+) -> anyhow::Result<Vec<AlRow>> {
+    let trained = |r: &AlRow| {
+        ours.iter()
+            .any(|o| o.augment == r.augment && o.seed == r.seed)
+    };
+    let mut merged: Vec<AlRow> = Vec::new();
+    let mut from: Vec<(String, u64, &std::path::Path)> = Vec::new();
+    for (path, rows) in pieces {
+        let mut seen_here: Vec<(String, u64)> = Vec::new();
+        for r in rows {
+            if r.round > spec.rounds || r.labelled != spec.seed_size + r.round * spec.query {
+                anyhow::bail!(
+                    "{}: {} seed {} round {} trained on {} labelled sentences; this study's \
+                     protocol (--seed-size {}, --query {}, --rounds {}) gives {}: a piece of \
+                     another study",
+                    path.display(),
+                    r.augment,
+                    r.seed,
+                    r.round,
+                    r.labelled,
+                    spec.seed_size,
+                    spec.query,
+                    spec.rounds,
+                    spec.seed_size + r.round * spec.query
+                );
+            }
+            let key = (r.augment.clone(), r.seed);
+            if let Some((_, _, other)) = from
+                .iter()
+                .find(|(a, s, p)| (a, s) == (&key.0, &key.1) && *p != path.as_path())
+            {
+                anyhow::bail!(
+                    "{} seed {} is in both {} and {}; merge each arm and seed once",
+                    r.augment,
+                    r.seed,
+                    other.display(),
+                    path.display()
+                );
+            }
+            if !seen_here.contains(&key) {
+                seen_here.push(key.clone());
+                from.push((key.0, key.1, path.as_path()));
+            }
+            if !trained(r) {
+                merged.push(r.clone());
+            }
+        }
+    }
+    merged.extend(ours);
+    // Arms in the spec's order, then seed and round.
+    let order = |a: &str| {
+        spec.augments
+            .iter()
+            .position(|v| v.map_or("none", SeqMixVariant::name) == a)
+            .unwrap_or(usize::MAX)
+    };
+    merged.sort_by(|a, b| {
+        (order(&a.augment), &a.augment, a.seed, a.round).cmp(&(
+            order(&b.augment),
+            &b.augment,
+            b.seed,
+            b.round,
+        ))
+    });
+    Ok(merged)
+}
+
 /// Per augmentation and round: `(labelled, mean/std test F1, mean/std dev F1, seeds)`.
 type Summary = Vec<(String, usize, usize, (f64, f64), Option<(f64, f64)>, usize)>;
 
@@ -990,6 +1123,103 @@ mod tests {
             al_series(&rows, true).iter().all(|s| s.points.is_empty()),
             "no dev F1"
         );
+    }
+}
+
+#[cfg(test)]
+mod piece_tests {
+    use super::*;
+
+    fn row(augment: &str, seed: u64, round: usize, f1: f64) -> AlRow {
+        AlRow {
+            augment: augment.into(),
+            seed,
+            round,
+            labelled: 200 + 100 * round,
+            augmented: 3 * round,
+            generated: 5 * round,
+            dev_f1: (seed == 0).then_some(f1 + 0.01),
+            test_f1: f1,
+            seconds: 12.5,
+        }
+    }
+
+    fn spec() -> AlSpec {
+        AlSpec {
+            seed_size: 200,
+            rounds: 1,
+            query: 100,
+            candidates: 10,
+            pool: None,
+            policy: QueryPolicy::Entropy,
+            seeds: vec![1],
+            augments: vec![None, Some(SeqMixVariant::Sub)],
+            augment_seed_set: true,
+        }
+    }
+
+    #[test]
+    fn csv_reads_back_and_errors_name_the_line() {
+        let rows = vec![row("none", 0, 0, 0.5), row("sub", 1, 1, 0.625)];
+        let p = std::path::Path::new("piece/al.csv");
+        assert_eq!(parse_rows_csv(&rows_csv(&rows), p).expect("parse"), rows);
+        let bad = rows_csv(&rows).replace("0.6250", "x");
+        let e = parse_rows_csv(&bad, p).expect_err("bad number").to_string();
+        assert!(
+            e.contains("piece/al.csv, line 3") && e.contains("test_f1"),
+            "{e}"
+        );
+        let e = parse_rows_csv("a,b\n", p).expect_err("header").to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn pieces_merge_by_arm_and_seed_and_refuse_other_protocols() {
+        let piece = (
+            std::path::PathBuf::from("s0/al.csv"),
+            vec![
+                row("sub", 0, 0, 0.4),
+                row("none", 0, 0, 0.3),
+                row("none", 0, 1, 0.5),
+            ],
+        );
+        let ours = vec![row("none", 1, 0, 0.35), row("none", 1, 1, 0.55)];
+        let merged =
+            merge_pieces(std::slice::from_ref(&piece), &spec(), ours.clone()).expect("merge");
+        let keys: Vec<(String, u64, usize)> = merged
+            .iter()
+            .map(|r| (r.augment.clone(), r.seed, r.round))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("none".into(), 0, 0),
+                ("none".into(), 0, 1),
+                ("none".into(), 1, 0),
+                ("none".into(), 1, 1),
+                ("sub".into(), 0, 0),
+            ]
+        );
+        // This run's arm replaces a piece's rows of the same arm and seed.
+        let redo = vec![row("none", 0, 0, 0.9)];
+        let merged = merge_pieces(std::slice::from_ref(&piece), &spec(), redo).expect("merge");
+        assert_eq!(merged.iter().filter(|r| r.augment == "none").count(), 1);
+        assert_eq!(merged[0].test_f1, 0.9);
+        // Another protocol (a 50-sentence query) and an arm in two pieces are refused.
+        let mut other = piece.clone();
+        other.1[2].labelled = 250;
+        let e = merge_pieces(&[other], &spec(), vec![])
+            .expect_err("protocol")
+            .to_string();
+        assert!(
+            e.contains("s0/al.csv") && e.contains("another study"),
+            "{e}"
+        );
+        let twice = (std::path::PathBuf::from("s0-again/al.csv"), piece.1.clone());
+        let e = merge_pieces(&[piece, twice], &spec(), vec![])
+            .expect_err("twice")
+            .to_string();
+        assert!(e.contains("in both"), "{e}");
     }
 }
 

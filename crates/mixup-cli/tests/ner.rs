@@ -307,6 +307,58 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
         "{md}"
     );
     assert!(std::fs::metadata(out.join("al.png")).expect("al.png").len() > 1000);
+
+    // A study in pieces: seed 2 of the `none` arm alone, merged with the run above.
+    let piece = t.0.join("al-seed2");
+    let protocol = [
+        "--seed-size",
+        "10",
+        "--rounds",
+        "2",
+        "--candidates",
+        "30",
+        "--policy",
+        "lc",
+    ];
+    let o = ner_al(&t.0, &r, &piece)
+        .args(["--seeds", "1", "--seed-start", "2", "--query", "10"])
+        .args(protocol)
+        .args(["--augment", "none", "--merge"])
+        .arg(out.join("al.csv"))
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        piece.join("state").join("none-seed2.json").exists(),
+        "{text}"
+    );
+    assert!(
+        !piece.join("state").join("none-seed0.json").exists(),
+        "{text}"
+    );
+    let merged = std::fs::read_to_string(piece.join("al.csv")).expect("al.csv");
+    // The earlier 24 rows and this piece's 3.
+    assert_eq!(merged.lines().count(), 1 + 4 * 2 * 3 + 3, "{merged}");
+    let md = std::fs::read_to_string(piece.join("al.md")).expect("al.md");
+    assert!(
+        md.contains("| none | 2 | 30 |") && md.contains("| 3 |\n"),
+        "{md}"
+    );
+    // A piece of another protocol (queries of 5) is refused before any training.
+    let o = ner_al(&t.0, &r, &t.0.join("al-other"))
+        .args(["--seeds", "1", "--seed-start", "3", "--query", "5"])
+        .args(protocol)
+        .args(["--augment", "none", "--merge"])
+        .arg(out.join("al.csv"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success() && err.contains("another study"),
+        "{err}"
+    );
+    assert!(!t.0.join("al-other").join("state").exists(), "{err}");
 }
 
 #[test]
