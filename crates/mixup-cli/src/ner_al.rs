@@ -595,10 +595,14 @@ impl Study<'_> {
                 // The paper's first point: the seed set's SeqMix sentences from the tagger
                 // trained on it, then a tagger trained on both (same initial weights).
                 let draws = derive_seed(seed, AUGMENT, u64::MAX, 0);
-                let (made, tried) =
-                    self.augment_newly(variant, &eval, &labelled, &mut newly, draws);
-                augmented.extend(made);
-                generated += tried;
+                self.augment_newly(
+                    variant,
+                    &eval,
+                    &labelled,
+                    &mut newly,
+                    draws,
+                    (&mut augmented, &mut generated),
+                );
                 (eval, dev_f1, test_f1) = self.train_and_score(&items(&augmented), model_seed)?;
             }
             let mut row = AlRow {
@@ -622,10 +626,14 @@ impl Study<'_> {
                 // Augment the sentences labelled since the last augmentation.
                 if let Some(variant) = augment {
                     let draws = derive_seed(seed, AUGMENT, round as u64, 0);
-                    let (made, tried) =
-                        self.augment_newly(variant, &eval, &labelled, &mut newly, draws);
-                    augmented.extend(made);
-                    generated += tried;
+                    self.augment_newly(
+                        variant,
+                        &eval,
+                        &labelled,
+                        &mut newly,
+                        draws,
+                        (&mut augmented, &mut generated),
+                    );
                 }
             }
             row.seconds = t0.elapsed().as_secs_f64();
@@ -741,8 +749,8 @@ impl Study<'_> {
     }
 
     /// SeqMix sentences for the `newly` labelled ones (then cleared), paired within
-    /// `labelled`, over `eval`'s embeddings, drawn from the stream seeded by `draws`; with how
-    /// many were generated before the filter.
+    /// `labelled`, over `eval`'s embeddings, drawn from the stream seeded by `draws`: appended
+    /// to `augmented`, and how many were generated before the filter added to `generated`.
     fn augment_newly(
         &self,
         variant: SeqMixVariant,
@@ -750,13 +758,15 @@ impl Study<'_> {
         labelled: &[usize],
         newly: &mut Vec<usize>,
         draws: u64,
-    ) -> (Vec<NerItem>, usize) {
+        (augmented, generated): (&mut Vec<NerItem>, &mut usize),
+    ) {
         let mut draws = StdRng::seed_from_u64(draws);
-        let out = self
+        let (made, tried) = self
             .mixer()
             .augment(variant, eval, labelled, newly, &mut draws);
         newly.clear();
-        out
+        augmented.extend(made);
+        *generated += tried;
     }
 
     /// The SeqMix generator of this study.

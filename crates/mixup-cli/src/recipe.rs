@@ -859,7 +859,7 @@ impl Recipe {
                 "must be 0 or more",
             ));
         }
-        if m.rampup_epochs.is_some_and(|r| !(r >= 0.0)) {
+        if m.rampup_epochs.is_some_and(|r| r.is_nan() || r < 0.0) {
             return Err(bad(
                 "mixtext.rampup_epochs",
                 format!("{:?}", m.rampup_epochs),

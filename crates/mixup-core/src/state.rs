@@ -9,6 +9,9 @@ use crate::{
 };
 
 /// What a model holds at one of its mixing points.
+// Both variants hold tensor handles (a few words each, the data lives on the device), built
+// and taken apart once per mixing point: boxing the larger one would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum MixState {
     /// A padded sequence of hidden vectors and its padding mask (true = real token).
