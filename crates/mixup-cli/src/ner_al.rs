@@ -485,10 +485,18 @@ struct ArmState {
     fingerprint: String,
     labelled: Vec<usize>,
     pool: Vec<usize>,
+    #[serde(flatten)]
+    grown: Grown,
+    rows: Vec<AlRow>,
+}
+
+/// An augmenting arm's SeqMix side: the sentences labelled since its last augmentation, the
+/// SeqMix sentences made so far, and how many were generated before the filter.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Grown {
     newly: Vec<usize>,
     augmented: Vec<NerItem>,
     generated: usize,
-    rows: Vec<AlRow>,
 }
 
 impl Study<'_> {
@@ -558,23 +566,17 @@ impl Study<'_> {
             .pool
             .map_or(order.len(), |p| (spec.seed_size + p).min(order.len()));
         let mut pool: Vec<usize> = order[spec.seed_size..pool_end].to_vec();
-        let mut newly: Vec<usize> = labelled.clone();
-        let mut augmented: Vec<NerItem> = Vec::new();
-        let mut generated = 0usize;
+        let mut grown = Grown {
+            newly: labelled.clone(),
+            ..Grown::default()
+        };
         let mut rows = Vec::with_capacity(spec.rounds + 1);
         if let Some(saved) = self.load_state(&name, seed, say) {
             say(&format!(
                 "{name} seed {seed}: resuming after round {} (saved state)",
                 saved.rows.len().saturating_sub(1)
             ));
-            (labelled, pool, newly, augmented, generated, rows) = (
-                saved.labelled,
-                saved.pool,
-                saved.newly,
-                saved.augmented,
-                saved.generated,
-                saved.rows,
-            );
+            (labelled, pool, grown, rows) = (saved.labelled, saved.pool, saved.grown, saved.rows);
         }
         for round in rows.len()..=spec.rounds {
             let t0 = std::time::Instant::now();
@@ -587,7 +589,7 @@ impl Study<'_> {
             };
             let model_seed = derive_seed(seed, 22, round as u64, 0);
             let (mut eval, mut dev_f1, mut test_f1) =
-                self.train_and_score(&items(&augmented), model_seed)?;
+                self.train_and_score(&items(&grown.augmented), model_seed)?;
             if let Some(variant) = augment
                 && round == 0
                 && spec.augment_seed_set
@@ -595,23 +597,17 @@ impl Study<'_> {
                 // The paper's first point: the seed set's SeqMix sentences from the tagger
                 // trained on it, then a tagger trained on both (same initial weights).
                 let draws = derive_seed(seed, AUGMENT, u64::MAX, 0);
-                self.augment_newly(
-                    variant,
-                    &eval,
-                    &labelled,
-                    &mut newly,
-                    draws,
-                    (&mut augmented, &mut generated),
-                );
-                (eval, dev_f1, test_f1) = self.train_and_score(&items(&augmented), model_seed)?;
+                self.augment_newly(variant, &eval, &labelled, draws, &mut grown);
+                (eval, dev_f1, test_f1) =
+                    self.train_and_score(&items(&grown.augmented), model_seed)?;
             }
             let mut row = AlRow {
                 augment: name.clone(),
                 seed,
                 round,
                 labelled: labelled.len(),
-                augmented: augmented.len(),
-                generated,
+                augmented: grown.augmented.len(),
+                generated: grown.generated,
                 dev_f1,
                 test_f1,
                 seconds: 0.0,
@@ -622,18 +618,11 @@ impl Study<'_> {
                 // unlabelled), whatever the other arms drew.
                 let picked = self.query(&eval, &mut pool, seed, round)?;
                 labelled.extend(&picked);
-                newly.extend(&picked);
+                grown.newly.extend(&picked);
                 // Augment the sentences labelled since the last augmentation.
                 if let Some(variant) = augment {
                     let draws = derive_seed(seed, AUGMENT, round as u64, 0);
-                    self.augment_newly(
-                        variant,
-                        &eval,
-                        &labelled,
-                        &mut newly,
-                        draws,
-                        (&mut augmented, &mut generated),
-                    );
+                    self.augment_newly(variant, &eval, &labelled, draws, &mut grown);
                 }
             }
             row.seconds = t0.elapsed().as_secs_f64();
@@ -655,9 +644,7 @@ impl Study<'_> {
                     fingerprint: self.arm_fingerprint(&name),
                     labelled: labelled.clone(),
                     pool: pool.clone(),
-                    newly: newly.clone(),
-                    augmented: augmented.clone(),
-                    generated,
+                    grown: grown.clone(),
                     rows: rows.clone(),
                 },
             )?;
@@ -748,25 +735,23 @@ impl Study<'_> {
         Ok(picked)
     }
 
-    /// SeqMix sentences for the `newly` labelled ones (then cleared), paired within
-    /// `labelled`, over `eval`'s embeddings, drawn from the stream seeded by `draws`: appended
-    /// to `augmented`, and how many were generated before the filter added to `generated`.
+    /// SeqMix sentences for `grown.newly` (then cleared), paired within `labelled`, over
+    /// `eval`'s embeddings, drawn from the stream seeded by `draws`, added to `grown`.
     fn augment_newly(
         &self,
         variant: SeqMixVariant,
         eval: &SequenceTagger,
         labelled: &[usize],
-        newly: &mut Vec<usize>,
         draws: u64,
-        (augmented, generated): (&mut Vec<NerItem>, &mut usize),
+        grown: &mut Grown,
     ) {
         let mut draws = StdRng::seed_from_u64(draws);
         let (made, tried) = self
             .mixer()
-            .augment(variant, eval, labelled, newly, &mut draws);
-        newly.clear();
-        augmented.extend(made);
-        *generated += tried;
+            .augment(variant, eval, labelled, &grown.newly, &mut draws);
+        grown.newly.clear();
+        grown.augmented.extend(made);
+        grown.generated += tried;
     }
 
     /// The SeqMix generator of this study.
