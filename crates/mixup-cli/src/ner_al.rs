@@ -1153,6 +1153,18 @@ mod piece_tests {
         }
     }
 
+    /// States saved before `Grown` existed (its fields at the top level) still load, and a
+    /// saved state keeps that layout.
+    #[test]
+    fn saved_states_keep_their_layout() {
+        let old = r#"{"fingerprint":"f","labelled":[1,2],"pool":[3],"newly":[2],"augmented":[],"generated":7,"rows":[]}"#;
+        let s: ArmState = serde_json::from_str(old).expect("old layout");
+        assert_eq!((s.grown.newly.clone(), s.grown.generated), (vec![2], 7));
+        let back: serde_json::Value = serde_json::to_value(&s).expect("json");
+        assert_eq!(back["generated"], 7);
+        assert_eq!(back["newly"], serde_json::json!([2]));
+    }
+
     #[test]
     fn csv_reads_back_and_errors_name_the_line() {
         let rows = vec![row("none", 0, 0, 0.5), row("sub", 1, 1, 0.625)];
