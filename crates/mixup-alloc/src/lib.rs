@@ -12,7 +12,7 @@
 //! global allocator. glibc serves every block above its mmap threshold (128 KiB at first) with a
 //! fresh `mmap` and returns it with `munmap` on free, so each step faults in and zeroes its
 //! activations' pages again (14% of a tch BiLSTM step was the kernel's page-fault handling). On
-//! glibc, [`keep_freed_pages`] also raises the mmap threshold to its maximum (32 MiB) and the
+//! 64-bit glibc, [`keep_freed_pages`] also raises the mmap threshold to its maximum (32 MiB) and the
 //! trim threshold to 1 GiB, so freed blocks stay in the heap for the next step: measured with
 //! `mixup bench --device tch` (README, Performance, three alternating pairs each) a TextCNN
 //! step took about 22% less time, BiLSTM steps were faster in every pair (by 2-36%; the

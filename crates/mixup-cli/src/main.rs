@@ -169,9 +169,11 @@ enum Command {
         /// The first seed (a study run in pieces: `--seeds 1 --seed-start 1`, ...).
         #[arg(long, default_value_t = 0)]
         seed_start: u64,
-        /// `al.csv` files of earlier pieces of the same study (same recipe and protocol) whose
-        /// rows join this run's in the table and chart (repeatable); this run's arms replace a
-        /// piece's rows of the same arm and seed.
+        /// `al.csv` files of earlier pieces of the same study whose rows join this run's in the
+        /// table and chart (repeatable); this run's arms replace a piece's rows of the same arm
+        /// and seed. Checked before anything runs: rounds, labelled counts, the seed-set
+        /// setting where the rows show it; the recipe, policy, candidates and pool are not in an
+        /// al.csv and are yours to match.
         #[arg(long = "merge", value_name = "AL_CSV")]
         merge: Vec<PathBuf>,
         /// Labelled sentences to start from.
@@ -458,11 +460,6 @@ fn cmd_ner_al(
             Ok((p.clone(), parse_rows_csv(&text, p)?))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (device, device_name) = select_device(device)?;
-    let dir = ner_data_dir(&recipe, data_dir)?;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let data = mixup_cli::ner::load_ner(&dir, &recipe)?;
     let spec = AlSpec {
         seed_size,
         rounds,
@@ -474,6 +471,13 @@ fn cmd_ner_al(
         augments,
         augment_seed_set,
     };
+    // A piece of another protocol is refused before anything is loaded or trained.
+    merge_pieces(&pieces, &spec, Vec::new())?;
+    let (device, device_name) = select_device(device)?;
+    let dir = ner_data_dir(&recipe, data_dir)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let data = mixup_cli::ner::load_ner(&dir, &recipe)?;
     // Each arm's state is saved after every round under OUT/state/, so a killed study
     // continues where it stopped.
     let bert = match &recipe.model {
@@ -485,8 +489,6 @@ fn cmd_ner_al(
         )?),
         _ => None,
     };
-    // A piece of another protocol is refused before the training, not after it.
-    merge_pieces(&pieces, &spec, Vec::new())?;
     let rows = run_active_learning(
         &recipe,
         &data,
@@ -500,16 +502,29 @@ fn cmd_ner_al(
     let mut all_seeds: Vec<u64> = rows.iter().map(|r| r.seed).collect();
     all_seeds.sort_unstable();
     all_seeds.dedup();
+    let merged_note = if pieces.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " With the rows of earlier pieces ({}), run by their own commands.",
+            pieces
+                .iter()
+                .map(|(p, _)| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     // args_os: a path that is not UTF-8 must not fail the report after all the training.
     let header = format!(
         "# Active learning: {} on {}\n\n`{}` on {device_name}; policy {policy:?}, seed set \
-         {seed_size}, {rounds} rounds of {query} (from {candidates} candidates{}), {} seeds. \
-         Entity F1 mean ± sample std over seeds.",
+         {seed_size}, {rounds} rounds of {query} (from {candidates} candidates{}), seeds {:?} \
+         over all arms (each row's count in its seeds column).{merged_note} Entity F1 mean ± \
+         sample std over seeds.",
         recipe.name,
         recipe.data.dataset,
         command_line(),
         pool.map_or(String::new(), |p| format!(" of a pool of {p}")),
-        all_seeds.len()
+        all_seeds
     );
     mixup_cli::run::write_atomic(&out.join("al.csv"), rows_csv(&rows).as_bytes())?;
     mixup_cli::run::write_atomic(&out.join("al.md"), rows_markdown(&rows, &header).as_bytes())?;

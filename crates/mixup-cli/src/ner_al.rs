@@ -875,14 +875,20 @@ pub fn parse_rows_csv(text: &str, path: &std::path::Path) -> anyhow::Result<Vec<
     Ok(rows)
 }
 
-/// The rows of earlier pieces of a study (`al.csv` files, `--merge`) joined to this run's:
-/// a piece's rows must follow `spec`'s protocol (round `r` trained on `seed_size + r * query`
-/// labelled sentences, at most `spec.rounds` rounds) and no (augmentation, seed) may come
-/// from two pieces; this run's arms replace a piece's rows of the same arm and seed.
+/// The rows of earlier pieces of a study (`al.csv` files, `--merge`) joined to this run's.
+///
+/// What an `al.csv` shows of its protocol is checked: each (augmentation, seed) of a piece has
+/// rounds `0..=spec.rounds`, once each, round `r` trained on `seed_size + r * query` labelled
+/// sentences, and with `augment_seed_set` off no augmenting arm made SeqMix sentences at round 0
+/// (with it on, a round 0 without any is possible, so that direction cannot be told). The
+/// recipe, query policy, candidates and pool are not in an `al.csv`: matching them is the
+/// caller's part. An (augmentation, seed) may come from one piece only (the same file given
+/// twice is two pieces); this run's arms replace a piece's rows of the same arm and seed.
+/// Rows are ordered by the spec's augmentations, then seed and round.
 ///
 /// # Errors
 ///
-/// A row of another protocol, or an arm and seed found in two pieces.
+/// A piece of another protocol, or an arm and seed found in two pieces.
 pub fn merge_pieces(
     pieces: &[(std::path::PathBuf, Vec<AlRow>)],
     spec: &AlSpec,
@@ -892,51 +898,76 @@ pub fn merge_pieces(
         ours.iter()
             .any(|o| o.augment == r.augment && o.seed == r.seed)
     };
+    use std::collections::BTreeMap;
     let mut merged: Vec<AlRow> = Vec::new();
-    let mut from: Vec<(String, u64, &std::path::Path)> = Vec::new();
-    for (path, rows) in pieces {
-        let mut seen_here: Vec<(String, u64)> = Vec::new();
+    // (augmentation, seed) -> the piece (its index in `pieces`) it came from.
+    let mut from: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for (i, (path, rows)) in pieces.iter().enumerate() {
+        let mut rounds: BTreeMap<(String, u64), Vec<usize>> = BTreeMap::new();
         for r in rows {
-            if r.round > spec.rounds || r.labelled != spec.seed_size + r.round * spec.query {
-                anyhow::bail!(
-                    "{}: {} seed {} round {} trained on {} labelled sentences; this study's \
-                     protocol (--seed-size {}, --query {}, --rounds {}) gives {}: a piece of \
-                     another study",
+            let at = || {
+                format!(
+                    "{}: {} seed {} round {}",
                     path.display(),
                     r.augment,
                     r.seed,
-                    r.round,
+                    r.round
+                )
+            };
+            let expected = (r.round <= spec.rounds)
+                .then(|| r.round.checked_mul(spec.query)?.checked_add(spec.seed_size))
+                .flatten();
+            if expected != Some(r.labelled) {
+                anyhow::bail!(
+                    "{} trained on {} labelled sentences; this study's protocol (--seed-size {}, \
+                     --query {}, --rounds {}) has {}: a piece of another study",
+                    at(),
                     r.labelled,
                     spec.seed_size,
                     spec.query,
                     spec.rounds,
-                    spec.seed_size + r.round * spec.query
+                    expected.map_or_else(|| "no such round".to_string(), |e| e.to_string())
+                );
+            }
+            if r.round == 0 && r.augment != "none" && !spec.augment_seed_set && r.generated > 0 {
+                anyhow::bail!(
+                    "{} made {} SeqMix sentences from the seed set: a piece run with \
+                     --augment-seed-set true, and this study has false",
+                    at(),
+                    r.generated
                 );
             }
             let key = (r.augment.clone(), r.seed);
-            if let Some((_, _, other)) = from
-                .iter()
-                .find(|(a, s, p)| (a, s) == (&key.0, &key.1) && *p != path.as_path())
-            {
-                anyhow::bail!(
+            match from.get(&key) {
+                Some(&j) if j != i => anyhow::bail!(
                     "{} seed {} is in both {} and {}; merge each arm and seed once",
                     r.augment,
                     r.seed,
-                    other.display(),
+                    pieces[j].0.display(),
                     path.display()
-                );
+                ),
+                _ => {
+                    from.insert(key.clone(), i);
+                }
             }
-            if !seen_here.contains(&key) {
-                seen_here.push(key.clone());
-                from.push((key.0, key.1, path.as_path()));
-            }
+            rounds.entry(key).or_default().push(r.round);
             if !trained(r) {
                 merged.push(r.clone());
             }
         }
+        for ((arm, seed), mut got) in rounds {
+            got.sort_unstable();
+            if got != (0..=spec.rounds).collect::<Vec<_>>() {
+                anyhow::bail!(
+                    "{}: {arm} seed {seed} has rounds {got:?}; this study's has 0 to {} once \
+                     each",
+                    path.display(),
+                    spec.rounds
+                );
+            }
+        }
     }
     merged.extend(ours);
-    // Arms in the spec's order, then seed and round.
     let order = |a: &str| {
         spec.augments
             .iter()
@@ -1186,6 +1217,7 @@ mod piece_tests {
             std::path::PathBuf::from("s0/al.csv"),
             vec![
                 row("sub", 0, 0, 0.4),
+                row("sub", 0, 1, 0.45),
                 row("none", 0, 0, 0.3),
                 row("none", 0, 1, 0.5),
             ],
@@ -1205,6 +1237,7 @@ mod piece_tests {
                 ("none".into(), 1, 0),
                 ("none".into(), 1, 1),
                 ("sub".into(), 0, 0),
+                ("sub".into(), 0, 1),
             ]
         );
         // This run's arm replaces a piece's rows of the same arm and seed.
@@ -1212,21 +1245,49 @@ mod piece_tests {
         let merged = merge_pieces(std::slice::from_ref(&piece), &spec(), redo).expect("merge");
         assert_eq!(merged.iter().filter(|r| r.augment == "none").count(), 1);
         assert_eq!(merged[0].test_f1, 0.9);
-        // Another protocol (a 50-sentence query) and an arm in two pieces are refused.
+        let refused = |pieces: &[(std::path::PathBuf, Vec<AlRow>)], spec: &AlSpec| {
+            merge_pieces(pieces, spec, vec![])
+                .expect_err("refused")
+                .to_string()
+        };
+        // Another protocol: a 50-sentence query, a round past --rounds (even a huge one).
         let mut other = piece.clone();
-        other.1[2].labelled = 250;
-        let e = merge_pieces(&[other], &spec(), vec![])
-            .expect_err("protocol")
-            .to_string();
+        other.1[3].labelled = 250;
+        let e = refused(&[other], &spec());
         assert!(
             e.contains("s0/al.csv") && e.contains("another study"),
             "{e}"
         );
+        let mut far = piece.clone();
+        far.1[3].round = usize::MAX;
+        let e = refused(&[far], &spec());
+        assert!(e.contains("no such round"), "{e}");
+        // Rounds missing or repeated within a piece (a short study, two files appended).
+        let mut short = piece.clone();
+        short.1.remove(1);
+        let e = refused(&[short], &spec());
+        assert!(e.contains("sub seed 0 has rounds [0]"), "{e}");
+        let mut doubled = piece.clone();
+        doubled.1.push(row("none", 0, 1, 0.5));
+        let e = refused(&[doubled], &spec());
+        assert!(e.contains("[0, 1, 1]"), "{e}");
+        // The same arm and seed in two pieces, the same file twice included.
         let twice = (std::path::PathBuf::from("s0-again/al.csv"), piece.1.clone());
-        let e = merge_pieces(&[piece, twice], &spec(), vec![])
-            .expect_err("twice")
-            .to_string();
+        let e = refused(&[piece.clone(), twice], &spec());
+        assert!(e.contains("in both s0/al.csv and s0-again/al.csv"), "{e}");
+        let e = refused(&[piece.clone(), piece.clone()], &spec());
         assert!(e.contains("in both"), "{e}");
+        // A piece whose augmenting arm made SeqMix sentences from the seed set, merged into a
+        // study without that: refused; with it, accepted.
+        let mut seeded = piece.clone();
+        seeded.1[0].generated = 40;
+        let without = AlSpec {
+            augment_seed_set: false,
+            ..spec()
+        };
+        let e = refused(std::slice::from_ref(&seeded), &without);
+        assert!(e.contains("--augment-seed-set true"), "{e}");
+        assert!(merge_pieces(&[seeded], &spec(), vec![]).is_ok());
     }
 }
 

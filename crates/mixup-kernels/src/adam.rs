@@ -475,6 +475,8 @@ impl Optimizer for FusedAdamW {
 }
 
 #[cfg(test)]
+// Without a backend feature the fused paths and most helpers do not exist.
+#[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(unused))]
 mod tests {
     use super::*;
     use burn::{
@@ -492,10 +494,12 @@ mod tests {
         Tensor::from_data(TensorData::new(values, [rows, cols]), device)
     }
 
+    #[cfg(feature = "flex")]
     fn train(optim: ModuleOptimizer, steps: usize) -> Linear {
         train_on(optim, steps, Device::flex().autodiff())
     }
 
+    #[cfg(any(feature = "flex", feature = "tch"))]
     fn train_on(mut optim: ModuleOptimizer, steps: usize, device: Device) -> Linear {
         let mut model = LinearConfig::new(7, 5).init(&device);
         // Same initial weights for both runs, whatever else draws from the RNG meanwhile.
@@ -518,12 +522,15 @@ mod tests {
         /// Fused host updates taken on this thread (so a test can tell that the fused path
         /// ran for its own optimiser: tests run in parallel threads, and the optimiser's step
         /// runs on the thread that calls it).
+        #[cfg(feature = "flex")]
         pub(super) static HOST_STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// LibTorch in-place updates taken on this thread.
+        #[cfg(feature = "tch")]
         pub(super) static TCH_STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// Updates counted by `counter` while `f` runs on this thread.
+    #[cfg(any(feature = "flex", feature = "tch"))]
     fn counted<T>(
         counter: &'static std::thread::LocalKey<std::cell::Cell<usize>>,
         f: impl FnOnce() -> T,
@@ -538,6 +545,7 @@ mod tests {
     /// The updates run in place: a parameter whose buffer another tensor still holds is copied
     /// first, so that tensor keeps its values, and the parameter still moves (over two steps,
     /// so the moments' buffers are reused too).
+    #[cfg(any(feature = "flex", feature = "tch"))]
     fn shared_buffers_are_not_written(device: Device) {
         for mut optim in [
             FusedAdam::new(1e-8, None).init(),

@@ -57,6 +57,7 @@ pub mod softmax;
 #[cfg(feature = "tch")]
 pub mod softmax_tch;
 #[cfg(test)]
+#[cfg_attr(not(any(feature = "flex", feature = "tch")), allow(unused))]
 mod testing;
 #[cfg(feature = "tch")]
 mod torch_node;
