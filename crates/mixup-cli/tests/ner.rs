@@ -320,13 +320,17 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
         "--policy",
         "lc",
     ];
-    let o = ner_al(&t.0, &r, &piece)
-        .args(["--seeds", "1", "--seed-start", "2", "--query", "10"])
-        .args(protocol)
-        .args(["--augment", "none", "--merge"])
-        .arg(out.join("al.csv"))
-        .output()
-        .expect("runs");
+    // One `none` piece at SEED with queries of QUERY, merged with the study above.
+    let run_piece = |dir: &Path, seed: &str, query: &str| {
+        ner_al(&t.0, &r, dir)
+            .args(["--seeds", "1", "--seed-start", seed, "--query", query])
+            .args(protocol)
+            .args(["--augment", "none", "--merge"])
+            .arg(out.join("al.csv"))
+            .output()
+            .expect("runs")
+    };
+    let o = run_piece(&piece, "2", "10");
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{text}");
     assert!(
@@ -346,13 +350,7 @@ fn taggers_train_and_report_entity_f1_and_ner_al_writes_its_table() {
         "{md}"
     );
     // A piece of another protocol (queries of 5) is refused before any training.
-    let o = ner_al(&t.0, &r, &t.0.join("al-other"))
-        .args(["--seeds", "1", "--seed-start", "3", "--query", "5"])
-        .args(protocol)
-        .args(["--augment", "none", "--merge"])
-        .arg(out.join("al.csv"))
-        .output()
-        .expect("runs");
+    let o = run_piece(&t.0.join("al-other"), "3", "5");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(
         !o.status.success() && err.contains("another study"),
