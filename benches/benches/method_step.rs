@@ -41,7 +41,7 @@ fn main() {
                 continue; // the same computation as word
             }
             let report = default_recipe(model, method.name())
-                .and_then(|r| bench_recipe(&r, &spec, &Device::flex(), "flex", None));
+                .and_then(|r| bench_recipe(&r, &spec, &[Device::flex()], "flex", None));
             let ms = match report {
                 Ok(r) => r.ms_per_step_median,
                 Err(e) => panic!("{model} {method}: {e}"),

@@ -63,7 +63,8 @@ pub fn default_recipe(model: &str, method: &str) -> anyhow::Result<Recipe> {
     Ok(recipe)
 }
 
-/// Builds the recipe's model on `device` (made autodiff here) and benchmarks it; a
+/// Builds the recipe's model on the first of `devices` (made autodiff here) and benchmarks
+/// it, split across all of them when there are several (data-parallel replicas); a
 /// `kind = "bert"` recipe loads its checkpoint (looked up under `data_dir`, then
 /// `$MIXUP_DATA_DIR`, then the cache) and uses the checkpoint's vocabulary.
 ///
@@ -73,11 +74,14 @@ pub fn default_recipe(model: &str, method: &str) -> anyhow::Result<Recipe> {
 pub fn bench_recipe(
     recipe: &Recipe,
     spec: &BenchSpec,
-    device: &Device,
+    devices: &[Device],
     device_name: &str,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<BenchReport> {
-    let ad = device.clone().autodiff();
+    let ads: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let Some(ad) = ads.first() else {
+        anyhow::bail!("mixup bench: no device");
+    };
     let (step, optim) = (recipe.step_config(), recipe.optim_config());
     let target = |layout, vocab| BenchTarget {
         kind: recipe.model.kind_name(),
@@ -98,23 +102,23 @@ pub fn bench_recipe(
                     prepared.dir.display()
                 );
             }
-            let model = mixup_train::seeded_try_init(&ad, spec.seed, || {
-                let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, &ad)?;
-                bert_classifier(m, encoder, spec.classes, &ad, true, None)
+            let model = mixup_train::seeded_try_init(ad, spec.seed, || {
+                let (encoder, _) = BertEncoder::from_pretrained(&prepared.dir, ad)?;
+                bert_classifier(m, encoder, spec.classes, ad, true, None)
             })?;
             let vocab = prepared.config.vocab_size;
-            bench_model(model, &target(Layout::BERT, vocab), spec, &ad, device_name)
+            bench_model(model, &target(Layout::BERT, vocab), spec, &ads, device_name)
         }
         _ => {
             // Synthetic rows are `spec.seq` long: the model gets positions for them (a
             // Transformer's position table follows `data.max_len`).
             let mut sized = recipe.clone();
             sized.data.max_len = sized.data.max_len.max(spec.seq);
-            let model: ZooModel = mixup_train::seeded_try_init(&ad, spec.seed, || {
-                build_model(&sized, spec.vocab, spec.classes, &ad)
+            let model: ZooModel = mixup_train::seeded_try_init(ad, spec.seed, || {
+                build_model(&sized, spec.vocab, spec.classes, ad)
             })?;
             let target = target(Layout::PLAIN, spec.vocab);
-            bench_model(model, &target, spec, &ad, device_name)
+            bench_model(model, &target, spec, &ads, device_name)
         }
     };
     report.map_err(|e| match e {
@@ -150,7 +154,7 @@ mod tests {
             ("transformer", "tmix"),
         ] {
             let recipe = default_recipe(model, method).expect("recipe");
-            let r = bench_recipe(&recipe, &spec, &Device::flex(), "flex", None).expect("bench");
+            let r = bench_recipe(&recipe, &spec, &[Device::flex()], "flex", None).expect("bench");
             assert_eq!((r.model.as_str(), r.method.as_str()), (model, method));
             assert_eq!((r.batch, r.seq, r.steps), (4, 6, 2));
             assert!(r.ms_per_step_min <= r.ms_per_step_median);
@@ -162,7 +166,7 @@ mod tests {
             steps: 0,
             ..spec.clone()
         };
-        let e = bench_recipe(&recipe, &zero, &Device::flex(), "flex", None).expect_err("0 steps");
+        let e = bench_recipe(&recipe, &zero, &[Device::flex()], "flex", None).expect_err("0 steps");
         assert!(e.to_string().contains("--steps"), "{e}");
         // Rows longer than the recipe's max_len (40): the Transformer's position table is
         // built for them (this panicked at transformer.rs:244 before).
@@ -174,7 +178,7 @@ mod tests {
         };
         let recipe = default_recipe("transformer", "none").expect("recipe");
         assert!(recipe.data.max_len < 64);
-        let r = bench_recipe(&recipe, &long, &Device::flex(), "flex", None).expect("seq 64");
+        let r = bench_recipe(&recipe, &long, &[Device::flex()], "flex", None).expect("seq 64");
         assert_eq!(r.seq, 64);
         let e = default_recipe("lstm", "none").expect_err("unknown model");
         assert!(e.to_string().contains("lstm"), "{e}");

@@ -253,7 +253,8 @@ struct BenchArgs {
     /// Seed of the weights, batches and mixing.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Backend (as for train).
+    /// Backend (as for train); several, comma-separated (flex,flex), time a data-parallel
+    /// step: each batch split into one shard per device, one thread each.
     #[arg(long)]
     device: Option<String>,
     /// Folder holding pretrained checkpoints (else $MIXUP_DATA_DIR, else the cache).
@@ -548,12 +549,13 @@ fn cmd_bench(args: &BenchArgs) -> anyhow::Result<()> {
         recipe.method.kind = m;
         recipe.validate(path)?;
     }
-    let (device, device_name) = select_device(args.device.as_deref())?;
+    let (devices, names): (Vec<burn::tensor::Device>, Vec<String>) =
+        select_devices(args.device.as_deref())?.into_iter().unzip();
     let r = bench_recipe(
         &recipe,
         &args.spec(),
-        &device,
-        &device_name,
+        &devices,
+        &names.join(","),
         args.data_dir.as_deref(),
     )?;
     if args.json {

@@ -69,7 +69,7 @@ fn every_model_trains_with_every_method_on_each_backend() {
                 } else {
                     default_recipe(model, method).expect("recipe")
                 };
-                let r = bench_recipe(&recipe, &spec, &dev, backend, None)
+                let r = bench_recipe(&recipe, &spec, std::slice::from_ref(&dev), backend, None)
                     .unwrap_or_else(|e| panic!("{backend} {model} {method}: {e:#}"));
                 assert_eq!(r.device, backend);
                 assert!(

@@ -947,6 +947,20 @@ fn bert_recipe_errors_name_the_key() {
         ])
         .arg(&t.0));
     assert!(o.status.success(), "{}", text(&o));
+    // Two replicas: `--device flex,flex` times the data-parallel step, and says so.
+    let o = run(bin()
+        .args(["bench", "--recipe"])
+        .arg(&fits)
+        .args([
+            "--seq", "16", "--batch", "4", "--steps", "1", "--warmup", "0",
+        ])
+        .args(["--device", "flex,flex", "--json", "--data-dir"])
+        .arg(&t.0));
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report["device"], "flex,flex", "{log}");
+    assert_eq!(report["batch"], 4, "{log}");
     // The missing folder's message lists the --data-dir folder it tried.
     let o = train_recipe(
         &t.0,

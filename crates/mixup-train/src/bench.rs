@@ -26,6 +26,7 @@ use crate::{
     mixtext::UnlabelledExample,
     optim::build_optimizer,
     step::{StepBatch, StepPlan, train_step},
+    train::train_step_split,
 };
 
 /// The shape and length of one benchmark.
@@ -143,8 +144,10 @@ pub struct BenchTarget<'a> {
     pub vocab: usize,
 }
 
-/// Times `spec.steps` training steps of `model` (built on the autodiff `device`) with the
-/// target's method, optimiser, learning rate and clipping. The model must accept rows of
+/// Times `spec.steps` training steps of `model` (built on the first of the autodiff
+/// `devices`) with the target's method, optimiser, learning rate and clipping. With one
+/// device each step is [`train_step`]; with several, [`train_step_split`] as `train` takes it
+/// (each batch split into one shard per device, the replicas run on their own threads). The model must accept rows of
 /// `spec.seq` tokens (a Transformer's position table, a BERT checkpoint's positions).
 ///
 /// # Errors
@@ -155,7 +158,7 @@ pub fn bench_model<M: Module + MixingPoints>(
     mut model: M,
     target: &BenchTarget<'_>,
     spec: &BenchSpec,
-    device: &Device,
+    devices: &[Device],
     device_name: &str,
 ) -> Result<BenchReport> {
     let (layout, vocab) = (target.layout, target.vocab);
@@ -227,15 +230,22 @@ pub fn bench_model<M: Module + MixingPoints>(
             unlabelled: (!text_refs.is_empty()).then_some((&text_refs[..], 1.0)),
         };
         let start = Instant::now();
-        let (next, report) = train_step(
-            model,
-            &mut optim,
-            target.optim.lr,
-            &plan,
-            &batch,
-            &mut rng,
-            device,
-        )?;
+        let (next, report) = match devices {
+            [device] => train_step(
+                model,
+                &mut optim,
+                target.optim.lr,
+                &plan,
+                &batch,
+                &mut rng,
+                device,
+            )?,
+            _ => {
+                let mixing_seed = rng.random::<u64>();
+                let lr = target.optim.lr;
+                train_step_split(model, &mut optim, lr, &plan, &batch, mixing_seed, devices)?
+            }
+        };
         let loss = report.loss.into_scalar::<f32>();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         if !loss.is_finite() {
@@ -302,12 +312,23 @@ mod tests {
             classes: 3,
             seed: 1,
         };
-        let r = bench_model(model.clone(), &target, &spec, &device, "flex").expect("bench");
+        let one = std::slice::from_ref(&device);
+        let r = bench_model(model.clone(), &target, &spec, one, "flex").expect("bench");
         assert_eq!((r.model.as_str(), r.method.as_str()), ("textcnn", "ssmix"));
         assert!(r.ms_per_step_min <= r.ms_per_step_median);
         assert!(r.ms_per_step_median <= r.ms_per_step_max && r.samples_per_s > 0.0);
-        let zero = BenchSpec { steps: 0, ..spec };
-        let e = bench_model(model, &target, &zero, &device, "flex").expect_err("0 steps");
+        let zero = BenchSpec {
+            steps: 0,
+            ..spec.clone()
+        };
+        let e = bench_model(model.clone(), &target, &zero, one, "flex").expect_err("0 steps");
         assert!(e.to_string().starts_with("steps:"), "{e}");
+        // Two replicas: each batch split in two, one thread each.
+        let two = [device.clone(), device.clone()];
+        let r = bench_model(model.clone(), &target, &spec, &two, "flex,flex").expect("replicas");
+        assert_eq!((r.device.as_str(), r.batch, r.steps), ("flex,flex", 4, 2));
+        assert!(r.samples_per_s > 0.0);
+        let e = bench_model(model, &target, &spec, &[], "none").expect_err("no device");
+        assert!(e.to_string().contains("no device"), "{e}");
     }
 }

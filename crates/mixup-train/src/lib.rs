@@ -38,6 +38,7 @@ pub use error::{Result, TrainError};
 pub use step::{StepBatch, StepPlan, StepReport, train_step};
 pub use train::{
     Event, TextData, TrainSetup, Trained, seed_device, seeded_init, seeded_try_init, train,
+    train_step_split,
 };
 
 #[cfg(test)]

@@ -286,6 +286,53 @@ const DROPOUT: u64 = 4;
 /// once per step above, in whatever order the replica threads draw.)
 const REPLICA: u64 = 5;
 
+/// One optimiser step on one device, or split across several (one contiguous shard per
+/// device, as even as the batch allows; a batch with fewer rows than devices uses fewer
+/// devices), each shard with its own mixing draws derived from `mixing_seed`. This is the
+/// step [`train`] takes for every batch; `devices` are autodiff devices, the model on the
+/// first.
+///
+/// # Errors
+///
+/// As [`train_step`] and [`train_step_replicated`].
+pub fn train_step_split<M: Module + MixingPoints + Send>(
+    model: M,
+    optim: &mut burn::optim::ModuleOptimizer,
+    lr: f64,
+    plan: &StepPlan,
+    batch: &StepBatch<'_>,
+    mixing_seed: u64,
+    devices: &[Device],
+) -> Result<(M, crate::step::StepReport)> {
+    if devices.len() <= 1 {
+        let mut rng = StdRng::seed_from_u64(mixing_seed);
+        let Some(device) = devices.first() else {
+            return Err(TrainError::Method("train_step_split: no device".into()));
+        };
+        return train_step(model, optim, lr, plan, batch, &mut rng, device);
+    }
+    let n = batch.items.len();
+    let k = devices.len().min(n);
+    let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
+    let shards: Vec<StepBatch<'_>> = bounds
+        .windows(2)
+        .map(|w| StepBatch {
+            items: &batch.items[w[0]..w[1]],
+            partner_items: batch.partner_items.map(|p| &p[w[0]..w[1]]),
+            mixing: batch.mixing,
+            // Each shard takes its share of the unlabelled texts.
+            unlabelled: batch.unlabelled.map(|(u, weight)| {
+                let m = u.len();
+                (&u[w[0] * m / n..w[1] * m / n], weight)
+            }),
+        })
+        .collect();
+    let mut rngs: Vec<StdRng> = (0..k as u64)
+        .map(|r| StdRng::seed_from_u64(derive_seed(mixing_seed, REPLICA, r, 0)))
+        .collect();
+    train_step_replicated(model, optim, lr, plan, &shards, &mut rngs, &devices[..k])
+}
+
 /// Accuracy and mean loss of `model` on `examples` (rows cut to `max_len`).
 pub fn evaluate<M: MixingPoints>(
     model: &M,
@@ -743,7 +790,15 @@ impl Run<'_> {
                 mixing,
                 unlabelled: (!texts.is_empty()).then_some((texts.as_slice(), u_weight)),
             };
-            let (next, report) = self.step(model, optim, lr, &batch, mixing_seed)?;
+            let (next, report) = train_step_split(
+                model,
+                optim,
+                lr,
+                &self.plan,
+                &batch,
+                mixing_seed,
+                &self.devices,
+            )?;
             model = next;
             let weighted = report.loss.mul_scalar(n as f32);
             sums.loss = Some(match sums.loss.take() {
@@ -789,59 +844,6 @@ impl Run<'_> {
         }
         sums.train_seconds = seconds_before + epoch_start.elapsed().as_secs_f64();
         Ok((model, sums))
-    }
-
-    /// One optimiser step on one device, or split across the replicas (one contiguous shard
-    /// per device, as even as the batch allows; a last batch with fewer rows than devices uses
-    /// fewer devices), each shard with its own mixing draws.
-    fn step<M: Module + MixingPoints + Send>(
-        &self,
-        model: M,
-        optim: &mut burn::optim::ModuleOptimizer,
-        lr: f64,
-        batch: &StepBatch<'_>,
-        mixing_seed: u64,
-    ) -> Result<(M, crate::step::StepReport)> {
-        if self.devices.len() == 1 {
-            let mut rng = StdRng::seed_from_u64(mixing_seed);
-            return train_step(
-                model,
-                optim,
-                lr,
-                &self.plan,
-                batch,
-                &mut rng,
-                &self.devices[0],
-            );
-        }
-        let n = batch.items.len();
-        let k = self.devices.len().min(n);
-        let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
-        let shards: Vec<StepBatch<'_>> = bounds
-            .windows(2)
-            .map(|w| StepBatch {
-                items: &batch.items[w[0]..w[1]],
-                partner_items: batch.partner_items.map(|p| &p[w[0]..w[1]]),
-                mixing: batch.mixing,
-                // Each shard takes its share of the unlabelled texts.
-                unlabelled: batch.unlabelled.map(|(u, weight)| {
-                    let m = u.len();
-                    (&u[w[0] * m / n..w[1] * m / n], weight)
-                }),
-            })
-            .collect();
-        let mut rngs: Vec<StdRng> = (0..k as u64)
-            .map(|r| StdRng::seed_from_u64(derive_seed(mixing_seed, REPLICA, r, 0)))
-            .collect();
-        train_step_replicated(
-            model,
-            optim,
-            lr,
-            &self.plan,
-            &shards,
-            &mut rngs,
-            &self.devices[..k],
-        )
     }
 
     /// The metrics of a finished epoch: its training sums, and the model evaluated on dev and
