@@ -1026,7 +1026,8 @@ fn summarise(rows: &[AlRow]) -> Summary {
     out
 }
 
-/// A markdown table: one row per augmentation and round, F1 mean ± std over seeds.
+/// A markdown table: one row per augmentation and round, F1 mean ± std over seeds; then each
+/// SeqMix arm paired with `none` by seed ([`paired_markdown`]).
 pub fn rows_markdown(rows: &[AlRow], header: &str) -> String {
     let mut s = format!(
         "{header}\n\n| augment | round | labelled | test F1 | dev F1 | seeds |\n|---|---|---|---|---|---|\n"
@@ -1038,7 +1039,61 @@ pub fn rows_markdown(rows: &[AlRow], header: &str) -> String {
                 .unwrap_or_else(|| "–".into())
         ));
     }
+    s.push_str(&paired_markdown(rows));
     s
+}
+
+/// Each arm other than `none`, round by round, minus `none` of the same seed and round (test
+/// F1), over the seeds both have: the mean difference, its 95% paired-t interval and a verdict
+/// ([`crate::paired::paired_t`]). Arms of one seed start from the same seed set and draw the
+/// same candidates, so the per-seed difference removes the seed set's luck. Empty when there
+/// is no `none` arm or nothing to pair.
+pub fn paired_markdown(rows: &[AlRow]) -> String {
+    let f1 = |arm: &str, seed: u64, round: usize| {
+        rows.iter()
+            .find(|r| r.augment == arm && r.seed == seed && r.round == round)
+            .map(|r| r.test_f1)
+    };
+    let mut lines = String::new();
+    for (arm, round, labelled, ..) in summarise(rows) {
+        if arm == "none" {
+            continue;
+        }
+        let mut seeds: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.augment == arm && r.round == round)
+            .map(|r| r.seed)
+            .collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        let diffs: Vec<f64> = seeds
+            .iter()
+            .filter_map(|&s| Some(f1(&arm, s, round)? - f1("none", s, round)?))
+            .collect();
+        if diffs.is_empty() {
+            continue;
+        }
+        let (m, _, ci95) = crate::paired::paired_t(&diffs);
+        let interval = ci95.map_or("–".to_string(), |(lo, hi)| {
+            format!("[{lo:+.4}, {hi:+.4}]")
+        });
+        lines.push_str(&format!(
+            "| {arm} | {round} | {labelled} | {} | {m:+.4} | {interval} | {} |\n",
+            diffs.len(),
+            crate::paired::verdict(diffs.len(), ci95)
+        ));
+    }
+    if lines.is_empty() {
+        return lines;
+    }
+    format!(
+        "\n## Paired by seed, against none\n\n\
+         Test F1 of each arm minus `none` of the same seed and round, over the seeds both have \
+         (the same seed: the same seed set and candidate draws). Interval: 95%, paired t with \
+         n - 1 degrees of freedom; `better` / `worse` when it excludes 0.\n\n\
+         | augment | round | labelled | seeds | mean difference | 95% interval | verdict |\n\
+         |---|---|---|---|---|---|---|\n{lines}"
+    )
 }
 
 /// One series per augmentation: its mean dev (`dev`) or test F1 by labelled sentences, with
@@ -1136,6 +1191,23 @@ mod tests {
             "{md}"
         );
         assert_eq!(rows_csv(&rows).lines().count(), 4);
+        // Paired with none by seed: seed 0 only (sub has no seed 1), so no interval.
+        assert!(
+            md.contains("| sub | 0 | 10 | 1 | +0.1000 | – | one seed: no interval |"),
+            "{md}"
+        );
+        let mut more = rows.clone();
+        more.push(row("sub", 1, 0, 0.9));
+        more.push(row("none", 2, 0, 0.6));
+        more.push(row("sub", 2, 0, 0.75));
+        // Differences +0.1, +0.2, +0.15: mean +0.15, sd 0.05, half-width 4.303 x 0.05 / sqrt(3).
+        let md = rows_markdown(&more, "# t");
+        assert!(
+            md.contains("| sub | 0 | 10 | 3 | +0.1500 | [+0.0258, +0.2742] | better |"),
+            "{md}"
+        );
+        // No `none` arm: no paired section.
+        assert!(!rows_markdown(&rows[2..], "# t").contains("Paired"));
         // The chart's test curves: means, with ± std whiskers where two seeds exist.
         let series = al_series(&rows, false);
         assert_eq!(series.len(), 2);

@@ -45,14 +45,33 @@ impl Paired {
     /// `better` / `worse` when the interval excludes 0, else `no clear difference` (or
     /// `one seed: no interval`, `equal differences: no interval`).
     pub fn verdict(&self) -> &'static str {
-        match self.ci95 {
-            None if self.seeds.len() >= 2 => "equal differences: no interval",
-            None => "one seed: no interval",
-            Some((lo, _)) if lo > 0.0 => "better",
-            Some((_, hi)) if hi < 0.0 => "worse",
-            Some(_) => "no clear difference",
-        }
+        verdict(self.seeds.len(), self.ci95)
     }
+}
+
+/// The verdict on `n` paired differences with interval `ci95`: `better` / `worse` when the
+/// interval excludes 0, else `no clear difference` (or `one seed: no interval`, `equal
+/// differences: no interval`).
+pub fn verdict(n: usize, ci95: Option<(f64, f64)>) -> &'static str {
+    match ci95 {
+        None if n >= 2 => "equal differences: no interval",
+        None => "one seed: no interval",
+        Some((lo, _)) if lo > 0.0 => "better",
+        Some((_, hi)) if hi < 0.0 => "worse",
+        Some(_) => "no clear difference",
+    }
+}
+
+/// Mean, sample standard deviation and 95% paired-t interval (mean ± t × sd / sqrt(n), n - 1
+/// degrees of freedom) of per-seed differences; no interval below two differences or when
+/// they are equal up to float rounding (scores are ratios of counts and can tie exactly).
+pub fn paired_t(diffs: &[f64]) -> (f64, f64, Option<(f64, f64)>) {
+    let (m, sd, n) = (mean(diffs), sample_std(diffs), diffs.len());
+    let ci95 = (n >= 2 && sd > 1e-9).then(|| {
+        let half = t975(n - 1) * sd / (n as f64).sqrt();
+        (m - half, m + half)
+    });
+    (m, sd, ci95)
 }
 
 /// The 0.975 quantile of Student's t with `df` degrees of freedom: the table value for
@@ -89,12 +108,7 @@ pub fn compare(rows: &[ResultRow], runs: &[RunResult]) -> Vec<Paired> {
             if seeds.is_empty() {
                 return None;
             }
-            let (m, sd, n) = (mean(&diffs), sample_std(&diffs), diffs.len());
-            // Equal up to float rounding (accuracies are ratios of counts): no interval.
-            let ci95 = (n >= 2 && sd > 1e-9).then(|| {
-                let half = t975(n - 1) * sd / (n as f64).sqrt();
-                (m - half, m + half)
-            });
+            let (m, sd, ci95) = paired_t(&diffs);
             Some(Paired {
                 dataset: row.dataset.clone(),
                 model: row.model.clone(),
@@ -311,7 +325,7 @@ mod tests {
         // Unpaired, the error bars overlap: the paired test is what tells.
         let (none, word) = (&rows[0], &rows[1]);
         assert!(word.test_accuracy_mean - word.test_accuracy_std < none.test_accuracy_mean);
-        let md = markdown(&[p.clone()]);
+        let md = markdown(std::slice::from_ref(p));
         assert!(
             md.contains("| trec | textcnn | word | a-word | a-none | 5 | +0.0200 |"),
             "{md}"
