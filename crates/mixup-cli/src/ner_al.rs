@@ -968,10 +968,13 @@ pub fn merge_pieces(
         }
     }
     merged.extend(ours);
+    // This piece's arms in its `--augment` order, then the others as the paper lists them.
+    const PAPER: [&str; 4] = ["none", "sub", "whole", "label-constrained"];
     let order = |a: &str| {
         spec.augments
             .iter()
             .position(|v| v.map_or("none", SeqMixVariant::name) == a)
+            .or_else(|| PAPER.iter().position(|p| *p == a).map(|i| 100 + i))
             .unwrap_or(usize::MAX)
     };
     merged.sort_by(|a, b| {
@@ -1312,6 +1315,21 @@ mod piece_tests {
                 ("sub".into(), 0, 1),
             ]
         );
+        // Arms this run did not name follow in the paper's order, not the alphabet's.
+        let arms = ["label-constrained", "whole", "sub"];
+        let others = (
+            std::path::PathBuf::from("s0/al.csv"),
+            arms.iter().map(|a| row(a, 0, 0, 0.4)).collect(),
+        );
+        let none_only = AlSpec {
+            augments: vec![None],
+            rounds: 0,
+            ..spec()
+        };
+        let merged =
+            merge_pieces(&[others], &none_only, vec![row("none", 1, 0, 0.3)]).expect("merge");
+        let order: Vec<&str> = merged.iter().map(|r| r.augment.as_str()).collect();
+        assert_eq!(order, ["none", "sub", "whole", "label-constrained"]);
         // This run's arm replaces a piece's rows of the same arm and seed.
         let redo = vec![row("none", 0, 0, 0.9)];
         let merged = merge_pieces(std::slice::from_ref(&piece), &spec(), redo).expect("merge");
