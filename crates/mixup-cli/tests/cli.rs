@@ -1035,8 +1035,27 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
     );
 
     // The same run, checkpointing every step, SIGKILLed three times at moments drawn from a
-    // fixed seed (10% to 35% of the uninterrupted run's wall time after each start).
+    // fixed seed: 5% to 25% of the uninterrupted run's wall time after the restarted run has
+    // saved its first new checkpoint (so a slow start on a loaded machine does not turn a
+    // kill into one before any training).
     let cut = t.0.join("cut");
+    let newest_step = |dir: &Path| {
+        dir.join("checkpoints")
+            .read_dir()
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        name.strip_prefix("step-")?
+                            .strip_suffix(".ckpt")?
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut kills = 0;
     let mut torn_writes = 0;
@@ -1045,7 +1064,7 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let share = 0.10 + 0.25 * ((state >> 11) as f64 / (1u64 << 53) as f64);
+        let share = 0.05 + 0.20 * ((state >> 11) as f64 / (1u64 << 53) as f64);
         let has_checkpoint = cut
             .join("checkpoints")
             .read_dir()
@@ -1067,6 +1086,14 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
+        let before = newest_step(&cut);
+        let waited = Instant::now();
+        while newest_step(&cut) <= before && waited.elapsed() < Duration::from_secs(120) {
+            if child.try_wait().expect("poll").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         std::thread::sleep(full.mul_f64(share).max(Duration::from_millis(20)));
         child.kill().expect("SIGKILL");
         let _ = child.wait();
@@ -1076,23 +1103,7 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_result() {
              the test did not interrupt it"
         );
         kills += 1;
-        progress.push(
-            cut.join("checkpoints")
-                .read_dir()
-                .map(|d| {
-                    d.flatten()
-                        .filter_map(|e| {
-                            let name = e.file_name().to_string_lossy().to_string();
-                            name.strip_prefix("step-")?
-                                .strip_suffix(".ckpt")?
-                                .parse::<usize>()
-                                .ok()
-                        })
-                        .max()
-                        .unwrap_or(0)
-                })
-                .unwrap_or(0),
-        );
+        progress.push(newest_step(&cut));
         if cut.join("checkpoints").read_dir().is_ok_and(|d| {
             d.flatten()
                 .any(|e| e.path().extension().is_some_and(|x| x == "tmp"))
