@@ -1052,9 +1052,9 @@ pub fn rows_markdown(rows: &[AlRow], header: &str) -> String {
 /// same candidates, so the per-seed difference removes the seed set's luck. Empty when there
 /// is no `none` arm or nothing to pair.
 pub fn paired_markdown(rows: &[AlRow]) -> String {
-    let f1 = |arm: &str, seed: u64, round: usize| {
+    let none_f1 = |seed: u64, round: usize| {
         rows.iter()
-            .find(|r| r.augment == arm && r.seed == seed && r.round == round)
+            .find(|r| r.augment == "none" && r.seed == seed && r.round == round)
             .map(|r| r.test_f1)
     };
     let mut lines = String::new();
@@ -1062,16 +1062,11 @@ pub fn paired_markdown(rows: &[AlRow]) -> String {
         if arm == "none" {
             continue;
         }
-        let mut seeds: Vec<u64> = rows
+        // Rows are one per arm, seed and round (merging refuses an arm and seed twice).
+        let diffs: Vec<f64> = rows
             .iter()
             .filter(|r| r.augment == arm && r.round == round)
-            .map(|r| r.seed)
-            .collect();
-        seeds.sort_unstable();
-        seeds.dedup();
-        let diffs: Vec<f64> = seeds
-            .iter()
-            .filter_map(|&s| Some(f1(&arm, s, round)? - f1("none", s, round)?))
+            .filter_map(|r| Some(r.test_f1 - none_f1(r.seed, round)?))
             .collect();
         if diffs.is_empty() {
             continue;

@@ -319,6 +319,98 @@ fn draw_panel(
     Ok(())
 }
 
+/// A confusion matrix as a heatmap PNG: rows are the true classes, columns the predicted
+/// ones, each cell coloured by its share of its row (the recall of the diagonal) and labelled
+/// with its count.
+///
+/// # Errors
+///
+/// [`PlotError`] naming the file: not a `.png`, or a drawing failure.
+pub fn plot_confusion(
+    path: &Path,
+    title: &str,
+    labels: &[String],
+    confusion: &[Vec<usize>],
+) -> Result<(), PlotError> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let tmp = start_png(path)?;
+    let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let n = labels.len().max(1);
+    let cell = (560 / n as u32).clamp(14, 80);
+    let side = cell * n as u32;
+    // Wide enough for the title.
+    let size = (
+        (side + 220).max(title.chars().count() as u32 * 9 + 40),
+        side + 190,
+    );
+    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_error(&e))?;
+    let body = root
+        .titled(title, (FAMILY, 18).into_font())
+        .map_err(|e| draw_error(&e))?;
+    let (x0, y0) = (170i32, 40i32);
+    let font = (FAMILY, (cell as f64 * 0.35).clamp(9.0, 16.0)).into_font();
+    let centered = TextStyle::from(font.clone()).pos(Pos::new(HPos::Center, VPos::Center));
+    for (t, row) in confusion.iter().enumerate().take(n) {
+        let total: usize = row.iter().sum();
+        for (p, &count) in row.iter().enumerate().take(n) {
+            let share = if total == 0 {
+                0.0
+            } else {
+                count as f64 / total as f64
+            };
+            // White (0) to a deep blue (1).
+            let shade = |full: f64| (255.0 - share * (255.0 - full)) as u8;
+            let color = RGBColor(shade(30.0), shade(80.0), shade(160.0));
+            let (cx, cy) = (x0 + (p as u32 * cell) as i32, y0 + (t as u32 * cell) as i32);
+            body.draw(&Rectangle::new(
+                [(cx, cy), (cx + cell as i32, cy + cell as i32)],
+                color.filled(),
+            ))
+            .map_err(|e| draw_error(&e))?;
+            let ink = if share > 0.55 { WHITE } else { BLACK };
+            body.draw(&Text::new(
+                count.to_string(),
+                (cx + cell as i32 / 2, cy + cell as i32 / 2),
+                centered.clone().color(&ink),
+            ))
+            .map_err(|e| draw_error(&e))?;
+        }
+    }
+    let right = TextStyle::from(font.clone()).pos(Pos::new(HPos::Right, VPos::Center));
+    let below = TextStyle::from(font).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, name) in labels.iter().enumerate() {
+        let mid = (i as u32 * cell + cell / 2) as i32;
+        body.draw(&Text::new(name.as_str(), (x0 - 6, y0 + mid), right.clone()))
+            .map_err(|e| draw_error(&e))?;
+        body.draw(&Text::new(
+            name.as_str(),
+            (x0 + mid, y0 + side as i32 + 6),
+            below.clone().transform(FontTransform::Rotate90),
+        ))
+        .map_err(|e| draw_error(&e))?;
+    }
+    let axis = TextStyle::from((FAMILY, 15).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    body.draw(&Text::new(
+        "predicted",
+        (x0 + side as i32 / 2, y0 + side as i32 + 110),
+        axis.clone(),
+    ))
+    .map_err(|e| draw_error(&e))?;
+    body.draw(&Text::new(
+        "true",
+        (x0 - 150, y0 + side as i32 / 2),
+        axis.transform(FontTransform::Rotate270),
+    ))
+    .map_err(|e| draw_error(&e))?;
+    root.present().map_err(|e| draw_error(&e))?;
+    drop(root);
+    commit_png(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,96 +512,4 @@ mod tests {
         let r = axis_range([1e9, 1e9].into_iter(), 0.05);
         assert!(r.start < 1e9 && 1e9 < r.end);
     }
-}
-
-/// A confusion matrix as a heatmap PNG: rows are the true classes, columns the predicted
-/// ones, each cell coloured by its share of its row (the recall of the diagonal) and labelled
-/// with its count.
-///
-/// # Errors
-///
-/// [`PlotError`] naming the file: not a `.png`, or a drawing failure.
-pub fn plot_confusion(
-    path: &Path,
-    title: &str,
-    labels: &[String],
-    confusion: &[Vec<usize>],
-) -> Result<(), PlotError> {
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-    let tmp = start_png(path)?;
-    let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let n = labels.len().max(1);
-    let cell = (560 / n as u32).clamp(14, 80);
-    let side = cell * n as u32;
-    // Wide enough for the title.
-    let size = (
-        (side + 220).max(title.chars().count() as u32 * 9 + 40),
-        side + 190,
-    );
-    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| draw_error(&e))?;
-    let body = root
-        .titled(title, (FAMILY, 18).into_font())
-        .map_err(|e| draw_error(&e))?;
-    let (x0, y0) = (170i32, 40i32);
-    let font = (FAMILY, (cell as f64 * 0.35).clamp(9.0, 16.0)).into_font();
-    let centered = TextStyle::from(font.clone()).pos(Pos::new(HPos::Center, VPos::Center));
-    for (t, row) in confusion.iter().enumerate().take(n) {
-        let total: usize = row.iter().sum();
-        for (p, &count) in row.iter().enumerate().take(n) {
-            let share = if total == 0 {
-                0.0
-            } else {
-                count as f64 / total as f64
-            };
-            // White (0) to a deep blue (1).
-            let shade = |full: f64| (255.0 - share * (255.0 - full)) as u8;
-            let color = RGBColor(shade(30.0), shade(80.0), shade(160.0));
-            let (cx, cy) = (x0 + (p as u32 * cell) as i32, y0 + (t as u32 * cell) as i32);
-            body.draw(&Rectangle::new(
-                [(cx, cy), (cx + cell as i32, cy + cell as i32)],
-                color.filled(),
-            ))
-            .map_err(|e| draw_error(&e))?;
-            let ink = if share > 0.55 { WHITE } else { BLACK };
-            body.draw(&Text::new(
-                count.to_string(),
-                (cx + cell as i32 / 2, cy + cell as i32 / 2),
-                centered.clone().color(&ink),
-            ))
-            .map_err(|e| draw_error(&e))?;
-        }
-    }
-    let right = TextStyle::from(font.clone()).pos(Pos::new(HPos::Right, VPos::Center));
-    let below = TextStyle::from(font).pos(Pos::new(HPos::Left, VPos::Center));
-    for (i, name) in labels.iter().enumerate() {
-        let mid = (i as u32 * cell + cell / 2) as i32;
-        body.draw(&Text::new(name.as_str(), (x0 - 6, y0 + mid), right.clone()))
-            .map_err(|e| draw_error(&e))?;
-        body.draw(&Text::new(
-            name.as_str(),
-            (x0 + mid, y0 + side as i32 + 6),
-            below.clone().transform(FontTransform::Rotate90),
-        ))
-        .map_err(|e| draw_error(&e))?;
-    }
-    let axis = TextStyle::from((FAMILY, 15).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-    body.draw(&Text::new(
-        "predicted",
-        (x0 + side as i32 / 2, y0 + side as i32 + 110),
-        axis.clone(),
-    ))
-    .map_err(|e| draw_error(&e))?;
-    body.draw(&Text::new(
-        "true",
-        (x0 - 150, y0 + side as i32 / 2),
-        axis.transform(FontTransform::Rotate270),
-    ))
-    .map_err(|e| draw_error(&e))?;
-    root.present().map_err(|e| draw_error(&e))?;
-    drop(root);
-    commit_png(&tmp, path)
 }

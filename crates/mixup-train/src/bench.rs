@@ -147,8 +147,9 @@ pub struct BenchTarget<'a> {
 /// Times `spec.steps` training steps of `model` (built on the first of the autodiff
 /// `devices`) with the target's method, optimiser, learning rate and clipping. With one
 /// device each step is [`train_step`]; with several, [`train_step_split`] as `train` takes it
-/// (each batch split into one shard per device, the replicas run on their own threads). The model must accept rows of
-/// `spec.seq` tokens (a Transformer's position table, a BERT checkpoint's positions).
+/// (each batch split into one shard per device; each replica is driven by its own thread, their
+/// ops share rayon's pool). The model must accept rows of `spec.seq` tokens (a Transformer's
+/// position table, a BERT checkpoint's positions).
 ///
 /// # Errors
 ///
@@ -323,7 +324,7 @@ mod tests {
         };
         let e = bench_model(model.clone(), &target, &zero, one, "flex").expect_err("0 steps");
         assert!(e.to_string().starts_with("steps:"), "{e}");
-        // Two replicas: each batch split in two, one thread each.
+        // Two replicas: each batch split in two, each replica on its own thread.
         let two = [device.clone(), device.clone()];
         let r = bench_model(model.clone(), &target, &spec, &two, "flex,flex").expect("replicas");
         assert_eq!((r.device.as_str(), r.batch, r.steps), ("flex,flex", 4, 2));
