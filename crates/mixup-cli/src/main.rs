@@ -254,8 +254,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Backend (as for train); several, comma-separated (flex,flex), time a data-parallel
-    /// step: each batch split into one shard per device, each replica driven by its own
-    /// thread while their ops share rayon's pool.
+    /// step: each batch split into one shard per device, each replica on its own thread and
+    /// rayon pool (its share of the cores).
     #[arg(long)]
     device: Option<String>,
     /// Folder holding pretrained checkpoints (else $MIXUP_DATA_DIR, else the cache).

@@ -147,9 +147,9 @@ pub struct BenchTarget<'a> {
 /// Times `spec.steps` training steps of `model` (built on the first of the autodiff
 /// `devices`) with the target's method, optimiser, learning rate and clipping. With one
 /// device each step is [`train_step`]; with several, [`train_step_split`] as `train` takes it
-/// (each batch split into one shard per device; each replica is driven by its own thread, their
-/// ops share rayon's pool). The model must accept rows of `spec.seq` tokens (a Transformer's
-/// position table, a BERT checkpoint's positions).
+/// (each batch split into one shard per device; each replica runs on its own thread, inside its
+/// own rayon pool with its share of the cores). The model must accept rows of `spec.seq` tokens
+/// (a Transformer's position table, a BERT checkpoint's positions).
 ///
 /// # Errors
 ///

@@ -2,6 +2,8 @@
 //! the loss, backpropagate and update. Shared by the training loop ([`crate::train::train`])
 //! and the benchmarks, so that what is timed is what trains.
 
+use std::sync::{Arc, Mutex};
+
 use burn::{
     module::Module,
     optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer},
@@ -265,6 +267,58 @@ fn update<M: Module>(
     }
 }
 
+/// One rayon pool per replica, each with an equal share of the global pool's threads (at
+/// least one), kept for the process and rebuilt only when the number of replicas changes.
+/// A replica's ops run inside its own pool, so on flex its gemm and elementwise tasks stay on
+/// its threads instead of queueing with the other replicas' in the global pool. `None`
+/// (the replicas then share the global pool) where a pool cannot be built.
+fn replica_pools(replicas: usize) -> Option<Arc<Vec<rayon::ThreadPool>>> {
+    static POOLS: Mutex<Option<Arc<Vec<rayon::ThreadPool>>>> = Mutex::new(None);
+    if std::env::var_os("MIXUP_REPLICA_POOLS").is_some_and(|v| v == "0") {
+        return None;
+    }
+    let mut cached = POOLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(pools) = cached.as_ref().filter(|p| p.len() == replicas) {
+        return Some(Arc::clone(pools));
+    }
+    let threads = (rayon::current_num_threads() / replicas.max(1)).max(1);
+    let pools: Vec<rayon::ThreadPool> = (0..replicas)
+        .map(|i| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |t| format!("mixup-replica-{i}-{t}"))
+                .build()
+        })
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    let pools = Arc::new(pools);
+    *cached = Some(Arc::clone(&pools));
+    Some(pools)
+}
+
+/// Runs job `i` as replica `i`: each from its own thread, inside that replica's pool of
+/// [`replica_pools`] (so the rayon work of its ops stays on its share of the cores). The
+/// results in order; `None` for a job that panicked.
+fn run_on_replicas<'a, T: Send>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>) -> Vec<Option<T>> {
+    let pools = replica_pools(jobs.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let pool = pools.as_ref().map(|p| &p[i]);
+                scope.spawn(move || match pool {
+                    Some(pool) => pool.install(job),
+                    None => job(),
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().ok()).collect()
+    })
+}
+
 /// One data-parallel step over several devices, through Burn's own multi-device pieces: each
 /// replica (the model forked to `devices[i]` with [`Module::fork`]) runs the forward and
 /// backward of `shards[i]` in its own thread, with its own `rngs[i]` for mixing (flex
@@ -321,37 +375,36 @@ pub fn train_step_replicated<M: Module + MixingPoints + Send>(
     // Each replica thread draws its dropout masks from its own branch of this thread's
     // stream (seeded for the step), so a replicated step is repeatable.
     let stream = mixup_kernels::dropout_stream();
-    let results: Vec<Result<(GradientsParams, StepReport)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shards
-            .iter()
-            .zip(rngs.iter_mut())
-            .zip(devices)
-            .enumerate()
-            .map(|(i, ((shard, rng), device))| {
-                let replica = if i == 0 {
-                    model.clone()
-                } else {
-                    model.clone().fork(device)
-                };
-                let weight = shard.items.len() as f32 / total as f32;
-                scope.spawn(move || {
-                    mixup_kernels::fork_dropout(stream, i as u64);
-                    step_gradients(&replica, plan, shard, rng, device, weight)
-                })
+    type Job<'a> = Box<dyn FnOnce() -> Result<(GradientsParams, StepReport)> + Send + 'a>;
+    let jobs: Vec<Job<'_>> = shards
+        .iter()
+        .zip(rngs.iter_mut())
+        .zip(devices)
+        .enumerate()
+        .map(|(i, ((shard, rng), device))| {
+            let replica = if i == 0 {
+                model.clone()
+            } else {
+                model.clone().fork(device)
+            };
+            let weight = shard.items.len() as f32 / total as f32;
+            Box::new(move || {
+                mixup_kernels::fork_dropout(stream, i as u64);
+                step_gradients(&replica, plan, shard, rng, device, weight)
+            }) as Job<'_>
+        })
+        .collect();
+    let results: Vec<Result<(GradientsParams, StepReport)>> = run_on_replicas(jobs)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                Err(TrainError::Method(format!(
+                    "the replica on device {i} panicked"
+                )))
             })
-            .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
-                h.join().unwrap_or_else(|_| {
-                    Err(TrainError::Method(format!(
-                        "the replica on device {i} panicked"
-                    )))
-                })
-            })
-            .collect()
-    });
+        })
+        .collect();
     let mut sum = GradientsAccumulator::new();
     let mut loss: Option<Tensor<1>> = None;
     let mut hits: Option<Tensor<1, Int>> = None;
@@ -1285,5 +1338,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn replicas_run_on_their_own_share_of_the_threads() {
+        // Each job reports the pool it ran in: its thread's name and the pool's size.
+        let probe = |fail: bool| {
+            Box::new(move || {
+                assert!(!fail, "a replica that panics");
+                let name = std::thread::current().name().map(str::to_string);
+                (name, rayon::current_num_threads())
+            }) as Box<dyn FnOnce() -> (Option<String>, usize) + Send>
+        };
+        let share = (rayon::current_num_threads() / 2).max(1);
+        let seen = run_on_replicas(vec![probe(false), probe(false)]);
+        for (i, s) in seen.iter().enumerate() {
+            let (name, threads) = s.clone().expect("no panic");
+            let name = name.expect("a named pool thread");
+            assert!(name.starts_with(&format!("mixup-replica-{i}-")), "{name}");
+            assert_eq!(threads, share, "replica {i}");
+        }
+        // Three replicas get three pools; a panicking job is reported, not propagated.
+        let seen = run_on_replicas(vec![probe(false), probe(true), probe(false)]);
+        assert!(seen[0].is_some() && seen[1].is_none() && seen[2].is_some());
+        assert_eq!(replica_pools(3).map(|p| p.len()), Some(3));
     }
 }
