@@ -267,40 +267,63 @@ fn update<M: Module>(
     }
 }
 
-/// One rayon pool per replica, each with an equal share of the global pool's threads (at
-/// least one), kept for the process and rebuilt only when the number of replicas changes.
-/// A replica's ops run inside its own pool, so on flex its gemm and elementwise tasks stay on
-/// its threads instead of queueing with the other replicas' in the global pool. `None`
-/// (the replicas then share the global pool) where a pool cannot be built.
+/// One rayon pool per replica, sharing out the calling context's threads (the first
+/// `threads % replicas` pools get one more; every pool at least one), kept for the process per
+/// (replicas, threads). A replica's ops run inside its own pool, so on flex its gemm and
+/// elementwise tasks stay on its threads instead of queueing with the other replicas' in the
+/// global pool. `None` (the replicas then share the caller's pool) when
+/// `MIXUP_REPLICA_POOLS=0` or where a pool cannot be built.
 fn replica_pools(replicas: usize) -> Option<Arc<Vec<rayon::ThreadPool>>> {
-    static POOLS: Mutex<Option<Arc<Vec<rayon::ThreadPool>>>> = Mutex::new(None);
+    type Pools = Arc<Vec<rayon::ThreadPool>>;
+    static POOLS: Mutex<Vec<((usize, usize), Pools)>> = Mutex::new(Vec::new());
     if std::env::var_os("MIXUP_REPLICA_POOLS").is_some_and(|v| v == "0") {
         return None;
     }
+    let replicas = replicas.max(1);
+    let threads = rayon::current_num_threads();
+    let key = (replicas, threads);
     let mut cached = POOLS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(pools) = cached.as_ref().filter(|p| p.len() == replicas) {
+    if let Some((_, pools)) = cached.iter().find(|(k, _)| *k == key) {
         return Some(Arc::clone(pools));
     }
-    let threads = (rayon::current_num_threads() / replicas.max(1)).max(1);
     let pools: Vec<rayon::ThreadPool> = (0..replicas)
         .map(|i| {
+            let share = (threads / replicas + usize::from(i < threads % replicas)).max(1);
             rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
+                .num_threads(share)
                 .thread_name(move |t| format!("mixup-replica-{i}-{t}"))
                 .build()
         })
         .collect::<std::result::Result<_, _>>()
         .ok()?;
     let pools = Arc::new(pools);
-    *cached = Some(Arc::clone(&pools));
+    cached.push((key, Arc::clone(&pools)));
     Some(pools)
 }
 
+/// Restores the calling thread's dropout stream when dropped (on panic too). A pool thread
+/// waiting inside one replica's op may run another training's replica job nested on the same
+/// thread; that job forks the stream, and this puts the outer job's stream back.
+struct KeepDropoutStream(u64);
+
+impl KeepDropoutStream {
+    fn new() -> Self {
+        Self(mixup_kernels::dropout_stream())
+    }
+}
+
+impl Drop for KeepDropoutStream {
+    fn drop(&mut self) {
+        mixup_kernels::seed_dropout(self.0);
+    }
+}
+
 /// Runs job `i` as replica `i`: each from its own thread, inside that replica's pool of
-/// [`replica_pools`] (so the rayon work of its ops stays on its share of the cores). The
-/// results in order; `None` for a job that panicked.
+/// [`replica_pools`] (so the rayon work of its ops stays on its share of the cores), the pool
+/// thread's dropout stream restored afterwards. The results in order; `None` for a job that
+/// panicked.
 fn run_on_replicas<'a, T: Send>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>) -> Vec<Option<T>> {
     let pools = replica_pools(jobs.len());
     std::thread::scope(|scope| {
@@ -310,7 +333,10 @@ fn run_on_replicas<'a, T: Send>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>) -
             .map(|(i, job)| {
                 let pool = pools.as_ref().map(|p| &p[i]);
                 scope.spawn(move || match pool {
-                    Some(pool) => pool.install(job),
+                    Some(pool) => pool.install(|| {
+                        let _keep = KeepDropoutStream::new();
+                        job()
+                    }),
                     None => job(),
                 })
             })
@@ -1342,25 +1368,55 @@ mod tests {
 
     #[test]
     fn replicas_run_on_their_own_share_of_the_threads() {
-        // Each job reports the pool it ran in: its thread's name and the pool's size.
+        if std::env::var_os("MIXUP_REPLICA_POOLS").is_some_and(|v| v == "0") {
+            eprintln!("skipped: MIXUP_REPLICA_POOLS=0 turns the pools off");
+            return;
+        }
+        // Each job reports the pool it ran in (its thread's name and size) and leaves its
+        // thread's dropout stream moved.
         let probe = |fail: bool| {
             Box::new(move || {
+                mixup_kernels::fork_dropout(7, 1);
                 assert!(!fail, "a replica that panics");
                 let name = std::thread::current().name().map(str::to_string);
                 (name, rayon::current_num_threads())
             }) as Box<dyn FnOnce() -> (Option<String>, usize) + Send>
         };
-        let share = (rayon::current_num_threads() / 2).max(1);
-        let seen = run_on_replicas(vec![probe(false), probe(false)]);
-        for (i, s) in seen.iter().enumerate() {
-            let (name, threads) = s.clone().expect("no panic");
-            let name = name.expect("a named pool thread");
-            assert!(name.starts_with(&format!("mixup-replica-{i}-")), "{name}");
-            assert_eq!(threads, share, "replica {i}");
+        let total = rayon::current_num_threads();
+        for n in [2, 3] {
+            let seen = run_on_replicas((0..n).map(|_| probe(false)).collect());
+            let mut threads = 0;
+            for (i, s) in seen.iter().enumerate() {
+                let (name, t) = s.clone().expect("no panic");
+                let name = name.expect("a named pool thread");
+                assert!(name.starts_with(&format!("mixup-replica-{i}-")), "{name}");
+                let share = total / n + usize::from(i < total % n);
+                assert_eq!(t, share.max(1), "{n} replicas, replica {i}");
+                threads += t;
+            }
+            // Every thread of the caller's pool is handed out, none twice.
+            assert_eq!(threads, total.max(n), "{n} replicas");
         }
-        // Three replicas get three pools; a panicking job is reported, not propagated.
+        // The pools outlive the step: the next job on replica 0's pool finds the stream it
+        // had before the probe forked it.
+        let before = run_on_replicas(vec![
+            Box::new(mixup_kernels::dropout_stream) as Box<dyn FnOnce() -> u64 + Send>,
+            Box::new(mixup_kernels::dropout_stream),
+        ]);
+        let fork = |state: u64| {
+            Box::new(move || mixup_kernels::fork_dropout(state, 0)) as Box<dyn FnOnce() + Send>
+        };
+        run_on_replicas(vec![fork(99), fork(100)]);
+        let after = run_on_replicas(vec![
+            Box::new(mixup_kernels::dropout_stream) as Box<dyn FnOnce() -> u64 + Send>,
+            Box::new(mixup_kernels::dropout_stream),
+        ]);
+        assert_eq!(
+            before, after,
+            "a replica job left its pool thread's stream moved"
+        );
+        // A panicking job is reported, not propagated.
         let seen = run_on_replicas(vec![probe(false), probe(true), probe(false)]);
         assert!(seen[0].is_some() && seen[1].is_none() && seen[2].is_some());
-        assert_eq!(replica_pools(3).map(|p| p.len()), Some(3));
     }
 }
